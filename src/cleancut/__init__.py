@@ -1,0 +1,78 @@
+"""cleancut — background removal with IS-Net on ONNX Runtime.
+
+>>> from cleancut import remove_background      # doctest: +SKIP
+>>> remove_background("photo.jpg").save("cutout.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import (
+    alphamask,
+    apply_segmentation_mask,
+    preload,
+    remove_background,
+    remove_foreground,
+    segment_foreground,
+)
+from .codecs import FORMATS, DecodedImage, decode
+from .config import Settings
+from .errors import (
+    CancelledError,
+    ChecksumMismatchError,
+    CleancutError,
+    DeviceError,
+    DownloadError,
+    ImageError,
+    ImageTooLargeError,
+    InputNotFoundError,
+    InvalidOptionError,
+    ModelError,
+    ModelNotFoundError,
+    OutputExistsError,
+    TruncatedImageError,
+    UnknownModelError,
+    UnreadableImageError,
+    UnsupportedImageError,
+)
+from .models import DEFAULT_MODEL, MODELS, ModelSpec, resolve_model
+from .pipeline import OUTPUT_TYPES
+from .remover import Cutout, Remover
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FORMATS",
+    "MODELS",
+    "OUTPUT_TYPES",
+    "CancelledError",
+    "ChecksumMismatchError",
+    "CleancutError",
+    "Cutout",
+    "DecodedImage",
+    "DeviceError",
+    "DownloadError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InputNotFoundError",
+    "InvalidOptionError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "OutputExistsError",
+    "Remover",
+    "Settings",
+    "TruncatedImageError",
+    "UnknownModelError",
+    "UnreadableImageError",
+    "UnsupportedImageError",
+    "__version__",
+    "alphamask",
+    "apply_segmentation_mask",
+    "decode",
+    "preload",
+    "remove_background",
+    "remove_foreground",
+    "resolve_model",
+    "segment_foreground",
+]

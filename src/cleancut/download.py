@@ -1,0 +1,407 @@
+"""Model delivery: ``resources.json`` + SHA-256-named chunks, verified, resumable, atomic.
+
+Sources, tried in order:
+
+1. the base URL (``http://``, ``https://`` or ``file://``; default IMG.LY's CDN folder of the
+   pinned data package): ``resources.json`` is read, the model's chunks are fetched in
+   parallel, each checked for size and SHA-256 (a bad chunk is fetched again), assembled,
+   and the whole file checked against the size and SHA-256 pinned in :mod:`cleancut.models`;
+2. the ``npm`` client: ``npm pack <package>@<version>`` into a temporary folder, then the
+   same assembly and checks from the tarball's ``dist/``. The registry is whatever the
+   user's npm is configured for; no host name is written here.
+
+Verified chunks are kept in ``<cache>/chunks`` until the model is installed, so an
+interrupted download resumes where it stopped. The model is assembled under a unique
+temporary name next to its final path and renamed into place only once verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import __version__
+from .config import Settings
+from .errors import CancelledError, ChecksumMismatchError, DownloadError, ModelError, ModelNotFoundError
+from .models import DATA_PACKAGE, DATA_VERSION, ModelSpec, resolve_model
+from .progress import ByteCounter, ProgressCallback
+
+__all__ = [
+    "Chunk",
+    "fetch_model",
+    "installed_path",
+    "sha256_file",
+    "verify_installed",
+]
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 1 << 16
+_USER_AGENT = f"cleancut/{__version__}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    sha256: str
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _Source:
+    """Where chunk files come from: anything that opens ``<name>`` as a byte stream."""
+
+    description: str
+
+    def open(self, name: str) -> BinaryIO:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read_json(self, name: str) -> Any:
+        try:
+            with self.open(name) as f:
+                return json.loads(f.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DownloadError(f"{self.description}{name} is not valid JSON: {exc}") from exc
+
+
+class _UrlSource(_Source):
+    def __init__(self, base_url: str, timeout: float) -> None:
+        scheme = urllib.parse.urlsplit(base_url).scheme.lower()
+        if scheme not in ("http", "https", "file"):
+            raise DownloadError(
+                f"model URL {base_url!r} must start with http://, https:// or file://"
+            )
+        self.base = base_url if base_url.endswith("/") else base_url + "/"
+        self.description = self.base
+        self.timeout = timeout
+
+    def open(self, name: str) -> BinaryIO:
+        url = urllib.parse.urljoin(self.base, name.lstrip("/"))
+        req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        try:
+            resp: BinaryIO = urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"GET {url} answered HTTP {exc.code} {exc.reason}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(f"GET {url} failed: {reason}") from exc
+        return resp
+
+
+class _DirSource(_Source):
+    def __init__(self, root: Path, description: str) -> None:
+        self.root = root
+        self.description = description
+
+    def open(self, name: str) -> BinaryIO:
+        path = self.root / name.lstrip("/")
+        try:
+            return open(path, "rb")
+        except OSError as exc:
+            raise DownloadError(f"{self.description}: cannot open {name}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def _parse_entry(resources: Any, spec: ModelSpec, where: str) -> list[Chunk]:
+    assert spec.resource is not None
+    try:
+        entry = resources[spec.resource]
+        chunks = [
+            Chunk(str(c["hash"]).lower(), int(c["offsets"][0]), int(c["offsets"][1]))
+            for c in entry["chunks"]
+        ]
+        size = int(entry["size"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DownloadError(
+            f"{where}resources.json has no usable entry for {spec.resource}: {exc!r}"
+        ) from exc
+    if spec.size is not None and size != spec.size:
+        raise ChecksumMismatchError(
+            f"{where}resources.json says {spec.resource} is {size} bytes; cleancut pins "
+            f"{spec.size} bytes for {spec.name} ({DATA_PACKAGE}@{DATA_VERSION})"
+        )
+    pos = 0
+    for c in chunks:
+        if c.start != pos or c.end <= c.start or len(c.sha256) != 64:
+            raise DownloadError(f"{where}resources.json lists a malformed chunk for {spec.resource}")
+        pos = c.end
+    if pos != size:
+        raise DownloadError(f"{where}resources.json chunks of {spec.resource} do not add up to its size")
+    return chunks
+
+
+def _chunk_ok(path: Path, chunk: Chunk) -> bool:
+    try:
+        return path.stat().st_size == chunk.size and sha256_file(path) == chunk.sha256
+    except OSError:
+        return False
+
+
+def _fetch_chunk(
+    source: _Source, chunk: Chunk, dest_dir: Path, counter: ByteCounter, retries: int,
+    cancel: Callable[[], bool] | None,
+) -> Path:
+    dest = dest_dir / chunk.sha256
+    if _chunk_ok(dest, chunk):
+        counter.add(chunk.size)  # resume: verified earlier, not fetched again
+        return dest
+    last: Exception | None = None
+    for attempt in range(1, retries + 1):
+        tmp = dest_dir / f".{chunk.sha256}.{uuid.uuid4().hex[:8]}.part"
+        got = 0
+        try:
+            h = hashlib.sha256()
+            with source.open(chunk.sha256) as src, open(tmp, "wb") as out:
+                while True:
+                    if cancel is not None and cancel():
+                        raise CancelledError("model download cancelled")
+                    block = src.read(_BLOCK)
+                    if not block:
+                        break
+                    if got + len(block) > chunk.size:
+                        raise ChecksumMismatchError(
+                            f"chunk {chunk.sha256[:12]}… is longer than the {chunk.size} bytes listed"
+                        )
+                    h.update(block)
+                    out.write(block)
+                    got += len(block)
+                    counter.add(len(block))
+            if got != chunk.size:
+                raise ChecksumMismatchError(
+                    f"chunk {chunk.sha256[:12]}… has {got} bytes, expected {chunk.size}"
+                )
+            digest = h.hexdigest()
+            if digest != chunk.sha256:
+                raise ChecksumMismatchError(
+                    f"chunk {chunk.sha256[:12]}… has SHA-256 {digest[:12]}…; "
+                    f"the source {source.description} served corrupt data"
+                )
+            os.replace(tmp, dest)
+            return dest
+        except (DownloadError, ChecksumMismatchError, OSError) as exc:
+            counter.add(-got)
+            last = exc
+            log.warning("chunk %s… attempt %d/%d failed: %s", chunk.sha256[:12], attempt, retries, exc)
+        finally:
+            tmp.unlink(missing_ok=True)
+    assert last is not None
+    raise last
+
+
+def _assemble(chunk_paths: list[Path], spec: ModelSpec, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        h = hashlib.sha256()
+        size = 0
+        with open(tmp, "wb") as out:
+            for p in chunk_paths:
+                with open(p, "rb") as f:
+                    while block := f.read(1 << 20):
+                        h.update(block)
+                        out.write(block)
+                        size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if spec.size is not None and size != spec.size:
+            raise ChecksumMismatchError(f"assembled {spec.name} is {size} bytes, expected {spec.size}")
+        if spec.sha256 is not None and h.hexdigest() != spec.sha256:
+            raise ChecksumMismatchError(
+                f"assembled {spec.name} has SHA-256 {h.hexdigest()}, expected {spec.sha256}"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _download_from(
+    source: _Source,
+    spec: ModelSpec,
+    settings: Settings,
+    target: Path,
+    progress: ProgressCallback | None,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    resources = source.read_json("resources.json")
+    chunks = _parse_entry(resources, spec, source.description)
+    total = sum(c.size for c in chunks)
+    counter = ByteCounter(spec.progress_key, total, progress)
+    if progress is not None:
+        progress(spec.progress_key, 0, total)
+    chunk_dir = settings.chunks_dir
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    workers = min(settings.download_workers, len(chunks))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleancut-fetch") as pool:
+        futures = [
+            pool.submit(
+                _fetch_chunk, source, c, chunk_dir, counter, settings.download_retries, cancel
+            )
+            for c in chunks
+        ]
+        try:
+            paths = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    _assemble(paths, spec, target)
+    for p in paths:  # only needed to resume an interrupted download
+        p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- npm
+
+
+@contextmanager
+def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
+    exe = shutil.which(npm)
+    if exe is None:
+        raise DownloadError(f"the npm client {npm!r} is not installed (set CLEANCUT_NPM to its path)")
+    spec = f"{DATA_PACKAGE}@{DATA_VERSION}"
+    with tempfile.TemporaryDirectory(prefix="cleancut-npm-") as tmpdir:
+        tmp = Path(tmpdir)
+        cmd = [exe, "pack", spec, "--pack-destination", str(tmp), "--silent"]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
+                stdin=subprocess.DEVNULL, check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise DownloadError(f"`npm pack {spec}` did not finish in {timeout:.0f} s") from exc
+        except OSError as exc:
+            raise DownloadError(f"could not run {exe}: {exc}") from exc
+        tarballs = sorted(tmp.glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise DownloadError(f"`npm pack {spec}` failed (exit {proc.returncode}): {' '.join(detail)}")
+        dist = tmp / "dist"
+        dist.mkdir()
+        try:
+            with tarfile.open(tarballs[0], "r:gz") as tar:
+                for member in tar:
+                    name = member.name
+                    if not member.isfile() or not name.startswith("package/dist/"):
+                        continue
+                    leaf = name[len("package/dist/"):]
+                    if "/" in leaf or leaf.startswith("."):
+                        continue
+                    src = tar.extractfile(member)
+                    if src is None:
+                        continue
+                    with src, open(dist / leaf, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DownloadError(f"the npm tarball of {spec} is unreadable: {exc}") from exc
+        tarballs[0].unlink()
+        yield _DirSource(dist, f"npm package {spec} ")
+
+
+# --------------------------------------------------------------------------- public
+
+
+def installed_path(spec: ModelSpec | str, settings: Settings) -> Path:
+    """Where the model file lives (or will live) in the cache."""
+    return settings.models_dir / resolve_model(spec).filename
+
+
+def verify_installed(spec: ModelSpec, path: Path) -> bool:
+    """Check size and SHA-256 of an installed published model (derived: its sidecar record)."""
+    if not path.is_file():
+        return False
+    if spec.sha256 is not None:
+        return path.stat().st_size == spec.size and sha256_file(path) == spec.sha256
+    record = path.with_name(path.name + ".json")
+    try:
+        meta = json.loads(record.read_text())
+        return bool(path.stat().st_size == meta["size"] and sha256_file(path) == meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def fetch_model(
+    spec: ModelSpec | str,
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    force: bool = False,
+) -> Path:
+    """Make sure a published model is installed and verified; return its path.
+
+    Tries the base URL, then ``npm pack``. Raises :class:`ModelNotFoundError` in offline
+    mode, :class:`DownloadError` when every source fails.
+    """
+    spec = resolve_model(spec)
+    if spec.derived_from is not None:
+        from .graph import ensure_derived
+
+        return ensure_derived(spec, settings, progress=progress, cancel=cancel, force=force)
+    target = installed_path(spec, settings)
+    if not force and target.exists():
+        if verify_installed(spec, target):
+            return target
+        log.warning("cached %s failed verification (corrupt or truncated); fetching it again", target)
+    if settings.offline:
+        raise ModelNotFoundError(
+            f"model {spec.name} is not in the cache ({target}) and offline mode is on. "
+            f"Run `cleancut models fetch {spec.name}` with network access, or copy "
+            f"{spec.filename} into {settings.models_dir}, or unset CLEANCUT_OFFLINE."
+        )
+    errors: list[str] = []
+    try:
+        _download_from(
+            _UrlSource(settings.model_base_url, settings.download_timeout),
+            spec, settings, target, progress, cancel,
+        )
+        return target
+    except ModelError as exc:
+        errors.append(f"{settings.model_base_url}: {exc}")
+        log.warning("download from %s failed (%s); trying the npm client", settings.model_base_url, exc)
+    if settings.npm:
+        try:
+            with _npm_source(settings.npm, timeout=max(600.0, settings.download_timeout)) as src:
+                _download_from(src, spec, settings, target, progress, cancel)
+            return target
+        except ModelError as exc:
+            errors.append(f"npm: {exc}")
+    else:
+        errors.append("npm fallback: turned off (CLEANCUT_NPM=0)")
+    raise DownloadError(
+        f"could not fetch model {spec.name}. "
+        + " | ".join(errors)
+        + f". Check the network or set CLEANCUT_MODEL_URL to a mirror of {DATA_PACKAGE}@"
+        f"{DATA_VERSION}/dist/ (http(s):// or file://), or place {spec.filename} in "
+        f"{settings.models_dir}."
+    )

@@ -1,0 +1,215 @@
+"""The IS-Net pipeline as pure functions on numpy arrays (no I/O, no model).
+
+Pre- and post-processing follow IMG.LY's reference (``@imgly/background-removal`` 1.4.x):
+
+* resize: bilinear on the grid ``src = dst · (src_size / dst_size)`` (no half-pixel offset),
+  neighbours ``floor``/``ceil`` clamped to the edge, rounded half up — see
+  :func:`resize_bilinear`. Using the same grid both ways matters: the down- and up-sampling
+  offsets cancel, so the mask lands exactly on the subject.
+* preprocess: RGB to 1024×1024 ignoring aspect, ``(v − 128) / 256``, NCHW float32.
+* postprocess: ``v · 255`` truncated to uint8, resized back to the full image size.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import numpy as np
+from PIL import ImageColor
+
+from .errors import InvalidOptionError
+
+__all__ = [
+    "MEAN",
+    "OUTPUT_TYPES",
+    "STD",
+    "OutputType",
+    "apply_mask",
+    "compose",
+    "flatten",
+    "normalize_output_type",
+    "parse_color",
+    "postprocess",
+    "preprocess",
+    "resize_bilinear",
+]
+
+MEAN: Final = 128.0
+STD: Final = 256.0
+
+OutputType = Literal["foreground", "background", "mask"]
+OUTPUT_TYPES: Final[tuple[OutputType, ...]] = ("foreground", "background", "mask")
+
+# Rows of output computed per step when resizing: bounds the float64 temporaries to a few MB
+# whatever the image size (a 24 MP mask would otherwise need ~1 GB of temporaries).
+_RESIZE_BLOCK_ELEMENTS: Final = 1 << 21
+
+
+def _axis_grid(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pos = np.arange(dst, dtype=np.float64) * (src / dst)
+    lo = np.floor(pos).astype(np.intp)
+    np.clip(lo, 0, src - 1, out=lo)
+    hi = np.minimum(np.ceil(pos).astype(np.intp), src - 1)
+    frac = pos - lo
+    return lo, hi, frac
+
+
+def resize_bilinear(src: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of ``[H, W]`` or ``[H, W, C]`` uint8 on IMG.LY's sampling grid.
+
+    For every destination pixel ``(x, y)``: ``sx = x · W/width``, ``sy = y · H/height``;
+    neighbours ``floor`` and ``ceil`` (clamped), weights from the fractional parts, result
+    ``round(v)`` half up. Computed separably in float64, in row blocks to bound memory.
+    """
+    if src.dtype != np.uint8 or src.ndim not in (2, 3):
+        raise InvalidOptionError(f"resize_bilinear expects uint8 [H, W(, C)], got {src.dtype} {src.shape}")
+    if height < 1 or width < 1:
+        raise InvalidOptionError(f"target size must be positive, got {width}×{height}")
+    sh, sw = src.shape[:2]
+    if (sh, sw) == (height, width):
+        return src.copy()
+    y0, y1, dy = _axis_grid(sh, height)
+    x0, x1, dx = _axis_grid(sw, width)
+
+    # Horizontal pass only on the source rows that are actually sampled.
+    rows = np.unique(np.concatenate([y0, y1]))
+    remap = np.empty(sh, dtype=np.intp)
+    remap[rows] = np.arange(rows.size)
+    picked = src[rows]
+    wx = dx if src.ndim == 2 else dx[:, None]
+    horiz = picked[:, x0].astype(np.float64)
+    horiz *= 1.0 - wx
+    horiz += picked[:, x1] * wx
+
+    out = np.empty((height, width) + src.shape[2:], dtype=np.uint8)
+    per_row = width * (1 if src.ndim == 2 else src.shape[2])
+    block = max(1, _RESIZE_BLOCK_ELEMENTS // per_row)
+    for start in range(0, height, block):
+        stop = min(height, start + block)
+        wy = dy[start:stop].reshape((-1,) + (1,) * (src.ndim - 1))
+        top = horiz[remap[y0[start:stop]]]
+        bottom = horiz[remap[y1[start:stop]]]
+        v = top * (1.0 - wy)
+        v += bottom * wy
+        v += 0.5
+        np.floor(v, out=v)
+        np.clip(v, 0, 255, out=v)
+        out[start:stop] = v
+    return out
+
+
+def preprocess(pixels: np.ndarray, size: int = 1024) -> np.ndarray:
+    """RGB(A) uint8 ``[H, W, C]`` → network input ``[1, 3, size, size]`` float32.
+
+    Alpha is ignored, as in the reference.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
+        raise InvalidOptionError(f"preprocess expects uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
+    resized = resize_bilinear(np.ascontiguousarray(pixels[:, :, :3]), size, size)
+    x = resized.astype(np.float32)
+    x -= MEAN
+    x /= STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
+
+    ``v · 255`` truncated (the reference writes floats into a ``Uint8Array``), then
+    resized to the image's own size: the mask is always full resolution.
+    """
+    m = np.asarray(output, dtype=np.float32)
+    m = m.reshape(m.shape[-2:])
+    m8 = (np.clip(m, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return resize_bilinear(m8, height, width)
+
+
+def _mul_alpha(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``round(a · b / 255)`` for uint8 arrays, exact integer arithmetic."""
+    prod = a.astype(np.uint16) * b.astype(np.uint16) + 128
+    return ((prod + (prod >> 8)) >> 8).astype(np.uint8)
+
+
+def apply_mask(pixels: np.ndarray, mask: np.ndarray, *, invert: bool = False) -> np.ndarray:
+    """RGBA whose alpha is ``mask`` (or ``255 − mask``), combined with any alpha already there."""
+    if pixels.shape[:2] != mask.shape[:2]:
+        raise InvalidOptionError(
+            f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
+            f"{pixels.shape[1]}×{pixels.shape[0]}; they must match"
+        )
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise InvalidOptionError(f"mask must be uint8 [H, W], got {mask.dtype} {mask.shape}")
+    alpha = 255 - mask if invert else mask
+    h, w = mask.shape
+    out = np.empty((h, w, 4), dtype=np.uint8)
+    out[:, :, :3] = pixels[:, :, :3]
+    out[:, :, 3] = _mul_alpha(alpha, pixels[:, :, 3]) if pixels.shape[2] == 4 else alpha
+    return out
+
+
+def compose(pixels: np.ndarray, mask: np.ndarray, output_type: OutputType) -> np.ndarray:
+    """The output pixels for an output type: RGBA for foreground/background, gray for mask."""
+    if output_type == "foreground":
+        return apply_mask(pixels, mask)
+    if output_type == "background":
+        return apply_mask(pixels, mask, invert=True)
+    if output_type == "mask":
+        return mask
+    raise InvalidOptionError(f"unknown output type {output_type!r}")
+
+
+def flatten(rgba: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """Composite RGBA over an opaque colour → RGB (for JPEG and other alpha-less outputs)."""
+    if rgba.ndim == 2 or rgba.shape[2] == 3:
+        return rgba
+    a = rgba[:, :, 3:4].astype(np.uint16)
+    rgb = rgba[:, :, :3].astype(np.uint16)
+    bg = np.asarray(color, dtype=np.uint16).reshape(1, 1, 3)
+    v = rgb * a + bg * (255 - a) + 128
+    return ((v + (v >> 8)) >> 8).astype(np.uint8)
+
+
+def normalize_output_type(value: str) -> OutputType:
+    key = value.strip().lower()
+    aliases: dict[str, OutputType] = {
+        "foreground": "foreground",
+        "fg": "foreground",
+        "background": "background",
+        "bg": "background",
+        "mask": "mask",
+        "alpha": "mask",
+        "alphamask": "mask",
+    }
+    try:
+        return aliases[key]
+    except KeyError:
+        raise InvalidOptionError(
+            f"unknown output type {value!r}; choose one of: {', '.join(OUTPUT_TYPES)}"
+        ) from None
+
+
+def parse_color(value: str | tuple[int, int, int] | None) -> tuple[int, int, int]:
+    """``'white'``, ``'#ffcc00'``, ``'255,204,0'`` or a tuple → RGB tuple (default white)."""
+    if value is None:
+        return (255, 255, 255)
+    if isinstance(value, tuple):
+        if len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value):
+            return value
+        raise InvalidOptionError(f"a colour tuple needs three integers 0..255, got {value!r}")
+    text = value.strip()
+    if "," in text:
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            nums = tuple(int(p) for p in parts)
+        except ValueError:
+            nums = ()
+        if len(nums) == 3 and all(0 <= n <= 255 for n in nums):
+            return (nums[0], nums[1], nums[2])
+        raise InvalidOptionError(f"colour {value!r} is not R,G,B with values 0..255")
+    try:
+        rgb = ImageColor.getrgb(text)
+    except ValueError:
+        raise InvalidOptionError(
+            f"unknown colour {value!r}; use a name (white), #rrggbb or R,G,B"
+        ) from None
+    return (rgb[0], rgb[1], rgb[2])

@@ -1,0 +1,259 @@
+"""``Remover``: one loaded model, and the :class:`Cutout` it returns.
+
+The pipeline per image: decode → preprocess → inference → postprocess → (encode on demand).
+Each stage reports ``compute:<stage>`` progress and checks the cancel signal before it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codecs, pipeline
+from .codecs import DecodedImage, ImageInput, OutputFormat
+from .config import Settings
+from .errors import InvalidOptionError
+from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
+from .pipeline import OutputType
+from .progress import CancelSignal, ProgressCallback, check_cancel, stage
+from .runtime import Device, InferenceSession, normalize_device
+
+__all__ = ["Cutout", "Remover"]
+
+log = logging.getLogger(__name__)
+
+#: PNG zlib level. Level 1 writes a 12 MP cut-out several times faster than Pillow's
+#: default 6 for a file only slightly larger (see benchmarks/stages.py).
+DEFAULT_PNG_LEVEL = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Cutout:
+    """The result of every cleancut function.
+
+    ``pixels``: ``[H, W, 4]`` RGBA for ``foreground``/``background``, ``[H, W]`` gray for
+    ``mask``. ``mask``: the subject mask ``[H, W]`` uint8 (255 = subject), at full
+    resolution. ``icc_profile``: the source's RGB profile, carried to encoded outputs.
+    ``timings``: seconds per stage.
+    """
+
+    pixels: np.ndarray
+    mask: np.ndarray
+    type: OutputType
+    icc_profile: bytes | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    def to_pil(self, bg_color: str | tuple[int, int, int] | None = None) -> Any:
+        """A ``PIL.Image.Image`` (RGBA, or L for masks; RGB when ``bg_color`` is given)."""
+        from PIL import Image
+
+        img = Image.fromarray(self._pixels_for(None, bg_color))
+        if self.icc_profile and img.mode in ("RGB", "RGBA"):
+            img.info["icc_profile"] = self.icc_profile
+        return img
+
+    def _pixels_for(
+        self, fmt: OutputFormat | None, bg_color: str | tuple[int, int, int] | None
+    ) -> np.ndarray:
+        px = self.pixels
+        if px.ndim == 3 and (bg_color is not None or fmt == "jpeg"):
+            px = pipeline.flatten(px, pipeline.parse_color(bg_color))
+        return px
+
+    def to_bytes(
+        self,
+        format: str = "png",
+        *,
+        quality: float = 0.8,
+        bg_color: str | tuple[int, int, int] | None = None,
+        png_compress_level: int = DEFAULT_PNG_LEVEL,
+    ) -> bytes:
+        """Encode: ``png`` (default), ``webp``, ``jpeg`` (flattened on ``bg_color``, white by
+        default), or raw ``rgba8`` / ``alpha8``. ``quality`` 0..1 for JPEG and WebP (1 is
+        lossless WebP). ``bg_color`` composites onto an opaque colour in any format."""
+        fmt = codecs.normalize_format(format)
+        return codecs.encode(
+            self._pixels_for(fmt, bg_color),
+            fmt,
+            quality=quality,
+            icc_profile=self.icc_profile,
+            png_compress_level=png_compress_level,
+        )
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        quality: float = 0.8,
+        bg_color: str | tuple[int, int, int] | None = None,
+        overwrite: bool = False,
+        png_compress_level: int = DEFAULT_PNG_LEVEL,
+    ) -> Path:
+        """Encode and write atomically; the format follows ``format`` or the file extension."""
+        fmt = format or codecs.format_from_path(path) or "png"
+        data = self.to_bytes(fmt, quality=quality, bg_color=bg_color, png_compress_level=png_compress_level)
+        return codecs.write_atomic(path, data, overwrite=overwrite)
+
+
+class Remover:
+    """One IS-Net model, loaded once and reused; safe to share between threads.
+
+    >>> remover = Remover("isnet_fp16")            # doctest: +SKIP
+    >>> remover.remove("photo.jpg").save("cut.png")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | ModelSpec = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        strict: bool = False,
+        threads: int | None = None,
+        settings: Settings | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        model_url: str | None = None,
+        offline: bool | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        self.spec = resolve_model(model)
+        base = settings if settings is not None else Settings.from_env()
+        self.settings = base.with_(
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            model_base_url=model_url,
+            offline=offline,
+            max_pixels=max_pixels,
+        )
+        self.device: Device = normalize_device(device)
+        self.strict = strict
+        if threads is not None and threads < 1:
+            raise InvalidOptionError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        self._session: InferenceSession | None = None
+        self._load_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+
+    def load(
+        self, *, progress: ProgressCallback | None = None, cancel: CancelSignal | None = None
+    ) -> Remover:
+        """Fetch (if needed) and load the model now rather than on first use."""
+        self._get_session(progress, cancel)
+        return self
+
+    def _get_session(
+        self, progress: ProgressCallback | None, cancel: CancelSignal | None
+    ) -> InferenceSession:
+        if self._session is not None:
+            return self._session
+        with self._load_lock:
+            if self._session is None:
+                from .download import fetch_model
+                from .graph import prepared_graph
+                from .runtime import get_session
+
+                check_cancel(cancel, "loading the model")
+                cancel_fn = None if cancel is None else (lambda: _fired(cancel))
+                path = fetch_model(self.spec, self.settings, progress=progress, cancel=cancel_fn)
+                graph = prepared_graph(self.spec, path, self.settings)
+                self._session = get_session(
+                    graph, device=self.device, strict=self.strict, threads=self.threads
+                )
+        return self._session
+
+    @property
+    def session(self) -> InferenceSession:
+        return self._get_session(None, None)
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: model, backend, provider actually in use, threads."""
+        return {"model": self.spec.name, **self.session.describe()}
+
+    # ------------------------------------------------------------------ stages
+
+    def decode(self, image: ImageInput) -> DecodedImage:
+        return codecs.decode(image, max_pixels=self.settings.max_pixels)
+
+    def predict_mask(
+        self,
+        pixels: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """RGB(A) uint8 ``[H, W, C]`` → subject mask ``[H, W]`` uint8 at full resolution."""
+        session = self._get_session(progress, cancel)
+        t = timings if timings is not None else {}
+        t0 = time.perf_counter()
+        with stage("preprocess", progress, cancel):
+            x = pipeline.preprocess(pixels, INPUT_SIZE)
+        t1 = time.perf_counter()
+        with stage("inference", progress, cancel):
+            y = session.run(x)
+        t2 = time.perf_counter()
+        with stage("postprocess", progress, cancel):
+            mask = pipeline.postprocess(y, pixels.shape[0], pixels.shape[1])
+        t3 = time.perf_counter()
+        t.update(preprocess=t1 - t0, inference=t2 - t1, postprocess=t3 - t2)
+        return mask
+
+    # ------------------------------------------------------------------ public
+
+    def remove(
+        self,
+        image: ImageInput,
+        *,
+        type: str = "foreground",
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+    ) -> Cutout:
+        """Cut out ``image``: ``type`` is ``foreground`` (default), ``background`` or ``mask``."""
+        output_type = pipeline.normalize_output_type(type)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with stage("decode", progress, cancel):
+            decoded = self.decode(image)
+        timings["decode"] = time.perf_counter() - t0
+        mask = self.predict_mask(decoded.pixels, progress=progress, cancel=cancel, timings=timings)
+        t1 = time.perf_counter()
+        pixels = pipeline.compose(decoded.pixels, mask, output_type)
+        timings["compose"] = time.perf_counter() - t1
+        return Cutout(pixels, mask, output_type, decoded.icc_profile, timings)
+
+    def segment(
+        self,
+        image: ImageInput,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+    ) -> Cutout:
+        """The subject mask as a gray :class:`Cutout` (``type == "mask"``)."""
+        return self.remove(image, type="mask", progress=progress, cancel=cancel)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._session is not None else "not loaded"
+        return f"Remover(model={self.spec.name!r}, device={self.device!r}, {state})"
+
+
+def _fired(cancel: CancelSignal) -> bool:
+    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
