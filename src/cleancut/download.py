@@ -18,13 +18,16 @@ temporary name next to its final path and renamed into place only once verified.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,6 +57,9 @@ log = logging.getLogger(__name__)
 
 _BLOCK = 1 << 16
 _USER_AGENT = f"cleancut/{__version__}"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+#: What a failing network stream raises besides OSError (bad status line, short chunked body).
+_STREAM_ERRORS = (OSError, http.client.HTTPException)
 
 
 @dataclass(frozen=True)
@@ -87,20 +93,27 @@ class _Source:
         raise NotImplementedError
 
     def read_json(self, name: str) -> Any:
+        with self.open(name) as f:
+            data = _read(f, None, f"{self.description}{name}")
         try:
-            with self.open(name) as f:
-                return json.loads(f.read())
+            return json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DownloadError(f"{self.description}{name} is not valid JSON: {exc}") from exc
+
+
+def _read(stream: BinaryIO, size: int | None, where: str) -> bytes:
+    """Read from a source stream; a broken stream is a :class:`DownloadError` like any other."""
+    try:
+        return stream.read(size) if size is not None else stream.read()
+    except _STREAM_ERRORS as exc:
+        raise DownloadError(f"reading {where} failed: {exc!r}") from exc
 
 
 class _UrlSource(_Source):
     def __init__(self, base_url: str, timeout: float) -> None:
         scheme = urllib.parse.urlsplit(base_url).scheme.lower()
         if scheme not in ("http", "https", "file"):
-            raise DownloadError(
-                f"model URL {base_url!r} must start with http://, https:// or file://"
-            )
+            raise DownloadError(f"model URL {base_url!r} must start with http://, https:// or file://")
         self.base = base_url if base_url.endswith("/") else base_url + "/"
         self.description = self.base
         self.timeout = timeout
@@ -112,7 +125,7 @@ class _UrlSource(_Source):
             resp: BinaryIO = urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise DownloadError(f"GET {url} answered HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, *_STREAM_ERRORS, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DownloadError(f"GET {url} failed: {reason}") from exc
         return resp
@@ -139,8 +152,7 @@ def _parse_entry(resources: Any, spec: ModelSpec, where: str) -> list[Chunk]:
     try:
         entry = resources[spec.resource]
         chunks = [
-            Chunk(str(c["hash"]).lower(), int(c["offsets"][0]), int(c["offsets"][1]))
-            for c in entry["chunks"]
+            Chunk(str(c["hash"]).lower(), int(c["offsets"][0]), int(c["offsets"][1])) for c in entry["chunks"]
         ]
         size = int(entry["size"])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -154,12 +166,48 @@ def _parse_entry(resources: Any, spec: ModelSpec, where: str) -> list[Chunk]:
         )
     pos = 0
     for c in chunks:
-        if c.start != pos or c.end <= c.start or len(c.sha256) != 64:
+        # The hash becomes a file name and a URL: only 64 hex digits may pass.
+        if c.start != pos or c.end <= c.start or not _SHA256_HEX.fullmatch(c.sha256):
             raise DownloadError(f"{where}resources.json lists a malformed chunk for {spec.resource}")
         pos = c.end
     if pos != size:
         raise DownloadError(f"{where}resources.json chunks of {spec.resource} do not add up to its size")
     return chunks
+
+
+class _ChunkProgress:
+    """Bytes of one model, counted per chunk so that progress never goes backwards.
+
+    A chunk fetched again (a retry, or the npm fallback after the base URL failed) only
+    adds the bytes beyond its best earlier attempt, so a progress bar neither rewinds nor
+    passes its total. One instance lives for a whole :func:`fetch_model` call.
+    """
+
+    def __init__(self, key: str, progress: ProgressCallback | None) -> None:
+        self.key = key
+        self._progress = progress
+        self._counter: ByteCounter | None = None
+        self._best: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        with self._lock:
+            if self._counter is None:  # a second source continues the first one's count
+                self._counter = ByteCounter(self.key, total, self._progress)
+                if self._progress is not None:
+                    self._progress(self.key, 0, total)
+
+    def reached(self, chunk: Chunk, nbytes: int) -> None:
+        with self._lock:
+            best = self._best.get(chunk.sha256, 0)
+            if nbytes > best and self._counter is not None:
+                self._best[chunk.sha256] = nbytes
+                self._counter.add(nbytes - best)
+
+
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise CancelledError("model download cancelled")
 
 
 def _chunk_ok(path: Path, chunk: Chunk) -> bool:
@@ -170,24 +218,29 @@ def _chunk_ok(path: Path, chunk: Chunk) -> bool:
 
 
 def _fetch_chunk(
-    source: _Source, chunk: Chunk, dest_dir: Path, counter: ByteCounter, retries: int,
+    source: _Source,
+    chunk: Chunk,
+    dest_dir: Path,
+    counter: _ChunkProgress,
+    retries: int,
     cancel: Callable[[], bool] | None,
 ) -> Path:
+    _check_cancel(cancel)
     dest = dest_dir / chunk.sha256
     if _chunk_ok(dest, chunk):
-        counter.add(chunk.size)  # resume: verified earlier, not fetched again
+        counter.reached(chunk, chunk.size)  # resume: verified earlier, not fetched again
         return dest
     last: Exception | None = None
-    for attempt in range(1, retries + 1):
+    attempts = max(1, retries)  # retries=0 would otherwise make no attempt at all
+    for attempt in range(1, attempts + 1):
         tmp = dest_dir / f".{chunk.sha256}.{uuid.uuid4().hex[:8]}.part"
         got = 0
         try:
             h = hashlib.sha256()
             with source.open(chunk.sha256) as src, open(tmp, "wb") as out:
                 while True:
-                    if cancel is not None and cancel():
-                        raise CancelledError("model download cancelled")
-                    block = src.read(_BLOCK)
+                    _check_cancel(cancel)
+                    block = _read(src, _BLOCK, f"chunk {chunk.sha256[:12]}… from {source.description}")
                     if not block:
                         break
                     if got + len(block) > chunk.size:
@@ -197,7 +250,7 @@ def _fetch_chunk(
                     h.update(block)
                     out.write(block)
                     got += len(block)
-                    counter.add(len(block))
+                    counter.reached(chunk, got)
             if got != chunk.size:
                 raise ChecksumMismatchError(
                     f"chunk {chunk.sha256[:12]}… has {got} bytes, expected {chunk.size}"
@@ -208,12 +261,11 @@ def _fetch_chunk(
                     f"chunk {chunk.sha256[:12]}… has SHA-256 {digest[:12]}…; "
                     f"the source {source.description} served corrupt data"
                 )
-            os.replace(tmp, dest)
+            tmp.replace(dest)
             return dest
         except (DownloadError, ChecksumMismatchError, OSError) as exc:
-            counter.add(-got)
             last = exc
-            log.warning("chunk %s… attempt %d/%d failed: %s", chunk.sha256[:12], attempt, retries, exc)
+            log.warning("chunk %s… attempt %d/%d failed: %s", chunk.sha256[:12], attempt, attempts, exc)
         finally:
             tmp.unlink(missing_ok=True)
     assert last is not None
@@ -241,7 +293,7 @@ def _assemble(chunk_paths: list[Path], spec: ModelSpec, target: Path) -> None:
             raise ChecksumMismatchError(
                 f"assembled {spec.name} has SHA-256 {h.hexdigest()}, expected {spec.sha256}"
             )
-        os.replace(tmp, target)
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -251,23 +303,19 @@ def _download_from(
     spec: ModelSpec,
     settings: Settings,
     target: Path,
-    progress: ProgressCallback | None,
+    counter: _ChunkProgress,
     cancel: Callable[[], bool] | None,
 ) -> None:
+    _check_cancel(cancel)
     resources = source.read_json("resources.json")
     chunks = _parse_entry(resources, spec, source.description)
-    total = sum(c.size for c in chunks)
-    counter = ByteCounter(spec.progress_key, total, progress)
-    if progress is not None:
-        progress(spec.progress_key, 0, total)
+    counter.start(sum(c.size for c in chunks))
     chunk_dir = settings.chunks_dir
     chunk_dir.mkdir(parents=True, exist_ok=True)
     workers = min(settings.download_workers, len(chunks))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cleancut-fetch") as pool:
         futures = [
-            pool.submit(
-                _fetch_chunk, source, c, chunk_dir, counter, settings.download_retries, cancel
-            )
+            pool.submit(_fetch_chunk, source, c, chunk_dir, counter, settings.download_retries, cancel)
             for c in chunks
         ]
         try:
@@ -276,6 +324,7 @@ def _download_from(
             for f in futures:
                 f.cancel()
             raise
+    _check_cancel(cancel)
     _assemble(paths, spec, target)
     for p in paths:  # only needed to resume an interrupted download
         p.unlink(missing_ok=True)
@@ -295,8 +344,13 @@ def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
         cmd = [exe, "pack", spec, "--pack-destination", str(tmp), "--silent"]
         try:
             proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
-                stdin=subprocess.DEVNULL, check=False,
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise DownloadError(f"`npm pack {spec}` did not finish in {timeout:.0f} s") from exc
@@ -314,7 +368,7 @@ def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
                     name = member.name
                     if not member.isfile() or not name.startswith("package/dist/"):
                         continue
-                    leaf = name[len("package/dist/"):]
+                    leaf = name[len("package/dist/") :]
                     if "/" in leaf or leaf.startswith("."):
                         continue
                     src = tar.extractfile(member)
@@ -361,7 +415,10 @@ def fetch_model(
     """Make sure a published model is installed and verified; return its path.
 
     Tries the base URL, then ``npm pack``. Raises :class:`ModelNotFoundError` in offline
-    mode, :class:`DownloadError` when every source fails.
+    mode, :class:`CancelledError` when ``cancel()`` turns true (no fallback is tried then),
+    :class:`ChecksumMismatchError` when every source that failed served bytes that do not
+    match the pinned size/SHA-256, and :class:`DownloadError` when every source fails
+    otherwise (unreachable, HTTP errors, no npm client).
     """
     spec = resolve_model(spec)
     if spec.derived_from is not None:
@@ -369,39 +426,59 @@ def fetch_model(
 
         return ensure_derived(spec, settings, progress=progress, cancel=cancel, force=force)
     target = installed_path(spec, settings)
+    state = "not in the cache"
     if not force and target.exists():
         if verify_installed(spec, target):
             return target
+        state = "in the cache but corrupt or truncated"
         log.warning("cached %s failed verification (corrupt or truncated); fetching it again", target)
     if settings.offline:
         raise ModelNotFoundError(
-            f"model {spec.name} is not in the cache ({target}) and offline mode is on. "
+            f"model {spec.name} is {state} ({target}) and offline mode is on. "
             f"Run `cleancut models fetch {spec.name}` with network access, or copy "
             f"{spec.filename} into {settings.models_dir}, or unset CLEANCUT_OFFLINE."
         )
+    counter = _ChunkProgress(spec.progress_key, progress)
+    failures: list[ModelError] = []
     errors: list[str] = []
     try:
         _download_from(
             _UrlSource(settings.model_base_url, settings.download_timeout),
-            spec, settings, target, progress, cancel,
+            spec,
+            settings,
+            target,
+            counter,
+            cancel,
         )
         return target
-    except ModelError as exc:
+    except ModelError as exc:  # CancelledError is no ModelError: it ends the fetch here
+        failures.append(exc)
         errors.append(f"{settings.model_base_url}: {exc}")
-        log.warning("download from %s failed (%s); trying the npm client", settings.model_base_url, exc)
+        log.warning(
+            "download from %s failed (%s)%s",
+            settings.model_base_url,
+            exc,
+            "; trying the npm client" if settings.npm else "",
+        )
     if settings.npm:
         try:
             with _npm_source(settings.npm, timeout=max(600.0, settings.download_timeout)) as src:
-                _download_from(src, spec, settings, target, progress, cancel)
+                _download_from(src, spec, settings, target, counter, cancel)
             return target
         except ModelError as exc:
+            failures.append(exc)
             errors.append(f"npm: {exc}")
     else:
         errors.append("npm fallback: turned off (CLEANCUT_NPM=0)")
-    raise DownloadError(
+    message = (
         f"could not fetch model {spec.name}. "
         + " | ".join(errors)
         + f". Check the network or set CLEANCUT_MODEL_URL to a mirror of {DATA_PACKAGE}@"
         f"{DATA_VERSION}/dist/ (http(s):// or file://), or place {spec.filename} in "
         f"{settings.models_dir}."
     )
+    # Every source that answered served bytes other than the pinned ones: that is a
+    # checksum problem (a tampered or broken mirror), not a connection problem.
+    if all(isinstance(e, ChecksumMismatchError) for e in failures):
+        raise ChecksumMismatchError(message) from failures[-1]
+    raise DownloadError(message) from failures[-1]

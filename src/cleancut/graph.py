@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .errors import ModelError
+from .errors import CancelledError, ModelError
 from .models import ModelSpec, resolve_model
 from .progress import ProgressCallback
 
@@ -123,7 +123,7 @@ def _save_atomic(model: onnx.ModelProto, target: Path) -> tuple[int, str]:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
     return len(data), hashlib.sha256(data).hexdigest()
@@ -134,9 +134,22 @@ def _write_record(target: Path, record: dict[str, object]) -> None:
     tmp = sidecar.with_name(f".{sidecar.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-        os.replace(tmp, sidecar)
+        tmp.replace(sidecar)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _record_current(target: Path, base_spec: ModelSpec) -> bool:
+    """Whether the sidecar says the derived file was built by this preparation from this base."""
+    try:
+        record = json.loads(target.with_name(target.name + ".json").read_text())
+        return bool(
+            record["prep_version"] == _PREP_VERSION
+            and record["derived_from"] == base_spec.name
+            and (base_spec.sha256 is None or record["base_sha256"] == base_spec.sha256)
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def ensure_derived(
@@ -155,9 +168,13 @@ def ensure_derived(
     assert spec.derived_from is not None
     base_spec = resolve_model(spec.derived_from)
     target = installed_path(spec, settings)
-    if not force and verify_installed(spec, target):
+    # A derived file built by an older preparation (or from other base weights) is rebuilt:
+    # bumping _PREP_VERSION must reach caches that already hold a verified derived file.
+    if not force and _record_current(target, base_spec) and verify_installed(spec, target):
         return target
     base = fetch_model(base_spec, settings, progress=progress, cancel=cancel)
+    if cancel is not None and cancel():
+        raise CancelledError(f"cancelled before deriving {spec.name}")
     key = spec.progress_key
     if progress is not None:
         progress(key, 0, 1)

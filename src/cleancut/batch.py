@@ -1,0 +1,328 @@
+"""Many images: plan input → output paths, then run them through one :class:`Remover`.
+
+Planning is pure (:func:`plan_jobs`); running (:func:`run_jobs`) is a small pipeline:
+decoding of the next images and encoding/writing of the previous ones run on worker
+threads while the model works on the current one (onnxruntime, Pillow and numpy release the
+GIL). Queues are bounded, so memory stays flat however long the list. One bad file yields a
+``failed`` result and the batch goes on. Outputs that already exist are skipped unless
+``overwrite``, so a rerun resumes; an input is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+
+from . import codecs, pipeline
+from .codecs import DecodedImage, OutputFormat
+from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
+from .pipeline import OutputType
+from .progress import CancelSignal, check_cancel
+from .remover import DEFAULT_PNG_LEVEL, Remover
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "Job",
+    "JobResult",
+    "OutputOptions",
+    "plan_jobs",
+    "run_jobs",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: Final = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+     ".heic", ".heif", ".avif", ".jfif", ".apng", ".tga", ".ppm", ".pgm", ".pnm"}
+)
+#: Marker in default output names; files carrying it are never taken as inputs.
+CUTOUT_MARK: Final = ".cutout"
+STDIO: Final = "-"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    type: OutputType = "foreground"
+    format: OutputFormat = "png"
+    quality: float = 0.8
+    bg_color: tuple[int, int, int] | None = None
+    png_compress_level: int = DEFAULT_PNG_LEVEL
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and where its result goes. ``None`` means stdin / stdout."""
+
+    source: Path | None
+    output: Path | None
+    name: str
+
+
+@dataclass
+class JobResult:
+    job: Job
+    status: Literal["written", "skipped", "failed"]
+    error: str | None = None
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    data: bytes | None = None  # the encoded bytes, for stdout jobs only
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _is_image_name(path: Path) -> bool:
+    return (
+        path.suffix.lower() in IMAGE_EXTENSIONS
+        and not path.name.startswith(".")
+        and CUTOUT_MARK not in path.name
+    )
+
+
+def _scan(folder: Path, exclude: Path | None) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        rootp = Path(root)
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and (exclude is None or (rootp / d).resolve() != exclude)
+        )
+        found.extend(rootp / f for f in sorted(files) if _is_image_name(rootp / f))
+    return found
+
+
+def _beside(path: Path, fmt: OutputFormat) -> Path:
+    return path.with_name(f"{path.stem}{CUTOUT_MARK}{codecs.extension_for(fmt)}")
+
+
+def plan_jobs(
+    inputs: Iterable[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None,
+    fmt: OutputFormat | None = None,
+) -> tuple[list[Job], OutputFormat]:
+    """Decide every output path; returns the jobs and the output format.
+
+    * one file: ``-o out.png`` writes that file (format from its extension unless ``fmt``);
+      ``-o DIR/`` or an existing folder writes ``DIR/NAME.png``; no ``-o`` writes
+      ``NAME.cutout.png`` beside the input; ``-o -`` writes to stdout.
+    * ``-`` (stdin): to stdout, or to ``-o FILE``.
+    * a folder or several inputs: ``-o`` is a folder and outputs keep their relative names
+      with the format's extension; without ``-o`` each goes beside its input as
+      ``NAME.cutout.EXT``. Files already named ``*.cutout.*`` are never inputs.
+    """
+    items = [str(i) for i in inputs]
+    if not items:
+        raise InvalidOptionError("no input given; pass image files, folders, or - for stdin")
+    if items.count(STDIO) and len(items) > 1:
+        raise InvalidOptionError("stdin (-) cannot be combined with other inputs")
+    out = None if output is None else str(output)
+    out_path = None if out in (None, STDIO) else Path(out)  # type: ignore[arg-type]
+    single = len(items) == 1 and (items[0] == STDIO or not Path(items[0]).is_dir())
+
+    if single:
+        fmt_out = fmt or (codecs.format_from_path(out_path) if out_path else None) or "png"
+        into_dir = out_path is not None and (out_path.is_dir() or str(out).endswith(("/", os.sep)))
+        if items[0] == STDIO:
+            if out_path is None:
+                return [Job(None, None, "<stdin>")], fmt_out
+            target = out_path / f"stdin{codecs.extension_for(fmt_out)}" if into_dir else out_path
+            return [Job(None, target, "<stdin>")], fmt_out
+        src = Path(items[0])
+        if out == STDIO:
+            return [Job(src, None, items[0])], fmt_out
+        if out_path is None:
+            target = _beside(src, fmt_out)
+        elif into_dir:
+            target = out_path / f"{src.stem}{codecs.extension_for(fmt_out)}"
+        else:
+            target = out_path
+        return [Job(src, target, items[0])], fmt_out
+
+    fmt_out = fmt or "png"
+    if out == STDIO:
+        raise InvalidOptionError("several inputs cannot all go to stdout; give -o FOLDER")
+    if out_path is not None and out_path.exists() and not out_path.is_dir():
+        raise InvalidOptionError(f"-o {out_path} must be a folder when there are several inputs")
+    ext = codecs.extension_for(fmt_out)
+    exclude = out_path.resolve() if out_path is not None else None
+    jobs: list[Job] = []
+    taken: dict[Path, str] = {}
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            pairs = [(f, f.relative_to(p)) for f in _scan(p, exclude)]
+        else:
+            pairs = [(p, Path(p.name))]
+        for src, rel in pairs:
+            if out_path is None:
+                target = _beside(src, fmt_out)
+            else:
+                target = out_path / rel.with_suffix(ext)
+                if target in taken:  # photo.jpg and photo.png in one folder
+                    target = out_path / rel.with_name(rel.name + ext)
+            taken[target] = str(src)
+            jobs.append(Job(src, target, str(src)))
+    return jobs, fmt_out
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _read_stdin() -> bytes:
+    return sys.stdin.buffer.read()
+
+
+def _decode(job: Job, remover: Remover) -> DecodedImage:
+    source = _read_stdin() if job.source is None else job.source
+    return remover.decode(source)
+
+
+def _finish(
+    job: Job, decoded: DecodedImage, mask: np.ndarray, options: OutputOptions, overwrite: bool
+) -> tuple[float, bytes | None]:
+    t0 = time.perf_counter()
+    pixels = pipeline.compose(decoded.pixels, mask, options.type)
+    if pixels.ndim == 3 and (options.bg_color is not None or options.format == "jpeg"):
+        pixels = pipeline.flatten(pixels, options.bg_color or (255, 255, 255))
+    data = codecs.encode(
+        pixels,
+        options.format,
+        quality=options.quality,
+        icc_profile=decoded.icc_profile,
+        png_compress_level=options.png_compress_level,
+    )
+    if job.output is None:
+        return time.perf_counter() - t0, data
+    codecs.write_atomic(job.output, data, overwrite=overwrite)
+    return time.perf_counter() - t0, None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CleancutError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename or 'write'})" if exc.strerror else str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def run_jobs(
+    jobs: Iterable[Job],
+    remover: Remover,
+    options: OutputOptions,
+    *,
+    overwrite: bool = False,
+    cancel: CancelSignal | None = None,
+    prefetch: int = 2,
+) -> Iterator[JobResult]:
+    """Process ``jobs`` in order, yielding one :class:`JobResult` each (lazily).
+
+    Decoding runs ``prefetch`` images ahead and encoding/writing up to ``prefetch`` behind
+    the inference, on worker threads. Cancellation stops before the next image.
+    """
+    job_list = list(jobs)
+    with ThreadPoolExecutor(1, thread_name_prefix="cleancut-decode") as decoder, ThreadPoolExecutor(
+        1, thread_name_prefix="cleancut-encode"
+    ) as encoder:
+        # Jobs that need no work are answered at once, in order.
+        pending: deque[tuple[Job, Future[DecodedImage] | None, JobResult | None]] = deque()
+        encoding: deque[tuple[Job, Future[tuple[float, bytes | None]], float, dict[str, float]]] = deque()
+        it = iter(job_list)
+
+        in_flight = [0]  # decodes submitted and not yet taken
+
+        def refill() -> None:
+            # Skipped jobs cost nothing, but stop at a bounded number of them so a resumed
+            # batch of a million finished files does not build a million-entry queue.
+            while in_flight[0] < prefetch and len(pending) < 64:
+                job = next(it, None)
+                if job is None:
+                    return
+                early = _precheck(job, overwrite)
+                if early is not None:
+                    pending.append((job, None, early))
+                else:
+                    pending.append((job, decoder.submit(_decode, job, remover), None))
+                    in_flight[0] += 1
+
+        def drain(limit: int) -> Iterator[JobResult]:
+            while len(encoding) > limit:
+                job, fut, started, timings = encoding.popleft()
+                try:
+                    seconds, data = fut.result()
+                    timings["encode"] = seconds
+                    yield JobResult(job, "written", None, time.perf_counter() - started, timings, data)
+                except BaseException as exc:  # noqa: BLE001 - reported per file
+                    if isinstance(exc, OutputExistsError) and not overwrite:
+                        yield JobResult(job, "skipped", str(exc), time.perf_counter() - started)
+                    else:
+                        yield JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
+
+        try:
+            refill()
+            while pending:
+                job, fut, early = pending.popleft()
+                if early is not None:
+                    yield from drain(0)
+                    yield early
+                    refill()
+                    continue
+                assert fut is not None
+                in_flight[0] -= 1
+                started = time.perf_counter()
+                timings: dict[str, float] = {}
+                try:
+                    check_cancel(cancel, job.name)
+                    t0 = time.perf_counter()
+                    decoded = fut.result()
+                    timings["decode_wait"] = time.perf_counter() - t0
+                    refill()  # start decoding the next image while this one is inferred
+                    mask = remover.predict_mask(decoded.pixels, cancel=cancel, timings=timings)
+                except CancelledError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - one bad file never stops the batch
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    yield from drain(0)
+                    yield JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
+                    refill()
+                    continue
+                encoding.append(
+                    (job, encoder.submit(_finish, job, decoded, mask, options, overwrite), started, timings)
+                )
+                del decoded, mask
+                yield from drain(prefetch - 1)
+            yield from drain(0)
+        finally:
+            for _, f, _ in pending:
+                if f is not None:
+                    f.cancel()
+
+
+def _precheck(job: Job, overwrite: bool) -> JobResult | None:
+    """Answer jobs that need no model work: skips and refusals."""
+    if job.source is not None and job.output is not None and _same_file(job.source, job.output):
+        return JobResult(job, "failed", f"refusing to overwrite the input {job.source}; choose another -o")
+    if job.output is not None and job.output.exists() and not overwrite:
+        return JobResult(job, "skipped", f"{job.output} exists (use --overwrite to replace it)")
+    return None
+
+
+#: Signature of a per-result callback, for callers that prefer pushing to pulling.
+ResultCallback = Callable[[JobResult], None]

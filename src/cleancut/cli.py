@@ -1,0 +1,396 @@
+"""The ``cleancut`` command line.
+
+``cleancut INPUT... [-o OUTPUT]`` cuts out images (the default command, also spelled
+``cleancut remove``); ``cleancut models …`` manages model files; ``cleancut info`` reports
+what would run. Errors are one line on stderr, never a traceback; the exit code is 0 when
+everything worked, 1 when anything failed, 2 for usage errors and 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .codecs import FORMATS, normalize_format
+from .config import Settings
+from .errors import CleancutError, InvalidOptionError
+from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
+from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger("cleancut")
+
+
+class _DefaultGroup(click.Group):
+    """A group whose unknown first argument runs the ``remove`` command."""
+
+    default_command = "remove"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def _settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--max-pixels", type=click.IntRange(min=1), default=None, metavar="N",
+        help="Refuse images with more pixels (default 100,000,000; env CLEANCUT_MAX_PIXELS).",
+    )(f)
+    f = click.option(
+        "--offline/--online", default=None,
+        help="Never use the network; a missing model is an error (env CLEANCUT_OFFLINE=1).",
+    )(f)
+    f = click.option(
+        "--model-url", default=None, metavar="URL",
+        help="Base URL of the model chunks: http(s):// or file:// (env CLEANCUT_MODEL_URL).",
+    )(f)
+    f = click.option(
+        "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Where models are kept (env CLEANCUT_CACHE_DIR; default: the user cache folder).",
+    )(f)
+    return f
+
+
+def _settings(cache_dir: Path | None, model_url: str | None, offline: bool | None,
+              max_pixels: int | None) -> Settings:
+    return Settings.from_env(
+        cache_dir=cache_dir, model_base_url=model_url, offline=offline, max_pixels=max_pixels
+    )
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except CleancutError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("cancelled", err=True)
+        sys.exit(130)
+
+
+class _Progress:
+    """Progress callback: bars on a terminal, a few plain lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+        self.announced: set[str] = set()
+
+    def __call__(self, key: str, current: int, total: int) -> None:
+        if self.quiet or not key.startswith("fetch:"):
+            return
+        if not self.tty:
+            if key not in self.announced:
+                self.announced.add(key)
+                click.echo(f"fetching {key[6:]} ({total / 2**20:.1f} MiB)…", err=True)
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(key)
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=f"fetch {key.rsplit('/', 1)[-1]}", leave=False, file=sys.stderr)
+            self.bars[key] = bar
+        bar.total = total
+        bar.update(current - bar.n)
+        if current >= total:
+            bar.close()
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cleancut")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Remove the background from photos with IS-Net.
+
+    \b
+    cleancut photo.jpg                  writes photo.cutout.png beside it
+    cleancut photo.jpg -o out.png       writes out.png
+    cleancut photos/ -o cutouts/        a whole folder (resumable: reruns skip done files)
+    cleancut - < in.jpg > out.png       stdin to stdout
+    cleancut models fetch isnet_fp16    fetch a model ahead of time
+    cleancut info                       what runs here: versions, providers, models
+
+    Run `cleancut remove --help` for every cut-out option.
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+
+
+@cli.command("remove")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--output", default=None, metavar="PATH",
+              help="Output file, or folder for several inputs; - for stdout.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
+              type=click.Choice(model_names(), case_sensitive=False), help="Model variant.")
+@click.option("-t", "--type", "output_type", default="foreground", show_default=True,
+              type=click.Choice(OUTPUT_TYPES, case_sensitive=False),
+              help="foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.")
+@click.option("-f", "--format", "fmt", default=None, type=click.Choice(FORMATS, case_sensitive=False),
+              help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
+                   "it is composited on --bg-color.")
+@click.option("-q", "--quality", default=0.8, show_default=True, type=click.FloatRange(0, 1),
+              help="JPEG/WebP quality, 0..1 (1 = lossless WebP).")
+@click.option("--bg-color", default=None, metavar="COLOR",
+              help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.")
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False))
+@click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Inference threads (default: physical cores).")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
+@click.option("--quiet", is_flag=True, help="Print only errors.")
+@_settings_options
+def remove_cmd(
+    inputs: tuple[str, ...], output: str | None, model: str, output_type: str, fmt: str | None,
+    quality: float, bg_color: str | None, device: str, strict_device: bool, threads: int | None,
+    overwrite: bool, quiet: bool, cache_dir: Path | None, model_url: str | None,
+    offline: bool | None, max_pixels: int | None,
+) -> None:
+    """Cut out INPUT... (files, folders, or - for stdin)."""
+    from .batch import OutputOptions, plan_jobs, run_jobs
+    from .remover import Remover
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        color = parse_color(bg_color) if bg_color is not None else None
+        jobs, out_fmt = plan_jobs(inputs, output, normalize_format(fmt) if fmt else None)
+        options = OutputOptions(
+            type=normalize_output_type(output_type), format=out_fmt, quality=quality, bg_color=color
+        )
+        if not jobs:
+            click.echo("no images found in the given folders", err=True)
+            sys.exit(1)
+        remover = Remover(model, device=device, strict=strict_device, threads=threads, settings=settings)
+        remover.load(progress=_Progress(quiet))
+
+        from tqdm import tqdm
+
+        show_bar = not quiet and len(jobs) > 1 and sys.stderr.isatty()
+        counts = {"written": 0, "skipped": 0, "failed": 0}
+        started = time.perf_counter()
+        with tqdm(total=len(jobs), unit="img", disable=not show_bar, file=sys.stderr) as bar:
+            for result in run_jobs(jobs, remover, options, overwrite=overwrite):
+                counts[result.status] += 1
+                bar.update(1)
+                if result.status == "failed":
+                    msg = result.error or "failed"
+                    where = "" if result.job.name in msg else f"{result.job.name}: "
+                    bar.write(f"error: {where}{msg}", file=sys.stderr)
+                elif result.data is not None:
+                    sys.stdout.buffer.write(result.data)
+                    sys.stdout.buffer.flush()
+                elif not quiet and not show_bar and len(jobs) > 1:
+                    click.echo(f"{result.status}: {result.job.name} -> {result.job.output}", err=True)
+        elapsed = time.perf_counter() - started
+        single_ok = len(jobs) == 1 and counts["failed"] == 0
+        if not quiet and not (single_ok and jobs[0].output is None):
+            if single_ok and counts["written"]:
+                click.echo(f"wrote {jobs[0].output} ({elapsed:.1f} s)", err=True)
+            elif single_ok:
+                click.echo(f"skipped: {jobs[0].output} exists (use --overwrite)", err=True)
+            else:
+                click.echo(
+                    f"{counts['written']} written, {counts['skipped']} skipped, "
+                    f"{counts['failed']} failed, of {len(jobs)} in {elapsed:.1f} s",
+                    err=True,
+                )
+        if counts["failed"]:
+            sys.exit(1)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@cli.group("models")
+def models_group() -> None:
+    """List, fetch, locate and verify model files."""
+
+
+def _human(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_settings_options
+def models_list(as_json: bool, cache_dir: Path | None, model_url: str | None,
+                offline: bool | None, max_pixels: int | None) -> None:
+    """Every model, its aliases, and whether it is in the cache."""
+    from .download import installed_path
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        rows = []
+        for spec in MODELS.values():
+            path = installed_path(spec, settings)
+            rows.append({
+                "name": spec.name, "aliases": list(spec.aliases), "precision": spec.precision,
+                "size": spec.size, "installed": path.is_file(), "path": str(path),
+                "default": spec.name == DEFAULT_MODEL, "description": spec.description,
+            })
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        click.echo(f"{'name':<14}{'aliases':<10}{'precision':<10}{'size':>11}  installed")
+        for r in rows:
+            mark = "yes" if r["installed"] else "no"
+            star = " (default)" if r["default"] else ""
+            click.echo(f"{r['name']:<14}{','.join(r['aliases']):<10}{r['precision']:<10}"
+                       f"{_human(r['size']):>11}  {mark}{star}")
+        click.echo(f"cache: {settings.models_dir}")
+
+
+@models_group.command("fetch")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--all", "fetch_all", is_flag=True, help="Fetch every model.")
+@click.option("--force", is_flag=True, help="Download again even if present and valid.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@_settings_options
+def models_fetch(names: tuple[str, ...], fetch_all: bool, force: bool, quiet: bool,
+                 cache_dir: Path | None, model_url: str | None, offline: bool | None,
+                 max_pixels: int | None) -> None:
+    """Download, verify and install models (default: the default model)."""
+    from .download import fetch_model
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        chosen = list(MODELS) if fetch_all else [resolve_model(n).name for n in names] or [DEFAULT_MODEL]
+        for name in chosen:
+            path = fetch_model(name, settings, progress=_Progress(quiet), force=force)
+            if not quiet:
+                click.echo(f"{name}: {path}")
+
+
+@models_group.command("path")
+@click.argument("name", default=DEFAULT_MODEL)
+@_settings_options
+def models_path(name: str, cache_dir: Path | None, model_url: str | None,
+                offline: bool | None, max_pixels: int | None) -> None:
+    """Print where a model file lives; exit 1 if it has not been fetched."""
+    from .download import installed_path
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        path = installed_path(name, settings)
+        click.echo(str(path))
+        if not path.is_file():
+            click.echo(f"note: {resolve_model(name).name} is not fetched yet: "
+                       f"cleancut models fetch {resolve_model(name).name}", err=True)
+            sys.exit(1)
+
+
+@models_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@_settings_options
+def models_verify(names: tuple[str, ...], cache_dir: Path | None, model_url: str | None,
+                  offline: bool | None, max_pixels: int | None) -> None:
+    """Check the size and SHA-256 of installed models; exit 1 if any is corrupt."""
+    from .download import installed_path, verify_installed
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        chosen = [resolve_model(n) for n in names] or list(MODELS.values())
+        bad = 0
+        for spec in chosen:
+            path = installed_path(spec, settings)
+            if not path.is_file():
+                click.echo(f"{spec.name:<14} not fetched")
+                continue
+            ok = verify_installed(spec, path)
+            bad += not ok
+            click.echo(f"{spec.name:<14} {'ok' if ok else 'CORRUPT (run: cleancut models fetch --force ' + spec.name + ')'}")
+        if bad:
+            sys.exit(1)
+
+
+# --------------------------------------------------------------------------- info
+
+
+@cli.command("info")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
+              type=click.Choice(model_names(), case_sensitive=False))
+@click.option("--device", default="auto", show_default=True,
+              type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False))
+@click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_settings_options
+def info_cmd(model: str, device: str, strict_device: bool, as_json: bool, cache_dir: Path | None,
+             model_url: str | None, offline: bool | None, max_pixels: int | None) -> None:
+    """Versions, execution providers, the provider actually used, cache and models."""
+    import platform
+
+    import numpy
+    import onnxruntime
+    import PIL
+
+    from .download import installed_path, verify_installed
+    from .remover import Remover
+    from .runtime import available_providers, default_threads
+
+    with _errors():
+        settings = _settings(cache_dir, model_url, offline, max_pixels)
+        report: dict[str, Any] = {
+            "cleancut": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "onnxruntime": onnxruntime.__version__,
+            "numpy": numpy.__version__,
+            "pillow": PIL.__version__,
+            "available_providers": available_providers(),
+            "default_threads": default_threads(),
+            "cache_dir": str(settings.cache_dir),
+            "model_url": settings.model_base_url,
+            "offline": settings.offline,
+            "models": {},
+        }
+        for spec in MODELS.values():
+            path = installed_path(spec, settings)
+            report["models"][spec.name] = (
+                "verified" if verify_installed(spec, path) else "corrupt" if path.is_file() else "not fetched"
+            )
+        spec = resolve_model(model)
+        if report["models"][spec.name] == "verified" or (
+            spec.derived_from and report["models"][spec.derived_from] == "verified"
+        ):
+            rem = Remover(spec, device=device, strict=strict_device, settings=settings.with_(offline=True))
+            report["session"] = rem.load().describe()
+        else:
+            report["session"] = f"{spec.name} not fetched: run `cleancut models fetch {spec.name}`"
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        for key, value in report.items():
+            if key == "models":
+                click.echo("models:")
+                for n, state in value.items():
+                    click.echo(f"  {n:<14}{state}")
+            elif key == "session" and isinstance(value, dict):
+                click.echo("session:")
+                for k, v in value.items():
+                    click.echo(f"  {k:<12}{v}")
+            else:
+                click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="cleancut")
+    except InvalidOptionError as exc:  # pragma: no cover - raised outside _errors()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
