@@ -31,7 +31,9 @@ _removers: dict[tuple[Any, ...], Remover] = {}
 _lock = threading.Lock()
 
 
-def _remover(model: str, device: str, strict: bool, threads: int | None, settings: Settings | None) -> Remover:
+def _remover(
+    model: str, device: str, strict: bool, threads: int | None, settings: Settings | None
+) -> Remover:
     settings = settings if settings is not None else Settings.from_env()
     key = (model, device, strict, threads, settings)
     with _lock:
@@ -117,7 +119,9 @@ def apply_segmentation_mask(
             m = np.ascontiguousarray(px[:, :, 3])
         else:  # ITU-R 601 luma, as PIL's convert("L")
             rgb = px[:, :, :3].astype(np.uint32)
-            m = ((rgb[:, :, 0] * 299 + rgb[:, :, 1] * 587 + rgb[:, :, 2] * 114 + 500) // 1000).astype(np.uint8)
+            m = ((rgb[:, :, 0] * 299 + rgb[:, :, 1] * 587 + rgb[:, :, 2] * 114 + 500) // 1000).astype(
+                np.uint8
+            )
     if m.shape != (img.height, img.width):
         m = pipeline.resize_bilinear(m, img.height, img.width)
     return Cutout(pipeline.apply_mask(img.pixels, m), m, "foreground", img.icc_profile)

@@ -42,8 +42,26 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: Final = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-     ".heic", ".heif", ".avif", ".jfif", ".apng", ".tga", ".ppm", ".pgm", ".pnm"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".jfif",
+        ".apng",
+        ".tga",
+        ".ppm",
+        ".pgm",
+        ".pnm",
+    }
 )
 #: Marker in default output names; files carrying it are never taken as inputs.
 CUTOUT_MARK: Final = ".cutout"
@@ -94,8 +112,7 @@ def _scan(folder: Path, exclude: Path | None) -> list[Path]:
     for root, dirs, files in os.walk(folder):
         rootp = Path(root)
         dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and (exclude is None or (rootp / d).resolve() != exclude)
+            d for d in dirs if not d.startswith(".") and (exclude is None or (rootp / d).resolve() != exclude)
         )
         found.extend(rootp / f for f in sorted(files) if _is_image_name(rootp / f))
     return found
@@ -126,7 +143,7 @@ def plan_jobs(
     if items.count(STDIO) and len(items) > 1:
         raise InvalidOptionError("stdin (-) cannot be combined with other inputs")
     out = None if output is None else str(output)
-    out_path = None if out in (None, STDIO) else Path(out)  # type: ignore[arg-type]
+    out_path = None if out is None or out == STDIO else Path(out)
     single = len(items) == 1 and (items[0] == STDIO or not Path(items[0]).is_dir())
 
     if single:
@@ -159,10 +176,7 @@ def plan_jobs(
     taken: dict[Path, str] = {}
     for item in items:
         p = Path(item)
-        if p.is_dir():
-            pairs = [(f, f.relative_to(p)) for f in _scan(p, exclude)]
-        else:
-            pairs = [(p, Path(p.name))]
+        pairs = [(f, f.relative_to(p)) for f in _scan(p, exclude)] if p.is_dir() else [(p, Path(p.name))]
         for src, rel in pairs:
             if out_path is None:
                 target = _beside(src, fmt_out)
@@ -180,7 +194,7 @@ def plan_jobs(
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
     except OSError:
         return False
 
@@ -237,9 +251,10 @@ def run_jobs(
     the inference, on worker threads. Cancellation stops before the next image.
     """
     job_list = list(jobs)
-    with ThreadPoolExecutor(1, thread_name_prefix="cleancut-decode") as decoder, ThreadPoolExecutor(
-        1, thread_name_prefix="cleancut-encode"
-    ) as encoder:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="cleancut-decode") as decoder,
+        ThreadPoolExecutor(1, thread_name_prefix="cleancut-encode") as encoder,
+    ):
         # Jobs that need no work are answered at once, in order.
         pending: deque[tuple[Job, Future[DecodedImage] | None, JobResult | None]] = deque()
         encoding: deque[tuple[Job, Future[tuple[float, bytes | None]], float, dict[str, float]]] = deque()
@@ -268,7 +283,7 @@ def run_jobs(
                     seconds, data = fut.result()
                     timings["encode"] = seconds
                     yield JobResult(job, "written", None, time.perf_counter() - started, timings, data)
-                except BaseException as exc:  # noqa: BLE001 - reported per file
+                except BaseException as exc:
                     if isinstance(exc, OutputExistsError) and not overwrite:
                         yield JobResult(job, "skipped", str(exc), time.perf_counter() - started)
                     else:
@@ -296,7 +311,7 @@ def run_jobs(
                     mask = remover.predict_mask(decoded.pixels, cancel=cancel, timings=timings)
                 except CancelledError:
                     raise
-                except BaseException as exc:  # noqa: BLE001 - one bad file never stops the batch
+                except BaseException as exc:
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
                     yield from drain(0)

@@ -44,26 +44,35 @@ class _DefaultGroup(click.Group):
 
 def _settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
-        "--max-pixels", type=click.IntRange(min=1), default=None, metavar="N",
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
         help="Refuse images with more pixels (default 100,000,000; env CLEANCUT_MAX_PIXELS).",
     )(f)
     f = click.option(
-        "--offline/--online", default=None,
+        "--offline/--online",
+        default=None,
         help="Never use the network; a missing model is an error (env CLEANCUT_OFFLINE=1).",
     )(f)
     f = click.option(
-        "--model-url", default=None, metavar="URL",
+        "--model-url",
+        default=None,
+        metavar="URL",
         help="Base URL of the model chunks: http(s):// or file:// (env CLEANCUT_MODEL_URL).",
     )(f)
     f = click.option(
-        "--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="Where models are kept (env CLEANCUT_CACHE_DIR; default: the user cache folder).",
     )(f)
     return f
 
 
-def _settings(cache_dir: Path | None, model_url: str | None, offline: bool | None,
-              max_pixels: int | None) -> Settings:
+def _settings(
+    cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
+) -> Settings:
     return Settings.from_env(
         cache_dir=cache_dir, model_base_url=model_url, offline=offline, max_pixels=max_pixels
     )
@@ -102,8 +111,15 @@ class _Progress:
 
         bar = self.bars.get(key)
         if bar is None:
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=f"fetch {key.rsplit('/', 1)[-1]}", leave=False, file=sys.stderr)
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"fetch {key.rsplit('/', 1)[-1]}",
+                leave=False,
+                file=sys.stderr,
+            )
             self.bars[key] = bar
         bar.total = total
         bar.update(current - bar.n)
@@ -133,33 +149,83 @@ def cli(verbose: int) -> None:
 
 @cli.command("remove")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--output", default=None, metavar="PATH",
-              help="Output file, or folder for several inputs; - for stdout.")
-@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
-              type=click.Choice(model_names(), case_sensitive=False), help="Model variant.")
-@click.option("-t", "--type", "output_type", default="foreground", show_default=True,
-              type=click.Choice(OUTPUT_TYPES, case_sensitive=False),
-              help="foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.")
-@click.option("-f", "--format", "fmt", default=None, type=click.Choice(FORMATS, case_sensitive=False),
-              help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
-                   "it is composited on --bg-color.")
-@click.option("-q", "--quality", default=0.8, show_default=True, type=click.FloatRange(0, 1),
-              help="JPEG/WebP quality, 0..1 (1 = lossless WebP).")
-@click.option("--bg-color", default=None, metavar="COLOR",
-              help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.")
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False))
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="PATH",
+    help="Output file, or folder for several inputs; - for stdout.",
+)
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    type=click.Choice(model_names(), case_sensitive=False),
+    help="Model variant.",
+)
+@click.option(
+    "-t",
+    "--type",
+    "output_type",
+    default="foreground",
+    show_default=True,
+    type=click.Choice(OUTPUT_TYPES, case_sensitive=False),
+    help="foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    default=None,
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
+    "it is composited on --bg-color.",
+)
+@click.option(
+    "-q",
+    "--quality",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="JPEG/WebP quality, 0..1 (1 = lossless WebP).",
+)
+@click.option(
+    "--bg-color",
+    default=None,
+    metavar="COLOR",
+    help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
+)
 @click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Inference threads (default: physical cores).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: physical cores)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @_settings_options
 def remove_cmd(
-    inputs: tuple[str, ...], output: str | None, model: str, output_type: str, fmt: str | None,
-    quality: float, bg_color: str | None, device: str, strict_device: bool, threads: int | None,
-    overwrite: bool, quiet: bool, cache_dir: Path | None, model_url: str | None,
-    offline: bool | None, max_pixels: int | None,
+    inputs: tuple[str, ...],
+    output: str | None,
+    model: str,
+    output_type: str,
+    fmt: str | None,
+    quality: float,
+    bg_color: str | None,
+    device: str,
+    strict_device: bool,
+    threads: int | None,
+    overwrite: bool,
+    quiet: bool,
+    cache_dir: Path | None,
+    model_url: str | None,
+    offline: bool | None,
+    max_pixels: int | None,
 ) -> None:
     """Cut out INPUT... (files, folders, or - for stdin)."""
     from .batch import OutputOptions, plan_jobs, run_jobs
@@ -228,21 +294,29 @@ def _human(n: int | None) -> str:
 @models_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_settings_options
-def models_list(as_json: bool, cache_dir: Path | None, model_url: str | None,
-                offline: bool | None, max_pixels: int | None) -> None:
+def models_list(
+    as_json: bool, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
+) -> None:
     """Every model, its aliases, and whether it is in the cache."""
     from .download import installed_path
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for spec in MODELS.values():
             path = installed_path(spec, settings)
-            rows.append({
-                "name": spec.name, "aliases": list(spec.aliases), "precision": spec.precision,
-                "size": spec.size, "installed": path.is_file(), "path": str(path),
-                "default": spec.name == DEFAULT_MODEL, "description": spec.description,
-            })
+            rows.append(
+                {
+                    "name": spec.name,
+                    "aliases": list(spec.aliases),
+                    "precision": spec.precision,
+                    "size": spec.size,
+                    "installed": path.is_file(),
+                    "path": str(path),
+                    "default": spec.name == DEFAULT_MODEL,
+                    "description": spec.description,
+                }
+            )
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
@@ -250,8 +324,10 @@ def models_list(as_json: bool, cache_dir: Path | None, model_url: str | None,
         for r in rows:
             mark = "yes" if r["installed"] else "no"
             star = " (default)" if r["default"] else ""
-            click.echo(f"{r['name']:<14}{','.join(r['aliases']):<10}{r['precision']:<10}"
-                       f"{_human(r['size']):>11}  {mark}{star}")
+            click.echo(
+                f"{r['name']:<14}{','.join(r['aliases']):<10}{r['precision']:<10}"
+                f"{_human(r['size']):>11}  {mark}{star}"
+            )
         click.echo(f"cache: {settings.models_dir}")
 
 
@@ -261,9 +337,16 @@ def models_list(as_json: bool, cache_dir: Path | None, model_url: str | None,
 @click.option("--force", is_flag=True, help="Download again even if present and valid.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @_settings_options
-def models_fetch(names: tuple[str, ...], fetch_all: bool, force: bool, quiet: bool,
-                 cache_dir: Path | None, model_url: str | None, offline: bool | None,
-                 max_pixels: int | None) -> None:
+def models_fetch(
+    names: tuple[str, ...],
+    fetch_all: bool,
+    force: bool,
+    quiet: bool,
+    cache_dir: Path | None,
+    model_url: str | None,
+    offline: bool | None,
+    max_pixels: int | None,
+) -> None:
     """Download, verify and install models (default: the default model)."""
     from .download import fetch_model
 
@@ -279,8 +362,9 @@ def models_fetch(names: tuple[str, ...], fetch_all: bool, force: bool, quiet: bo
 @models_group.command("path")
 @click.argument("name", default=DEFAULT_MODEL)
 @_settings_options
-def models_path(name: str, cache_dir: Path | None, model_url: str | None,
-                offline: bool | None, max_pixels: int | None) -> None:
+def models_path(
+    name: str, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
+) -> None:
     """Print where a model file lives; exit 1 if it has not been fetched."""
     from .download import installed_path
 
@@ -289,16 +373,24 @@ def models_path(name: str, cache_dir: Path | None, model_url: str | None,
         path = installed_path(name, settings)
         click.echo(str(path))
         if not path.is_file():
-            click.echo(f"note: {resolve_model(name).name} is not fetched yet: "
-                       f"cleancut models fetch {resolve_model(name).name}", err=True)
+            click.echo(
+                f"note: {resolve_model(name).name} is not fetched yet: "
+                f"cleancut models fetch {resolve_model(name).name}",
+                err=True,
+            )
             sys.exit(1)
 
 
 @models_group.command("verify")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @_settings_options
-def models_verify(names: tuple[str, ...], cache_dir: Path | None, model_url: str | None,
-                  offline: bool | None, max_pixels: int | None) -> None:
+def models_verify(
+    names: tuple[str, ...],
+    cache_dir: Path | None,
+    model_url: str | None,
+    offline: bool | None,
+    max_pixels: int | None,
+) -> None:
     """Check the size and SHA-256 of installed models; exit 1 if any is corrupt."""
     from .download import installed_path, verify_installed
 
@@ -313,7 +405,8 @@ def models_verify(names: tuple[str, ...], cache_dir: Path | None, model_url: str
                 continue
             ok = verify_installed(spec, path)
             bad += not ok
-            click.echo(f"{spec.name:<14} {'ok' if ok else 'CORRUPT (run: cleancut models fetch --force ' + spec.name + ')'}")
+            state = "ok" if ok else f"CORRUPT (run: cleancut models fetch --force {spec.name})"
+            click.echo(f"{spec.name:<14} {state}")
         if bad:
             sys.exit(1)
 
@@ -322,15 +415,32 @@ def models_verify(names: tuple[str, ...], cache_dir: Path | None, model_url: str
 
 
 @cli.command("info")
-@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True,
-              type=click.Choice(model_names(), case_sensitive=False))
-@click.option("--device", default="auto", show_default=True,
-              type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False))
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    type=click.Choice(model_names(), case_sensitive=False),
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
+)
 @click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_settings_options
-def info_cmd(model: str, device: str, strict_device: bool, as_json: bool, cache_dir: Path | None,
-             model_url: str | None, offline: bool | None, max_pixels: int | None) -> None:
+def info_cmd(
+    model: str,
+    device: str,
+    strict_device: bool,
+    as_json: bool,
+    cache_dir: Path | None,
+    model_url: str | None,
+    offline: bool | None,
+    max_pixels: int | None,
+) -> None:
     """Versions, execution providers, the provider actually used, cache and models."""
     import platform
 

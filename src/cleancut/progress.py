@@ -16,7 +16,7 @@ from typing import Union
 
 from .errors import CancelledError
 
-__all__ = ["CancelSignal", "ProgressCallback", "ByteCounter", "check_cancel", "stage"]
+__all__ = ["ByteCounter", "CancelSignal", "ProgressCallback", "check_cancel", "stage"]
 
 ProgressCallback = Callable[[str, int, int], None]
 CancelSignal = Union[threading.Event, Callable[[], bool]]
@@ -35,9 +35,7 @@ def check_cancel(cancel: CancelSignal | None, where: str = "") -> None:
 class stage:  # noqa: N801 - used as a context manager, reads like a keyword
     """Report ``compute:<name>`` as 0/1 on entry and 1/1 on exit, after a cancel check."""
 
-    def __init__(
-        self, name: str, progress: ProgressCallback | None, cancel: CancelSignal | None
-    ) -> None:
+    def __init__(self, name: str, progress: ProgressCallback | None, cancel: CancelSignal | None) -> None:
         self.key = f"compute:{name}"
         self.name = name
         self.progress = progress

@@ -75,7 +75,7 @@ def normalize_device(device: str) -> Device:
         d = "gpu"
     if d not in DEVICES:
         raise InvalidOptionError(f"unknown device {device!r}; choose auto, cpu or gpu")
-    return d  # type: ignore[return-value]
+    return d
 
 
 def _choose_providers(device: Device, strict: bool) -> tuple[list[str], str]:
