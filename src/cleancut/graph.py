@@ -1,7 +1,7 @@
 """Graph preparation: keep only the ``output`` tensor, and widen fp16 weights to fp32.
 
-The published IS-Net graphs have 13 outputs; only ``output`` (the final mask) is read. The
-other 12 (side maps and feature maps, some 64×512×512) cost time and memory, so the graph
+The published IS-Net graphs have 12 outputs; only ``output`` (the final mask) is read. The
+other 11 (side maps and feature maps, some 64×512×512) cost time and memory, so the graph
 we load is pruned to what ``output`` needs. Prepared graphs are cached on disk next to the
 models so the work is done once per machine, not per process.
 """
@@ -30,11 +30,61 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "output"
 INPUT_NAME = "input"
-_PREP_VERSION = 1  # bump when the preparation changes, so cached graphs are rebuilt
+#: Bump when the preparation changes, so cached graphs are rebuilt.
+#: 2: pruned graphs are written in topological order.
+_PREP_VERSION = 2
+
+
+def _node_inputs(node: onnx.NodeProto) -> list[str]:
+    """The names a node reads, including outer names read by its subgraphs (If/Loop/Scan)."""
+    import onnx
+
+    names = [i for i in node.input if i]
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            subgraphs = [attr.g]
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            subgraphs = list(attr.graphs)
+        else:
+            continue
+        for sub in subgraphs:
+            for sub_node in sub.node:
+                names.extend(_node_inputs(sub_node))
+    return names
+
+
+def _topological_order(nodes: Any) -> list[int]:
+    """Node indices, each after the producers of its inputs, otherwise in the given order."""
+    producer = {o: idx for idx, node in enumerate(nodes) for o in node.output if o}
+    deps = [
+        [producer[n] for n in _node_inputs(node) if n in producer and producer[n] != idx]
+        for idx, node in enumerate(nodes)
+    ]
+    order: list[int] = []
+    state = [0] * len(nodes)  # 0 unvisited, 1 on the stack, 2 emitted
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:  # iterative depth-first search: graphs can be deeper than the recursion limit
+            idx, expanded = stack.pop()
+            if expanded:
+                if state[idx] != 2:
+                    state[idx] = 2
+                    order.append(idx)
+                continue
+            if state[idx] != 0:
+                continue  # emitted already, or a cycle (left for the runtime to report)
+            state[idx] = 1
+            stack.append((idx, True))
+            stack.extend((d, False) for d in reversed(deps[idx]) if state[d] == 0)
+    return order
 
 
 def prune_outputs(model: onnx.ModelProto, keep: Iterable[str] = (OUTPUT_NAME,)) -> onnx.ModelProto:
-    """Drop every graph output but ``keep`` and every node they do not depend on."""
+    """Drop every graph output but ``keep`` and every node they do not depend on.
+
+    The kept nodes are written in topological order, as the ONNX spec (and ``onnx.checker``)
+    requires; the published graphs list some producers after their consumers.
+    """
     import onnx
 
     keep = list(keep)
@@ -54,12 +104,7 @@ def prune_outputs(model: onnx.ModelProto, keep: Iterable[str] = (OUTPUT_NAME,)) 
         if idx_or_none is None or idx_or_none in keep_nodes:
             continue  # a graph input, an initializer, or already visited
         keep_nodes.add(idx_or_none)
-        node = graph.node[idx_or_none]
-        inputs = [i for i in node.input if i]
-        for attr in node.attribute:  # subgraphs (If/Loop) read outer names too
-            if attr.type == onnx.AttributeProto.GRAPH:
-                inputs.extend(n for sub in attr.g.node for n in sub.input if n)
-        for name in inputs:
+        for name in _node_inputs(graph.node[idx_or_none]):
             if name not in needed:
                 needed.add(name)
                 todo.append(name)
@@ -75,6 +120,16 @@ def prune_outputs(model: onnx.ModelProto, keep: Iterable[str] = (OUTPUT_NAME,)) 
     drop(graph.output, lambda _, o: o.name in keep)
     drop(graph.initializer, lambda _, t: t.name in needed)
     drop(graph.value_info, lambda _, v: v.name in needed)
+
+    order = _topological_order(graph.node)
+    if order != list(range(len(graph.node))):
+        nodes = []
+        for idx in order:
+            node = onnx.NodeProto()
+            node.CopyFrom(graph.node[idx])
+            nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(nodes)
     return model
 
 
