@@ -180,13 +180,28 @@ def plan_jobs(
         for src, rel in pairs:
             if out_path is None:
                 target = _beside(src, fmt_out)
+                # photo.jpg and photo.png in one folder: photo.cutout.png, photo.jpg.cutout.png
+                fallback = src.with_name(f"{src.name}{CUTOUT_MARK}{ext}")
             else:
                 target = out_path / rel.with_suffix(ext)
-                if target in taken:  # photo.jpg and photo.png in one folder
-                    target = out_path / rel.with_name(rel.name + ext)
+                # photo.jpg and photo.png in one folder: photo.png, photo.jpg.png
+                fallback = out_path / rel.with_name(rel.name + ext)
+            target = _unique(target, fallback, taken)
             taken[target] = str(src)
             jobs.append(Job(src, target, str(src)))
     return jobs, fmt_out
+
+
+def _unique(target: Path, fallback: Path, taken: dict[Path, str]) -> Path:
+    """``target``, or when another input already maps there, ``fallback`` (then ``.2``, ``.3``…
+    before the extension), so that no two inputs of one batch share an output."""
+    if target not in taken:
+        return target
+    candidate, n = fallback, 2
+    while candidate in taken:
+        candidate = fallback.with_name(f"{fallback.stem}.{n}{fallback.suffix}")
+        n += 1
+    return candidate
 
 
 # --------------------------------------------------------------------------- running

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,14 +32,23 @@ __all__ = ["cli", "main"]
 log = logging.getLogger("cleancut")
 
 
+#: The group's own flags, which may come before the input of the default command.
+_VERBOSE_FLAGS = re.compile(r"-v+")
+
+
 class _DefaultGroup(click.Group):
     """A group whose unknown first argument runs the ``remove`` command."""
 
     default_command = "remove"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            args = [self.default_command, *args]
+        # Skip the group's own options (-v, -vv, --verbose) so `cleancut -v photo.jpg` still
+        # runs `remove`; inserting `remove` before them would hand -v to the subcommand.
+        i = 0
+        while i < len(args) and (args[i] == "--verbose" or _VERBOSE_FLAGS.fullmatch(args[i])):
+            i += 1
+        if i < len(args) and args[i] not in self.commands and args[i] not in ("--help", "-h", "--version"):
+            args = [*args[:i], self.default_command, *args[i:]]
         return super().parse_args(ctx, args)
 
 
@@ -264,7 +274,9 @@ def remove_cmd(
                     click.echo(f"{result.status}: {result.job.name} -> {result.job.output}", err=True)
         elapsed = time.perf_counter() - started
         single_ok = len(jobs) == 1 and counts["failed"] == 0
-        if not quiet and not (single_ok and jobs[0].output is None):
+        # One input: its error line (or stdout) says it all; a summary is for several.
+        single_quiet = len(jobs) == 1 and (counts["failed"] or jobs[0].output is None)
+        if not quiet and not single_quiet:
             if single_ok and counts["written"]:
                 click.echo(f"wrote {jobs[0].output} ({elapsed:.1f} s)", err=True)
             elif single_ok:

@@ -1,0 +1,404 @@
+"""Batch planning (pure: paths only, no model) and one real pipelined run.
+
+``plan_jobs`` is checked rule by rule against its docstring on real folders under
+``tmp_path``; ``run_jobs`` runs the real fp16 model over three photos mixed with a bad file,
+an output that exists, an input that would be overwritten, and a stdout job (3 inferences).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cleancut import CancelledError, InvalidOptionError, Remover
+from cleancut.batch import IMAGE_EXTENSIONS, Job, JobResult, OutputOptions, plan_jobs, run_jobs
+from conftest import EXAMPLES
+
+ASTRONAUT = EXAMPLES / "astronaut.jpg"
+CHELSEA = EXAMPLES / "chelsea.jpg"
+COFFEE = EXAMPLES / "coffee.jpg"
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def pairs(jobs: list[Job]) -> list[tuple[Path | None, Path | None]]:
+    return [(j.source, j.output) for j in jobs]
+
+
+# --------------------------------------------------------------------------- one input
+
+
+def test_one_file_to_named_output(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, fmt = plan_jobs([src], tmp_path / "out.png")
+    assert fmt == "png"
+    assert jobs == [Job(src, tmp_path / "out.png", str(src))]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("out.png", "png"),
+        ("out.webp", "webp"),
+        ("out.jpg", "jpeg"),
+        ("out.JPEG", "jpeg"),
+        ("out.rgba", "rgba8"),
+        ("out.alpha", "alpha8"),
+        ("out", "png"),
+        ("out.bin", "png"),
+    ],
+)
+def test_format_from_output_extension(tmp_path: Path, name: str, fmt: str) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, got = plan_jobs([str(src)], str(tmp_path / name))
+    assert got == fmt
+    assert jobs[0].output == tmp_path / name
+
+
+def test_explicit_format_wins_over_extension(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, fmt = plan_jobs([src], tmp_path / "out.png", "webp")
+    assert fmt == "webp"
+    assert jobs[0].output == tmp_path / "out.png"  # the path is the user's choice
+
+
+def test_one_file_into_folder_with_trailing_slash(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    out = tmp_path / "new"
+    jobs, fmt = plan_jobs([src], f"{out}/")
+    assert fmt == "png"
+    assert jobs[0].output == out / "photo.png"
+    assert not out.exists()  # planning creates nothing
+    jobs, fmt = plan_jobs([src], f"{out}/", "webp")
+    assert fmt == "webp" and jobs[0].output == out / "photo.webp"
+
+
+def test_one_file_into_existing_folder(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    out = tmp_path / "cutouts"
+    out.mkdir()
+    jobs, _ = plan_jobs([src], out)
+    assert jobs[0].output == out / "photo.png"
+
+
+def test_one_file_without_output_goes_beside(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, fmt = plan_jobs([src], None)
+    assert fmt == "png"
+    assert jobs == [Job(src, tmp_path / "photo.cutout.png", str(src))]
+    jobs, fmt = plan_jobs([src], None, "jpeg")
+    assert fmt == "jpeg" and jobs[0].output == tmp_path / "photo.cutout.jpg"
+    jobs, fmt = plan_jobs([src], None, "webp")
+    assert jobs[0].output == tmp_path / "photo.cutout.webp"
+
+
+def test_one_file_to_stdout(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, fmt = plan_jobs([src], "-")
+    assert fmt == "png"
+    assert jobs == [Job(src, None, str(src))]
+    _, fmt = plan_jobs([src], "-", "webp")
+    assert fmt == "webp"
+
+
+def test_missing_single_input_is_planned_and_fails_later(tmp_path: Path) -> None:
+    jobs, _ = plan_jobs([tmp_path / "missing.jpg"], None)
+    assert jobs[0].output == tmp_path / "missing.cutout.png"
+
+
+# --------------------------------------------------------------------------- stdin
+
+
+def test_stdin_to_stdout() -> None:
+    assert plan_jobs(["-"], None) == ([Job(None, None, "<stdin>")], "png")
+    assert plan_jobs(["-"], "-") == ([Job(None, None, "<stdin>")], "png")
+    assert plan_jobs(["-"], None, "webp") == ([Job(None, None, "<stdin>")], "webp")
+
+
+def test_stdin_to_file(tmp_path: Path) -> None:
+    jobs, fmt = plan_jobs(["-"], tmp_path / "out.webp")
+    assert fmt == "webp"
+    assert jobs == [Job(None, tmp_path / "out.webp", "<stdin>")]
+
+
+def test_stdin_into_folder(tmp_path: Path) -> None:
+    jobs, _ = plan_jobs(["-"], f"{tmp_path}/")
+    assert jobs == [Job(None, tmp_path / "stdin.png", "<stdin>")]
+    jobs, _ = plan_jobs(["-"], f"{tmp_path}/sub/", "jpeg")
+    assert jobs[0].output == tmp_path / "sub" / "stdin.jpg"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_no_input_is_an_error() -> None:
+    with pytest.raises(InvalidOptionError, match="no input"):
+        plan_jobs([], None)
+
+
+def test_stdin_cannot_be_combined(tmp_path: Path) -> None:
+    src = touch(tmp_path / "a.jpg")
+    with pytest.raises(InvalidOptionError, match="stdin"):
+        plan_jobs(["-", str(src)], tmp_path / "out")
+    with pytest.raises(InvalidOptionError, match="stdin"):
+        plan_jobs(["-", "-"], None)
+
+
+def test_several_inputs_cannot_go_to_stdout(tmp_path: Path) -> None:
+    a, b = touch(tmp_path / "a.jpg"), touch(tmp_path / "b.jpg")
+    with pytest.raises(InvalidOptionError, match="stdout"):
+        plan_jobs([a, b], "-")
+    folder = tmp_path / "dir"
+    touch(folder / "c.jpg")
+    with pytest.raises(InvalidOptionError, match="stdout"):
+        plan_jobs([folder], "-")
+
+
+def test_several_inputs_need_a_folder_output(tmp_path: Path) -> None:
+    a, b = touch(tmp_path / "a.jpg"), touch(tmp_path / "b.jpg")
+    existing = touch(tmp_path / "out.png")
+    with pytest.raises(InvalidOptionError, match="must be a folder"):
+        plan_jobs([a, b], existing)
+    folder = tmp_path / "dir"
+    touch(folder / "c.jpg")
+    with pytest.raises(InvalidOptionError, match="must be a folder"):
+        plan_jobs([folder], existing)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    for rel in ["b.jpg", "a.png", "c.JPG", "d.webp", "sub/e.jpeg", "sub/deeper/f.tif"]:
+        touch(root / rel)
+    # never inputs: hidden files and folders, our own outputs, other file types
+    for rel in [
+        ".hidden.jpg",
+        ".cache/g.jpg",
+        "a.cutout.png",
+        "sub/e.cutout.webp",
+        "notes.txt",
+        "raw.cr2",
+        "sub/readme",
+    ]:
+        touch(root / rel)
+    return root
+
+
+# os.walk order: a folder's files (sorted) before its subfolders (sorted)
+EXPECTED_INPUTS = ["a.png", "b.jpg", "c.JPG", "d.webp", "sub/e.jpeg", "sub/deeper/f.tif"]
+
+
+def test_folder_keeps_relative_names(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs, fmt = plan_jobs([tree], out)
+    assert fmt == "png"
+    assert [j.source for j in jobs] == [tree / r for r in EXPECTED_INPUTS]
+    assert [j.output for j in jobs] == [out / Path(r).with_suffix(".png") for r in EXPECTED_INPUTS]
+    assert [j.name for j in jobs] == [str(tree / r) for r in EXPECTED_INPUTS]
+    assert not out.exists()
+
+
+def test_folder_output_extension_follows_format(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs, fmt = plan_jobs([tree], out, "jpeg")
+    assert fmt == "jpeg"
+    assert [j.output for j in jobs] == [out / Path(r).with_suffix(".jpg") for r in EXPECTED_INPUTS]
+    # -o with an image extension names a folder when there are several inputs
+    jobs, fmt = plan_jobs([tree], tmp_path / "out.webp")
+    assert fmt == "png"
+    assert jobs[0].output == tmp_path / "out.webp" / "a.png"
+
+
+def test_folder_without_output_goes_beside(tree: Path) -> None:
+    jobs, _ = plan_jobs([tree], None, "webp")
+    assert [j.output for j in jobs] == [
+        (tree / r).with_name(Path(r).stem + ".cutout.webp") for r in EXPECTED_INPUTS
+    ]
+
+
+def test_output_folder_inside_input_is_not_scanned(tree: Path) -> None:
+    out = tree / "cutouts"
+    touch(out / "a.png")  # a previous run's output
+    touch(out / "sub" / "e.png")
+    jobs, _ = plan_jobs([tree], out)
+    assert [j.source for j in jobs] == [tree / r for r in EXPECTED_INPUTS]
+    # the same folder seen through another spelling is excluded as well
+    jobs, _ = plan_jobs([tree], tree / "sub" / ".." / "cutouts")
+    assert [j.source for j in jobs] == [tree / r for r in EXPECTED_INPUTS]
+
+
+def test_every_image_extension_is_scanned(tmp_path: Path) -> None:
+    root = tmp_path / "all"
+    for ext in sorted(IMAGE_EXTENSIONS):
+        touch(root / f"img{ext}")
+    jobs, _ = plan_jobs([root], tmp_path / "out")
+    assert len(jobs) == len(IMAGE_EXTENSIONS)
+    assert len({j.output for j in jobs}) == len(jobs)
+
+
+def test_empty_folder_plans_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    touch(tmp_path / "empty" / "notes.txt")
+    assert plan_jobs([tmp_path / "empty"], tmp_path / "out") == ([], "png")
+
+
+def test_several_files_into_folder(tmp_path: Path) -> None:
+    a, b = touch(tmp_path / "x" / "a.jpg"), touch(tmp_path / "y" / "b.webp")
+    jobs, _ = plan_jobs([str(a), str(b)], tmp_path / "out")
+    assert pairs(jobs) == [(a, tmp_path / "out" / "a.png"), (b, tmp_path / "out" / "b.png")]
+    jobs, _ = plan_jobs([a, b], None)
+    assert pairs(jobs) == [(a, a.with_name("a.cutout.png")), (b, b.with_name("b.cutout.png"))]
+
+
+def test_folder_and_file_together(tree: Path, tmp_path: Path) -> None:
+    extra = touch(tmp_path / "extra.jpg")
+    jobs, _ = plan_jobs([tree, extra], tmp_path / "out")
+    assert jobs[-1] == Job(extra, tmp_path / "out" / "extra.png", str(extra))
+    assert len(jobs) == len(EXPECTED_INPUTS) + 1
+
+
+# --------------------------------------------------------------------------- collisions
+
+
+def test_same_stem_in_one_folder_gets_distinct_outputs(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    jpg, png = touch(root / "photo.jpg"), touch(root / "photo.png")
+    out = tmp_path / "out"
+    jobs, _ = plan_jobs([root], out)
+    assert pairs(jobs) == [(jpg, out / "photo.png"), (png, out / "photo.png.png")]
+    jobs, _ = plan_jobs([root], None)
+    outputs = [j.output for j in jobs]
+    assert outputs == [root / "photo.cutout.png", root / "photo.png.cutout.png"]
+    # neither output would be taken as an input on a rerun
+    for o in outputs:
+        assert o is not None
+        touch(o)
+    assert [j.source for j in plan_jobs([root], None)[0]] == [jpg, png]
+
+
+def test_same_name_from_several_folders_gets_distinct_outputs(tmp_path: Path) -> None:
+    srcs = [touch(tmp_path / d / "photo.jpg") for d in ("a", "b", "c")]
+    jobs, _ = plan_jobs(srcs, tmp_path / "out")
+    outputs = [j.output for j in jobs]
+    assert len(set(outputs)) == 3
+    assert outputs[0] == tmp_path / "out" / "photo.png"
+    assert all(o is not None and o.parent == tmp_path / "out" and o.suffix == ".png" for o in outputs)
+
+
+# --------------------------------------------------------------------------- run_jobs (real model)
+
+
+@pytest.fixture(scope="module")
+def mixed_run(
+    tmp_path_factory: pytest.TempPathFactory, remover: Remover
+) -> tuple[Path, list[Job], list[JobResult]]:
+    root = tmp_path_factory.mktemp("batch")
+    inp, out = root / "in", root / "out"
+    inp.mkdir()
+    for p in (ASTRONAUT, CHELSEA, COFFEE):
+        shutil.copy(p, inp / p.name)
+    touch(inp / "bad.jpg", b"plain text, not a JPEG\n")
+    touch(out / "done.png", b"existing output")
+    shutil.copy(COFFEE, inp / "done.jpg")
+    same = inp / "same.png"
+    Image.open(CHELSEA).save(same)
+    jobs = [
+        Job(inp / "chelsea.jpg", out / "chelsea.png", "chelsea.jpg"),  # written
+        Job(inp / "done.jpg", out / "done.png", "done.jpg"),  # skipped: output exists
+        Job(inp / "bad.jpg", out / "bad.png", "bad.jpg"),  # failed: not an image
+        Job(inp / "astronaut.jpg", None, "astronaut.jpg"),  # written, to "stdout" (data)
+        Job(same, same, "same.png"),  # failed: would overwrite its input
+        Job(inp / "coffee.jpg", out / "sub" / "coffee.png", "coffee.jpg"),  # written
+    ]
+    results = list(run_jobs(jobs, remover, OutputOptions(type="foreground", format="png")))
+    return root, jobs, results
+
+
+def test_results_in_input_order(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
+    _, jobs, results = mixed_run
+    assert [r.job for r in results] == jobs
+    assert [r.status for r in results] == ["written", "skipped", "failed", "written", "failed", "written"]
+
+
+def test_written_outputs_are_valid(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
+    _, _, results = mixed_run
+    for r in results:
+        if r.status != "written":
+            continue
+        assert r.error is None
+        assert r.job.source is not None
+        with Image.open(r.job.source) as src:
+            size = src.size
+        if r.job.output is None:
+            assert r.data is not None
+            im = Image.open(io.BytesIO(r.data))
+        else:
+            assert r.data is None
+            im = Image.open(r.job.output)
+        with im:
+            assert im.format == "PNG" and im.mode == "RGBA" and im.size == size
+            alpha = np.asarray(im)[:, :, 3]
+        assert 0.1 < (alpha >= 128).mean() < 0.95  # a real cut-out, not blank or opaque
+
+
+def test_failed_and_skipped_results_explain(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
+    root, _, results = mixed_run
+    skipped, bad, same = results[1], results[2], results[4]
+    assert skipped.error is not None and "exists" in skipped.error
+    assert (root / "out" / "done.png").read_bytes() == b"existing output"
+    assert bad.error is not None and "bad.jpg" in bad.error and "not an image" in bad.error
+    assert not (root / "out" / "bad.png").exists()
+    assert same.error is not None and "refusing to overwrite the input" in same.error
+    with Image.open(root / "in" / "same.png") as im:
+        assert im.size == (451, 300) and im.mode == "RGB"
+
+
+def test_timings_present(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
+    _, _, results = mixed_run
+    for r in results:
+        if r.status == "written":
+            assert r.seconds > 0
+            for key in ("decode_wait", "preprocess", "inference", "postprocess", "encode"):
+                assert key in r.timings and r.timings[key] >= 0, (key, r.timings)
+            assert r.timings["inference"] > 0
+
+
+def test_no_temp_files_left(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
+    root, _, _ = mixed_run
+    assert list(root.rglob(".*.tmp")) == []
+    assert sorted(
+        p.relative_to(root / "out").as_posix() for p in (root / "out").rglob("*") if p.is_file()
+    ) == ["chelsea.png", "done.png", "sub/coffee.png"]
+
+
+def test_cancel_stops_before_any_work(tmp_path: Path, remover: Remover) -> None:
+    import threading
+
+    event = threading.Event()
+    event.set()
+    jobs = [Job(CHELSEA, tmp_path / "a.png", "a"), Job(COFFEE, tmp_path / "b.png", "b")]
+    with pytest.raises(CancelledError):
+        list(run_jobs(jobs, remover, OutputOptions(), cancel=event))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_prechecked_jobs_need_no_model(tmp_path: Path, remover: Remover) -> None:
+    """Skips and refusals are answered without decoding or inference."""
+    existing = touch(tmp_path / "a.png", b"old")
+    src = touch(tmp_path / "x.jpg", b"not even an image")
+    jobs = [Job(src, existing, "x.jpg"), Job(existing, existing, "a.png")]
+    results = list(run_jobs(jobs, remover, OutputOptions()))
+    assert [r.status for r in results] == ["skipped", "failed"]
+    assert existing.read_bytes() == b"old"

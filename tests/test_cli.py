@@ -1,0 +1,556 @@
+"""The ``cleancut`` command, in process through click's CliRunner, with the real model.
+
+Every test runs offline against the shared test cache (``CLEANCUT_CACHE_DIR`` and
+``CLEANCUT_OFFLINE=1``; the npm fallback is off too), so nothing here can reach the network.
+Real inference happens 10 times: six single-file runs (each checks another output option
+and all are checked against one another) and two runs of a two-photo folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from cleancut import Settings
+from cleancut.cli import cli
+from conftest import EXAMPLES
+
+ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512x512
+CHELSEA = EXAMPLES / "chelsea.jpg"  # 451x300
+COFFEE = EXAMPLES / "coffee.jpg"  # 600x400
+
+FACE = (slice(60, 120), slice(190, 270))
+WALL_TOP_RIGHT = (slice(0, 60), slice(460, 512))
+BG_PIXEL = (30, 490)
+
+REMOVE_OPTIONS = [
+    "--model",
+    "--type",
+    "--format",
+    "--quality",
+    "--bg-color",
+    "--device",
+    "--threads",
+    "--overwrite",
+    "--quiet",
+    "--output",
+    "--strict-device",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_env(model_settings: Settings) -> Iterator[None]:
+    """The environment every CLI run sees: the shared cache, offline, no npm."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLEANCUT_CACHE_DIR", str(model_settings.cache_dir))
+        mp.setenv("CLEANCUT_OFFLINE", "1")
+        mp.setenv("CLEANCUT_NPM", "0")
+        mp.delenv("CLEANCUT_MODEL_URL", raising=False)
+        mp.delenv("CLEANCUT_MAX_PIXELS", raising=False)
+        yield
+
+
+def run(*args: object, input: bytes | None = None) -> Result:
+    """``cleancut ARGS...``; stdout and stderr are separate (click >= 8.2)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def tmp_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob(".*.tmp"))
+
+
+def load(data_or_path: bytes | Path) -> Image.Image:
+    im = Image.open(io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path)
+    im.load()
+    return im
+
+
+def copy_photo(folder: Path, src: Path = ASTRONAUT, name: str = "photo.jpg") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(src, folder / name))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def no_gpu() -> bool:
+    import onnxruntime as ort
+
+    from cleancut.runtime import GPU_PROVIDERS
+
+    return not any(p in GPU_PROVIDERS for p in ort.get_available_providers())
+
+
+# --------------------------------------------------------------------------- single file
+
+
+@pytest.fixture(scope="module")
+def stdin_mask_run() -> Result:
+    """``cleancut - --type mask < astronaut.jpg``: also the reference mask for this module."""
+    return run("-", "--type", "mask", input=ASTRONAUT.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def mask(stdin_mask_run: Result) -> np.ndarray:
+    assert stdin_mask_run.exit_code == 0, stdin_mask_run.output
+    return np.asarray(load(stdin_mask_run.stdout_bytes))
+
+
+def test_stdin_to_stdout_mask(stdin_mask_run: Result, mask: np.ndarray) -> None:
+    im = load(stdin_mask_run.stdout_bytes)
+    assert im.format == "PNG" and im.mode == "L" and im.size == (512, 512)
+    assert stdin_mask_run.stderr == ""  # stdout carries the image, nothing else is said
+    assert mask[FACE].mean() > 200
+    assert mask[WALL_TOP_RIGHT].mean() < 30
+
+
+def test_single_file_to_png(tmp_path: Path, mask: np.ndarray) -> None:
+    photo = copy_photo(tmp_path / "in")
+    out = tmp_path / "out.png"
+    result = run(photo, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stderr
+    assert result.stdout == ""
+    im = load(out)
+    assert im.format == "PNG" and im.mode == "RGBA" and im.size == (512, 512)
+    px = np.asarray(im)
+    np.testing.assert_array_equal(px[:, :, 3], mask)
+    np.testing.assert_array_equal(px[:, :, :3], np.asarray(load(ASTRONAUT).convert("RGB")))
+    assert tmp_files(tmp_path) == []
+
+
+def test_single_file_without_output_goes_beside(tmp_path: Path, mask: np.ndarray) -> None:
+    photo = copy_photo(tmp_path)
+    result = run(photo)
+    assert result.exit_code == 0, result.output
+    beside = tmp_path / "photo.cutout.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.cutout.png", "photo.jpg"]
+    im = load(beside)
+    assert im.mode == "RGBA" and im.size == (512, 512)
+    np.testing.assert_array_equal(np.asarray(im)[:, :, 3], mask)
+    assert photo.read_bytes() == ASTRONAUT.read_bytes()
+
+
+def test_output_folder_with_trailing_slash_and_webp(tmp_path: Path, mask: np.ndarray) -> None:
+    photo = copy_photo(tmp_path / "in")
+    outdir = tmp_path / "cutouts"
+    result = run(photo, "-o", f"{outdir}{os.sep}", "--format", "webp")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in outdir.iterdir()] == ["photo.webp"]
+    im = load(outdir / "photo.webp")
+    assert im.format == "WEBP" and im.mode == "RGBA" and im.size == (512, 512)
+    alpha = np.asarray(im)[:, :, 3].astype(int)
+    assert np.abs(alpha - mask.astype(int)).mean() < 2
+    assert tmp_files(tmp_path) == []
+
+
+def test_jpeg_on_bg_color(tmp_path: Path) -> None:
+    photo = copy_photo(tmp_path / "in")
+    out = tmp_path / "green.jpg"
+    result = run(photo, "-o", out, "--format", "jpeg", "--bg-color", "#00ff00", "--quality", "0.9")
+    assert result.exit_code == 0, result.output
+    im = load(out)
+    assert im.format == "JPEG" and im.mode == "RGB" and im.size == (512, 512)
+    px = np.asarray(im).astype(int)
+    assert np.abs(px[BG_PIXEL] - np.array([0, 255, 0])).max() <= 8, px[BG_PIXEL]
+    face = np.asarray(load(ASTRONAUT).convert("RGB")).astype(int)[FACE]
+    assert np.abs(px[FACE] - face).mean() < 6  # the subject is not tinted
+
+
+def test_file_to_stdout_background(tmp_path: Path, mask: np.ndarray) -> None:
+    photo = copy_photo(tmp_path)
+    result = run(photo, "-o", "-", "--type", "background")
+    assert result.exit_code == 0, result.output
+    im = load(result.stdout_bytes)
+    assert im.format == "PNG" and im.mode == "RGBA" and im.size == (512, 512)
+    np.testing.assert_array_equal(np.asarray(im)[:, :, 3], 255 - mask)
+    assert "wrote" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written
+
+
+# --------------------------------------------------------------------------- overwrite rules
+
+
+def test_never_overwrites_an_input(tmp_path: Path) -> None:
+    src = tmp_path / "x.png"
+    load(CHELSEA).save(src)
+    before = src.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        for target in (src, tmp_path / "." / "x.png"):
+            result = run(src, "-o", target, *extra)
+            assert result.exit_code == 1, result.output
+            lines = error_lines(result)
+            assert len(lines) == 1 and "refusing to overwrite the input" in lines[0], result.stderr
+            assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_existing_output_is_skipped(tmp_path: Path) -> None:
+    photo = copy_photo(tmp_path)
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    result = run(photo, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.stderr and "--overwrite" in result.stderr
+    assert out.read_bytes() == b"keep me"
+    assert tmp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@pytest.fixture(scope="module")
+def folder_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A folder with two photos (one in a subfolder), a bad file, a hidden photo, an earlier
+    cut-out and the output folder itself inside it; run, rerun, rerun with --overwrite."""
+    root = tmp_path_factory.mktemp("folder")
+    inp = root / "in"
+    copy_photo(inp, CHELSEA, "cat.jpg")
+    copy_photo(inp / "sub", COFFEE, "coffee.jpg")
+    (inp / "x.jpg").write_text("this is a text file with a .jpg name\n")
+    copy_photo(inp, ASTRONAUT, ".hidden.jpg")
+    load(ASTRONAUT).save(inp / "old.cutout.png")
+    out = inp / "masks"
+    args = [inp, "-o", out, "--type", "mask"]
+
+    def snapshot() -> dict[str, tuple[bytes, int]]:
+        return {
+            p.relative_to(out).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*"))
+            if p.is_file()
+        }
+
+    first = run(*args)
+    snap1 = snapshot()
+    for p in out.rglob("*.png"):  # an old mtime: any rewrite would show
+        os.utime(p, (1_000_000_000, 1_000_000_000))
+    second = run(*args)
+    snap2 = snapshot()
+    third = run(*args, "--overwrite")
+    snap3 = snapshot()
+    return {
+        "root": root,
+        "in": inp,
+        "out": out,
+        "runs": [first, second, third],
+        "snaps": [snap1, snap2, snap3],
+    }
+
+
+def test_folder_writes_gray_masks_with_relative_names(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    out: Path = folder_runs["out"]
+    first: Result = folder_runs["runs"][0]
+    assert sorted(folder_runs["snaps"][0]) == ["cat.png", "sub/coffee.png"]
+    for rel, src in (("cat.png", CHELSEA), ("sub/coffee.png", COFFEE)):
+        im = load(out / rel)
+        assert im.format == "PNG" and im.mode == "L"
+        assert im.size == load(src).size
+        coverage = (np.asarray(im) >= 128).mean()
+        assert 0.2 < coverage < 0.95, (rel, coverage)
+    assert "written" in first.stderr
+
+
+def test_folder_bad_file_reported_once(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    first: Result = folder_runs["runs"][0]
+    assert first.exit_code == 1
+    lines = error_lines(first)
+    assert len(lines) == 1, first.stderr
+    assert "x.jpg" in lines[0]
+    assert "2 written, 0 skipped, 1 failed" in first.stderr
+    assert "of 3" in first.stderr
+    assert "Traceback" not in first.output
+
+
+def test_folder_ignores_hidden_cutouts_and_its_output(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    for result in folder_runs["runs"]:
+        assert ".hidden" not in result.stderr
+        assert "old.cutout" not in result.stderr
+        assert "of 3" in result.stderr  # the outputs inside the input folder are not inputs
+    for snap in folder_runs["snaps"]:
+        assert sorted(snap) == ["cat.png", "sub/coffee.png"]
+
+
+def test_folder_rerun_skips_existing_outputs(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    second: Result = folder_runs["runs"][1]
+    snap1, snap2 = folder_runs["snaps"][:2]
+    assert second.exit_code == 1  # x.jpg still fails
+    assert "0 written, 2 skipped, 1 failed" in second.stderr
+    for rel, (data, mtime) in snap2.items():
+        assert mtime == 1_000_000_000 * 10**9, rel  # not rewritten
+        assert data == snap1[rel][0]
+
+
+def test_folder_overwrite_rewrites(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    third: Result = folder_runs["runs"][2]
+    snap1, snap3 = folder_runs["snaps"][0], folder_runs["snaps"][2]
+    assert third.exit_code == 1
+    assert "2 written, 0 skipped, 1 failed" in third.stderr
+    for rel, (data, mtime) in snap3.items():
+        assert mtime > 1_000_000_000 * 10**9, rel
+        assert data == snap1[rel][0]  # same model, same input: the same mask
+
+
+def test_folder_leaves_no_temp_files(folder_runs: dict) -> None:  # type: ignore[type-arg]
+    assert tmp_files(folder_runs["root"]) == []
+    # the input folder holds what it held before, plus the output folder
+    inp: Path = folder_runs["in"]
+    assert sorted(p.name for p in inp.iterdir()) == [
+        ".hidden.jpg",
+        "cat.jpg",
+        "masks",
+        "old.cutout.png",
+        "sub",
+        "x.jpg",
+    ]
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run(tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "no images found" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_inputs_cannot_go_to_stdout(tmp_path: Path) -> None:
+    a, b = copy_photo(tmp_path, name="a.jpg"), copy_photo(tmp_path, name="b.jpg")
+    result = run(a, b, "-o", "-")
+    assert result.exit_code in (1, 2)  # an option error (the docstring promises 2 for usage errors)
+    assert len(error_lines(result)) == 1 and "stdout" in result.stderr
+    assert result.stdout_bytes == b""
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def bad_files() -> dict[str, bytes]:
+    jpeg = ASTRONAUT.read_bytes()
+    return {
+        "empty": b"",
+        "text": b"hello, I am not a picture\n" * 10,
+        "truncated": jpeg[: len(jpeg) // 2],
+        "huge": png_claiming(30000, 30000),
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [("empty", "empty"), ("text", "not an image"), ("truncated", "truncated"), ("huge", "pixels")],
+)
+@pytest.mark.parametrize("with_output", [False, True], ids=["beside", "dash-o"])
+def test_bad_input_one_clear_error(
+    bad_files: dict[str, bytes], tmp_path: Path, kind: str, words: str, with_output: bool
+) -> None:
+    src = tmp_path / "x.jpg"
+    src.write_bytes(bad_files[kind])
+    out = tmp_path / "out.png"
+    result = run(src, *(["-o", out] if with_output else []))
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and str(src) in lines[0] and words in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jpg"]  # no output, no temp file
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    result = run(tmp_path / "nope.jpg")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"error: no such file: {tmp_path / 'nope.jpg'}"]
+
+
+def test_verbose_flag_before_input(tmp_path: Path) -> None:
+    """`cleancut -v INPUT` runs the default command (the group's -v is not passed on to it)."""
+    result = run("-v", tmp_path / "nope.jpg")
+    assert result.exit_code == 1, result.output  # not 2: no usage error
+    assert "no such file" in result.stderr
+    result = run("-vv", "--help")
+    assert result.exit_code == 0
+    assert "models" in result.stdout
+
+
+def test_bad_bg_color_is_an_error_line(tmp_path: Path) -> None:
+    photo = copy_photo(tmp_path)
+    result = run(photo, "--bg-color", "not-a-colour")
+    assert result.exit_code in (1, 2)
+    assert len(error_lines(result)) == 1 and "colour" in result.stderr
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_models_list(model_settings: Settings) -> None:
+    result = run("models", "list")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    rows = {line.split()[0]: line for line in text.splitlines()[1:] if line and not line.startswith("cache")}
+    assert set(rows) == {"isnet", "isnet_fp16", "isnet_quint8"}
+    assert "large" in rows["isnet"] and "fp32" in rows["isnet"]
+    assert (
+        "medium" in rows["isnet_fp16"] and "(default)" in rows["isnet_fp16"] and "yes" in rows["isnet_fp16"]
+    )
+    assert "small" in rows["isnet_quint8"] and "42.3 MiB" in rows["isnet_quint8"]
+    assert f"cache: {model_settings.models_dir}" in text
+
+
+def test_models_list_json(model_settings: Settings) -> None:
+    result = run("models", "list", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"isnet", "isnet_fp16", "isnet_quint8"}
+    assert rows["isnet"]["aliases"] == ["large"]
+    assert rows["isnet_fp16"]["aliases"] == ["medium"]
+    assert rows["isnet_quint8"]["aliases"] == ["small"]
+    assert rows["isnet_fp16"]["default"] is True and rows["isnet_fp16"]["installed"] is True
+    assert rows["isnet_fp16"]["path"] == str(model_settings.models_dir / "isnet_fp16.onnx")
+    assert rows["isnet_fp16"]["size"] == 88_188_479
+
+
+def test_models_path(model_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = str(model_settings.models_dir / "isnet_fp16.onnx")
+    for name in ("isnet_fp16", "medium"):
+        result = run("models", "path", name)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == expected
+    assert Path(expected).is_file()
+    monkeypatch.setenv("CLEANCUT_CACHE_DIR", str(tmp_path))
+    result = run("models", "path", "isnet_fp16")
+    assert result.exit_code == 1
+    assert result.stdout.strip() == str(tmp_path / "models" / "isnet_fp16.onnx")
+    assert "cleancut models fetch isnet_fp16" in result.stderr
+
+
+def test_models_verify_ok() -> None:
+    result = run("models", "verify", "isnet_fp16")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["isnet_fp16", "ok"]
+    result = run("models", "verify")  # every model: the others are ok or not fetched
+    assert result.exit_code == 0, result.output
+    assert "CORRUPT" not in result.stdout
+
+
+def test_models_verify_detects_corruption(
+    model_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = model_settings.models_dir / "isnet_fp16.onnx"
+    copy = tmp_path / "models" / "isnet_fp16.onnx"
+    copy.parent.mkdir()
+    shutil.copy(original, copy)
+    with open(copy, "r+b") as f:
+        f.seek(40_000_000)
+        byte = f.read(1)
+        f.seek(40_000_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    monkeypatch.setenv("CLEANCUT_CACHE_DIR", str(tmp_path))
+    result = run("models", "verify")
+    assert result.exit_code == 1
+    line = next(x for x in result.stdout.splitlines() if x.startswith("isnet_fp16"))
+    assert "CORRUPT" in line and "cleancut models fetch --force isnet_fp16" in line
+    assert "isnet_quint8" in result.stdout and "not fetched" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_models_fetch_offline_empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CLEANCUT_CACHE_DIR", str(cache))
+    result = run("models", "fetch", "isnet_fp16")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "offline" in lines[0]
+    assert "cleancut models fetch isnet_fp16" in lines[0] and "CLEANCUT_OFFLINE" in lines[0]
+    assert "Traceback" not in result.output
+    assert not (cache / "models" / "isnet_fp16.onnx").exists()
+
+
+def test_unknown_model_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(copy_photo(tmp_path), "--model", "huge")
+    assert result.exit_code == 2
+    assert "huge" in result.stderr
+
+
+# --------------------------------------------------------------------------- info, help, device
+
+
+def test_info_json(model_settings: Settings) -> None:
+    import onnxruntime
+
+    result = run("info", "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["onnxruntime"] == onnxruntime.__version__
+    assert info["available_providers"] == onnxruntime.get_available_providers()
+    assert "CPUExecutionProvider" in info["available_providers"]
+    assert info["cache_dir"] == str(model_settings.cache_dir)
+    assert info["offline"] is True
+    assert info["models"]["isnet_fp16"] == "verified"
+    session = info["session"]
+    assert session["model"] == "isnet_fp16"
+    assert session["backend"] == "onnxruntime"
+    if no_gpu():
+        assert session["provider"] == "CPUExecutionProvider"
+    assert session["threads"] >= 1
+
+
+def test_info_text() -> None:
+    result = run("info")
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime:" in result.stdout and "session:" in result.stdout
+    assert "isnet_fp16" in result.stdout and "verified" in result.stdout
+
+
+def test_help() -> None:
+    for args in (["--help"], ["-h"]):
+        result = run(*args)
+        assert result.exit_code == 0
+        for word in ("remove", "models", "info", "cleancut photo.jpg"):
+            assert word in result.stdout
+    result = run("remove", "--help")
+    assert result.exit_code == 0
+    for option in REMOVE_OPTIONS:
+        assert option in result.stdout, option
+    for choice in ("foreground", "background", "mask", "png", "webp", "jpeg", "isnet_quint8", "small"):
+        assert choice in result.stdout, choice
+    result = run("--version")
+    assert result.exit_code == 0 and "cleancut" in result.stdout
+
+
+@pytest.mark.skipif(not no_gpu(), reason="this machine has a GPU provider")
+def test_strict_gpu_fails_on_cpu_only_machine(tmp_path: Path) -> None:
+    photo = copy_photo(tmp_path)
+    result = run(photo, "--device", "gpu", "--strict-device")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "strict" in lines[0] and "gpu" in lines[0].lower()
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
