@@ -325,6 +325,7 @@ def run_jobs(
                     refill()  # start decoding the next image while this one is inferred
                     mask = remover.predict_mask(decoded.pixels, cancel=cancel, timings=timings)
                 except CancelledError:
+                    yield from drain(0)  # report what already finished before stopping
                     raise
                 except BaseException as exc:
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -92,6 +92,9 @@ def _settings(
 def _errors() -> Iterator[None]:
     try:
         yield
+    except InvalidOptionError as exc:  # a usage error, like click's own: exit 2
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except CleancutError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -14,18 +14,20 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Literal, Union
+from typing import IO, Final, Literal, Union, cast
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
 from .errors import (
+    CleancutError,
     ImageTooLargeError,
     InputNotFoundError,
     InvalidOptionError,
@@ -51,9 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ImageInput = Union[
-    str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray
-]
+ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
 OutputFormat = Literal["png", "webp", "jpeg", "rgba8", "alpha8"]
 
 FORMATS: Final[tuple[OutputFormat, ...]] = ("png", "webp", "jpeg", "rgba8", "alpha8")
@@ -97,8 +97,12 @@ _MIME: Final[dict[OutputFormat, str]] = {
 
 # Pillow refuses images over 2 * MAX_IMAGE_PIXELS before we can look at them; our own,
 # configurable limit is checked first, so Pillow's guard only needs to stay out of the way
-# of a limit set above it.
-_PILLOW_BOMB_LIMIT: Final[int | None] = Image.MAX_IMAGE_PIXELS
+# of a limit set above it. Pillow's limit is a process-wide global: it is raised only while
+# a decode that needs it runs (reference-counted across threads) and then put back, so the
+# caller's own Pillow code never sees a changed limit afterwards.
+_limit_lock = threading.Lock()
+_limit_active: list[int] = []  # max_pixels of the decodes currently holding a raised limit
+_limit_saved: int | None = None  # Pillow's own value, restored when the last one leaves
 
 
 @dataclass(frozen=True)
@@ -165,26 +169,29 @@ def mime_type(fmt: OutputFormat, width: int | None = None, height: int | None = 
 
 _HEIF_BRANDS: Final[tuple[bytes, ...]] = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1")
 _AVIF_BRANDS: Final[tuple[bytes, ...]] = (b"avif", b"avis")
-_plugins_registered = False
+_heif_plugin: bool | None = None  # None: not tried yet; then whether pillow-heif is registered
+_heif_lock = threading.Lock()
 
 
 def _register_optional_plugins() -> bool:
-    """Register HEIF/AVIF openers from the optional extra; True if anything new was added."""
-    global _plugins_registered
-    if _plugins_registered:
-        return False
-    _plugins_registered = True
-    try:
-        import pillow_heif
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    if hasattr(pillow_heif, "register_avif_opener"):
+    """Register HEIF/AVIF openers from the optional extra (once); True if they are available."""
+    global _heif_plugin
+    with _heif_lock:
+        if _heif_plugin is not None:
+            return _heif_plugin
         try:
-            pillow_heif.register_avif_opener()
-        except Exception:  # newer pillow-heif dropped AVIF: Pillow reads it natively
-            log.debug("pillow_heif has no AVIF opener", exc_info=True)
-    return True
+            import pillow_heif
+        except ImportError:
+            _heif_plugin = False
+            return False
+        pillow_heif.register_heif_opener()
+        if hasattr(pillow_heif, "register_avif_opener"):
+            try:
+                pillow_heif.register_avif_opener()
+            except Exception:  # newer pillow-heif dropped AVIF: Pillow reads it natively
+                log.debug("pillow_heif has no AVIF opener", exc_info=True)
+        _heif_plugin = True
+        return True
 
 
 def _sniff_iso_bmff_brand(head: bytes) -> bytes | None:
@@ -195,11 +202,25 @@ def _sniff_iso_bmff_brand(head: bytes) -> bytes | None:
 
 @contextmanager
 def _pillow_limits(max_pixels: int) -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        if _PILLOW_BOMB_LIMIT is not None and max_pixels > _PILLOW_BOMB_LIMIT:
-            Image.MAX_IMAGE_PIXELS = max_pixels
-        yield
+    """Keep Pillow's decompression-bomb guard out of the way of our own ``max_pixels``."""
+    global _limit_saved
+    with _limit_lock:
+        base = _limit_saved if _limit_active else Image.MAX_IMAGE_PIXELS
+        raise_it = base is not None and max_pixels > base
+        if raise_it:
+            if not _limit_active:
+                _limit_saved = base
+            _limit_active.append(max_pixels)
+            Image.MAX_IMAGE_PIXELS = max(_limit_active)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        if raise_it:
+            with _limit_lock:
+                _limit_active.remove(max_pixels)
+                Image.MAX_IMAGE_PIXELS = max(_limit_active) if _limit_active else _limit_saved
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> ImageTooLargeError:
@@ -211,7 +232,11 @@ def _too_large(width: int, height: int, max_pixels: int) -> ImageTooLargeError:
 
 
 def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
-    """Return something ``Image.open`` accepts and a human name for messages."""
+    """Return something ``Image.open`` accepts and a human name for messages.
+
+    A seekable stream is read from its start, whatever its position (``Image.open`` seeks
+    to 0 too); a non-seekable one from where it stands. Streams are never closed here.
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -219,24 +244,39 @@ def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
         return io.BytesIO(data), "image data"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise InputNotFoundError(f"no such file: {path}")
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise InputNotFoundError(f"no such file: {path}") from None
+        except (OSError, ValueError) as exc:  # name too long, NUL byte, no permission, loop
+            raise InputNotFoundError(f"cannot use {str(path)[:200]!r} as an input path: {exc}") from None
         if not path.is_file():
             raise InputNotFoundError(f"not a file: {path}")
-        if path.stat().st_size == 0:
+        if st.st_size == 0:
             raise UnreadableImageError(f"{path} is empty (0 bytes)")
         return path, str(path)
     if hasattr(source, "read"):
-        name = str(getattr(source, "name", "image stream"))
-        seekable = getattr(source, "seekable", lambda: False)()
-        stream: IO[bytes] = source if seekable else io.BytesIO(source.read())
+        src = cast("IO[bytes]", source)
+        name = str(getattr(src, "name", "image stream"))
+        try:
+            seekable = bool(src.seekable()) if hasattr(src, "seekable") else False
+        except (OSError, ValueError):
+            seekable = False
+        stream: IO[bytes]
         if seekable:
-            pos = stream.tell()
-            empty = not stream.read(1)
-            stream.seek(pos)
+            stream = src
+            stream.seek(0)
+            first = stream.read(1)
+            stream.seek(0)
         else:
-            empty = stream.getbuffer().nbytes == 0  # type: ignore[attr-defined]
-        if empty:
+            data = src.read()
+            first = data[:1]
+            stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else src
+        if not isinstance(first, (bytes, bytearray)):
+            raise UnsupportedImageError(
+                f"{name} is a text stream; open the file in binary mode ('rb') or pass its path"
+            )
+        if not first:
             raise UnreadableImageError(f"{name} is empty (0 bytes)")
         return stream, name
     raise UnsupportedImageError(
@@ -246,13 +286,37 @@ def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
 
 
 def _head(fp: IO[bytes] | str | Path) -> bytes:
-    if isinstance(fp, (str, Path)):
-        with open(fp, "rb") as f:
-            return f.read(16)
-    pos = fp.tell()
-    head = fp.read(16)
-    fp.seek(pos)
-    return head
+    """The first bytes of the source (from its start, as ``Image.open`` reads it)."""
+    try:
+        if isinstance(fp, (str, Path)):
+            with open(fp, "rb") as f:
+                return f.read(16)
+        fp.seek(0)
+        head = fp.read(16)
+        fp.seek(0)
+        return head
+    except (OSError, ValueError):
+        return b""
+
+
+_SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _looks_like(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    return None
 
 
 def _open_image(fp: IO[bytes] | str | Path, name: str, max_pixels: int) -> Image.Image:
@@ -260,13 +324,24 @@ def _open_image(fp: IO[bytes] | str | Path, name: str, max_pixels: int) -> Image
         with _pillow_limits(max_pixels):
             img = Image.open(fp)
     except UnidentifiedImageError as exc:
-        brand = _sniff_iso_bmff_brand(_head(fp))
+        head = _head(fp)
+        brand = _sniff_iso_bmff_brand(head)
         if brand in _HEIF_BRANDS + _AVIF_BRANDS:
-            if _register_optional_plugins():
-                return _open_image(fp, name, max_pixels)
             kind = "HEIC/HEIF" if brand in _HEIF_BRANDS else "AVIF"
-            raise UnsupportedImageError(
-                f"{name} is {kind}; install the extra to read it: pip install 'cleancut[heif]'"
+            tried = _heif_plugin is not None
+            if _register_optional_plugins():
+                if not tried:  # registered just now: try again with the new opener
+                    return _open_image(fp, name, max_pixels)
+            elif not (brand in _AVIF_BRANDS and features.check("avif")):
+                raise UnsupportedImageError(
+                    f"{name} is {kind}; install the extra to read it: pip install 'cleancut[heif]'"
+                ) from exc
+            # a reader is there (pillow-heif, or Pillow's own AVIF): the file itself is bad
+            raise UnreadableImageError(f"{name} looks like {kind} but could not be read: damaged?") from exc
+        looks = _looks_like(head)
+        if looks is not None:
+            raise UnreadableImageError(
+                f"{name} starts like a {looks} file but its header is damaged or cut short"
             ) from exc
         raise UnreadableImageError(
             f"{name} is not an image in a format cleancut can read "
@@ -274,7 +349,9 @@ def _open_image(fp: IO[bytes] | str | Path, name: str, max_pixels: int) -> Image
         ) from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # plugins raise many types on corrupt headers
         raise UnreadableImageError(f"{name} could not be read: {exc}") from exc
     return img
 
@@ -331,39 +408,84 @@ def _to_srgb(img: Image.Image, icc: bytes, mode: str) -> Image.Image | None:
         return None
 
 
-def _scale_to_uint8(a: np.ndarray) -> np.ndarray:
-    """Map integer or float samples of any depth onto 0..255."""
+def _scale_to_uint8(a: np.ndarray, *, sixteen_bit: bool = False) -> np.ndarray:
+    """Map integer or float samples of any depth onto 0..255.
+
+    * ``uint8``: unchanged.
+    * ``uint16`` (or ``sixteen_bit``: Pillow's 16-bit modes): ``round(v / 257)`` whatever the
+      values, so a dark 16-bit image stays dark.
+    * float: ``0..1`` if every finite sample is at most 1, else ``0..255``; rounded half up,
+      NaN → 0, ±inf → the ends.
+    * other integers (e.g. ``int64`` literals, Pillow's 32-bit ``I``): ``0..255`` if they fit,
+      else 16-bit if they fit, else scaled by the maximum. Negative values become 0.
+    """
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
-        hi = float(a.max()) if a.size else 0.0
-        scale = 255.0 if hi <= 1.0 else 1.0
-        return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
-    a = a.astype(np.int64)
-    hi = int(a.max()) if a.size else 0
-    a = np.clip(a, 0, None)
-    if hi <= 255:
-        return a.astype(np.uint8)
-    if hi <= 65535:
-        return ((a + 128) // 257).astype(np.uint8)
-    return (a * 255 // hi).astype(np.uint8)
+        f = a.astype(np.float32)
+        finite = np.isfinite(f)
+        hi = float(np.max(f, where=finite, initial=0.0))
+        f *= 255.0 if hi <= 1.0 else 1.0
+        f += 0.5
+        np.nan_to_num(f, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(f, 0, 255, out=f)
+        as8: np.ndarray = f.astype(np.uint8)
+        return as8
+    out: np.ndarray
+    if a.dtype == np.uint16:
+        out = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return out
+    b = a.astype(np.float64) if a.dtype == np.uint64 else a.astype(np.int64)
+    hi = b.max() if b.size else 0
+    if sixteen_bit or 255 < hi <= 65535:
+        out = ((np.clip(b, 0, 65535) + 128) // 257).astype(np.uint8)
+    elif hi <= 255:
+        out = np.clip(b, 0, 255).astype(np.uint8)
+    else:
+        out = (np.clip(b, 0, None) * (255.0 / float(hi)) + 0.5).astype(np.uint8)
+    return out
+
+
+_ALPHA_MODES: Final[tuple[str, ...]] = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
 def _from_pil(img: Image.Image, name: str, fmt: str | None) -> DecodedImage:
+    try:
+        return _convert_pil(img, name, fmt)
+    except (CleancutError, MemoryError):
+        raise
+    except Exception as exc:  # a mode or palette Pillow cannot convert
+        raise UnsupportedImageError(
+            f"{name} has pixel mode {img.mode!r}, which cleancut could not convert to RGB: {exc}"
+        ) from exc
+
+
+def _convert_pil(img: Image.Image, name: str, fmt: str | None) -> DecodedImage:
     icc = img.info.get("icc_profile") or None
+    if not isinstance(icc, bytes):
+        icc = None
     mode = img.mode
     space = _profile_color_space(icc) if icc else None
     if icc and space is None:
         log.warning("%s: the embedded ICC profile is malformed; it is ignored", name)
         icc = None
 
-    if mode in ("1", "L", "LA", "La", "P", "PA"):
+    if mode.startswith("I") or mode == "F":
+        # 16-bit (Pillow < 11 opens 16-bit gray PNG as "I"), 32-bit integer or float gray:
+        # scale to 8 bits, then treat as L (a gray ICC profile still applies).
+        sixteen = mode.startswith("I;16") or (mode == "I" and fmt == "PNG")
+        img = Image.fromarray(_scale_to_uint8(np.asarray(img), sixteen_bit=sixteen))
+        mode = img.mode
+    if mode == "La":
+        img = img.convert("LA")  # Pillow converts premultiplied gray only to LA
+        mode = "LA"
+
+    if mode in ("1", "L", "LA", "P", "PA"):
         if mode == "P":
             palette_mode = img.palette.mode if img.palette is not None else "RGB"
             has_alpha = "transparency" in img.info or palette_mode == "RGBA"
         else:
-            has_alpha = mode in ("LA", "La", "PA")
+            has_alpha = mode in ("LA", "PA")
         target = "RGBA" if has_alpha else "RGB"
         if icc and space == "GRAY" and mode in ("L", "LA"):
             alpha = img.getchannel("A") if mode == "LA" else None
@@ -381,22 +503,12 @@ def _from_pil(img: Image.Image, name: str, fmt: str | None) -> DecodedImage:
         conv = _to_srgb(img, icc, "RGB") if icc and space == "CMYK" else None
         img = conv if conv is not None else img.convert("RGB")
         icc = None
-    elif mode.startswith("I") or mode == "F":
-        gray = _scale_to_uint8(np.asarray(img))
-        return DecodedImage(
-            np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2)), None, fmt
-        )
     elif mode in ("RGB", "RGBA"):
         pass
-    elif mode == "RGBa":
-        img = img.convert("RGBA")
-    else:
-        try:
-            img = img.convert("RGBA" if "A" in mode else "RGB")
-        except (ValueError, OSError) as exc:
-            raise UnsupportedImageError(f"{name} has pixel mode {mode!r}, which cleancut cannot convert") from exc
+    else:  # RGBa, RGBX, YCbCr, LAB (its "A" is a colour axis, not alpha), HSV, ...
+        img = img.convert("RGBA" if mode in _ALPHA_MODES else "RGB")
 
-    if icc and space not in ("RGB",):
+    if icc and space != "RGB":
         icc = None  # a profile for another colour space would mislabel RGB pixels
     pixels = np.asarray(img)
     if pixels.dtype != np.uint8:
@@ -445,6 +557,8 @@ def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
     (``[H, W]``, ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA; ``uint8``, ``uint16`` or float in
     0..1). Applies EXIF orientation, converts every Pillow mode, keeps RGB ICC profiles,
     converts CMYK and gray profiles to sRGB, and takes the first frame of animations.
+    A seekable file object is read from its start, as ``Image.open`` does; file objects are
+    never closed.
     """
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
@@ -454,15 +568,13 @@ def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
         return _from_pil(img, "image", getattr(source, "format", None))
     fp, name = _open_source(source)
     img = _open_image(fp, name, max_pixels)
-    try:
+    # Image.open leaves a multi-frame file on its first frame. Leaving the block closes the
+    # file only when Pillow opened it (a path); a caller's stream is left open.
+    with img:
         fmt = img.format
-        if getattr(img, "is_animated", False):
-            img.seek(0)
         _load(img, name, max_pixels)
         upright = _exif_transpose(img, name)
         return _from_pil(upright, name, fmt)
-    finally:
-        img.close()
 
 
 # --------------------------------------------------------------------------- encoding
@@ -472,6 +584,10 @@ def _quality_to_int(quality: float) -> int:
     if not 0.0 <= quality <= 1.0:
         raise InvalidOptionError(f"quality must be between 0 and 1, got {quality}")
     return max(1, min(100, round(quality * 100)))
+
+
+# Largest side each container can hold (libwebp: 16383; baseline JPEG: 65535, libjpeg 65500).
+_MAX_SIDE: Final[dict[str, int]] = {"webp": 16383, "jpeg": 65500}
 
 
 def encode(
@@ -486,16 +602,30 @@ def encode(
 
     PNG is lossless at every level; ``png_compress_level`` trades size for time (1 is the
     fastest level that still compresses: see ``benchmarks/stages.py``). ``quality`` (0..1)
-    applies to JPEG and WebP. JPEG has no alpha: composite first (``pipeline.flatten``).
+    applies to JPEG and WebP (1.0 makes WebP lossless) and is checked for every format.
+    JPEG has no alpha: composite first (``pipeline.flatten``). ``fmt`` may be any alias
+    :func:`normalize_format` accepts.
     """
-    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-        raise InvalidOptionError(f"pixels must be uint8 [H, W(, C)], got {pixels.dtype} {pixels.shape}")
+    fmt = normalize_format(fmt)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if (
+        pixels.dtype != np.uint8
+        or pixels.ndim not in (2, 3)
+        or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4))
+        or 0 in pixels.shape[:2]
+    ):
+        raise InvalidOptionError(
+            f"pixels must be uint8 [H, W], [H, W, 3] or [H, W, 4] with H, W > 0, "
+            f"got {pixels.dtype} {pixels.shape}"
+        )
+    q = _quality_to_int(quality)
     channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
     if fmt == "rgba8":
         if channels == 4:
             return np.ascontiguousarray(pixels).tobytes()
         rgb = pixels if channels == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
-        alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
+        alpha = np.full((*pixels.shape[:2], 1), 255, np.uint8)
         return np.concatenate([rgb, alpha], axis=2).tobytes()
     if fmt == "alpha8":
         if channels == 1:
@@ -503,29 +633,32 @@ def encode(
         if channels == 4:
             return np.ascontiguousarray(pixels[:, :, 3]).tobytes()
         raise InvalidOptionError("alpha8 needs an image with alpha or a mask")
+    if fmt == "png" and not 0 <= png_compress_level <= 9:
+        raise InvalidOptionError(f"png_compress_level must be 0..9, got {png_compress_level}")
+    if fmt == "jpeg" and channels == 4:
+        raise InvalidOptionError("JPEG has no alpha channel; flatten onto a colour first")
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(pixels.shape[:2]) > limit:
+        raise InvalidOptionError(
+            f"{fmt.upper()} images can be at most {limit} pixels wide and high; this one is "
+            f"{pixels.shape[1]}×{pixels.shape[0]}: use PNG"
+        )
 
-    img = Image.fromarray(pixels)
+    img = Image.fromarray(np.ascontiguousarray(pixels))
     buf = io.BytesIO()
     icc = icc_profile if channels in (3, 4) else None
     extra: dict[str, object] = {"icc_profile": icc} if icc else {}
     if fmt == "png":
-        if not 0 <= png_compress_level <= 9:
-            raise InvalidOptionError(f"png_compress_level must be 0..9, got {png_compress_level}")
         img.save(buf, "PNG", compress_level=png_compress_level, **extra)
     elif fmt == "jpeg":
-        if channels == 4:
-            raise InvalidOptionError("JPEG has no alpha channel; flatten onto a colour first")
-        img.save(buf, "JPEG", quality=_quality_to_int(quality), **extra)
-    elif fmt == "webp":
+        img.save(buf, "JPEG", quality=q, **extra)
+    else:  # webp
         if channels == 1:
             img = img.convert("RGB")
-        q = _quality_to_int(quality)
         if q >= 100:
             img.save(buf, "WEBP", lossless=True, exact=True, **extra)
         else:
             img.save(buf, "WEBP", quality=q, method=4, alpha_quality=100, **extra)
-    else:  # pragma: no cover - normalize_format guards this
-        raise InvalidOptionError(f"unknown output format {fmt!r}")
     return buf.getvalue()
 
 
@@ -550,7 +683,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
-            os.replace(tmp, target)
+            tmp.replace(target)
         else:
             try:
                 os.link(tmp, target)
@@ -561,7 +694,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
             except OSError:  # no hard links on this file system
                 if target.exists():
                     raise OutputExistsError(f"{target} exists") from None
-                os.replace(tmp, target)
+                tmp.replace(target)
     finally:
         try:
             tmp.unlink()

@@ -12,6 +12,7 @@ Pre- and post-processing follow IMG.LY's reference (``@imgly/background-removal`
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 import numpy as np
@@ -40,12 +41,13 @@ STD: Final = 256.0
 OutputType = Literal["foreground", "background", "mask"]
 OUTPUT_TYPES: Final[tuple[OutputType, ...]] = ("foreground", "background", "mask")
 
-# Rows of output computed per step when resizing: bounds the float64 temporaries to a few MB
-# whatever the image size (a 24 MP mask would otherwise need ~1 GB of temporaries).
-_RESIZE_BLOCK_ELEMENTS: Final = 1 << 21
+# Output elements computed per step when resizing: bounds the float64 temporaries to a few
+# tens of MB whatever the image size (a 24 MP mask would otherwise need ~1 GB of them).
+_RESIZE_BLOCK_ELEMENTS: Final = 1 << 20
 
 
 def _axis_grid(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index: ``floor`` and ``ceil`` neighbours (clamped) and the fraction."""
     pos = np.arange(dst, dtype=np.float64) * (src / dst)
     lo = np.floor(pos).astype(np.intp)
     np.clip(lo, 0, src - 1, out=lo)
@@ -58,43 +60,50 @@ def resize_bilinear(src: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of ``[H, W]`` or ``[H, W, C]`` uint8 on IMG.LY's sampling grid.
 
     For every destination pixel ``(x, y)``: ``sx = x · W/width``, ``sy = y · H/height``;
-    neighbours ``floor`` and ``ceil`` (clamped), weights from the fractional parts, result
-    ``round(v)`` half up. Computed separably in float64, in row blocks to bound memory.
+    neighbours ``floor`` and ``ceil`` (clamped), ``dx``/``dy`` the distances to the lower
+    ones, and ``v = (1−dx)(1−dy)·p1 + dx(1−dy)·p2 + (1−dx)dy·p3 + dx·dy·p4`` rounded half up
+    (``Math.round``).
+
+    The sum is evaluated in float64 with the reference's own order of operations (weight
+    products first, then left to right), not separably: a separable evaluation is
+    mathematically equal but rounds differently, and flips the result by 1 wherever ``v``
+    is a tie such as 153.5 (these occur with non-dyadic ratios, e.g. 13 → 7 px). Rows are
+    processed in blocks to bound memory.
     """
     if src.dtype != np.uint8 or src.ndim not in (2, 3):
         raise InvalidOptionError(f"resize_bilinear expects uint8 [H, W(, C)], got {src.dtype} {src.shape}")
     if height < 1 or width < 1:
         raise InvalidOptionError(f"target size must be positive, got {width}×{height}")
     sh, sw = src.shape[:2]
+    if sh < 1 or sw < 1:
+        raise InvalidOptionError(f"cannot resize an empty image ({sw}×{sh})")
     if (sh, sw) == (height, width):
         return src.copy()
-    y0, y1, dy = _axis_grid(sh, height)
-    x0, x1, dx = _axis_grid(sw, width)
+    y1, y2, dy = _axis_grid(sh, height)
+    x1, x2, dx = _axis_grid(sw, width)
+    wx = 1.0 - dx
+    wy = 1.0 - dy
+    # weights are [rows, width]; with channels they broadcast over the last axis
+    ch: tuple[slice | None, ...] = (slice(None), slice(None), None) if src.ndim == 3 else (slice(None),)
 
-    # Horizontal pass only on the source rows that are actually sampled.
-    rows = np.unique(np.concatenate([y0, y1]))
-    remap = np.empty(sh, dtype=np.intp)
-    remap[rows] = np.arange(rows.size)
-    picked = src[rows]
-    wx = dx if src.ndim == 2 else dx[:, None]
-    horiz = picked[:, x0].astype(np.float64)
-    horiz *= 1.0 - wx
-    horiz += picked[:, x1] * wx
-
-    out = np.empty((height, width) + src.shape[2:], dtype=np.uint8)
+    out = np.empty((height, width, *src.shape[2:]), dtype=np.uint8)
     per_row = width * (1 if src.ndim == 2 else src.shape[2])
     block = max(1, _RESIZE_BLOCK_ELEMENTS // per_row)
     for start in range(0, height, block):
         stop = min(height, start + block)
-        wy = dy[start:stop].reshape((-1,) + (1,) * (src.ndim - 1))
-        top = horiz[remap[y0[start:stop]]]
-        bottom = horiz[remap[y1[start:stop]]]
-        v = top * (1.0 - wy)
-        v += bottom * wy
-        v += 0.5
-        np.floor(v, out=v)
-        np.clip(v, 0, 255, out=v)
-        out[start:stop] = v
+        top = src[y1[start:stop]]
+        bottom = src[y2[start:stop]]
+        wyb = wy[start:stop, None]
+        dyb = dy[start:stop, None]
+        v = (wx * wyb)[ch] * top[:, x1]  # (1 − dx)(1 − dy)·p1
+        v += (dx * wyb)[ch] * top[:, x2]  # + dx(1 − dy)·p2
+        v += (wx * dyb)[ch] * bottom[:, x1]  # + (1 − dx)dy·p3
+        v += (dx * dyb)[ch] * bottom[:, x2]  # + dx·dy·p4
+        # Math.round exactly (floor(v + 0.5) would round 0.49999999999999994 up)
+        r = np.floor(v)
+        v -= r
+        r += v >= 0.5
+        out[start:stop] = r
     return out
 
 
@@ -119,8 +128,12 @@ def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
     resized to the image's own size: the mask is always full resolution.
     """
     m = np.asarray(output, dtype=np.float32)
+    if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
+        raise InvalidOptionError(f"expected one [..., S, S] prediction, got shape {m.shape}")
     m = m.reshape(m.shape[-2:])
-    m8 = (np.clip(m, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # NaN (a broken model or provider) becomes background instead of undefined casts.
+    m = np.nan_to_num(np.clip(m, 0.0, 1.0), nan=0.0)
+    m8 = (m * 255.0).astype(np.uint8)  # float32 truncation == the float64 reference on 0..1
     return resize_bilinear(m8, height, width)
 
 
@@ -132,6 +145,8 @@ def _mul_alpha(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def apply_mask(pixels: np.ndarray, mask: np.ndarray, *, invert: bool = False) -> np.ndarray:
     """RGBA whose alpha is ``mask`` (or ``255 − mask``), combined with any alpha already there."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise InvalidOptionError(f"pixels must be uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
     if pixels.shape[:2] != mask.shape[:2]:
         raise InvalidOptionError(
             f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is "
@@ -162,14 +177,21 @@ def flatten(rgba: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     """Composite RGBA over an opaque colour → RGB (for JPEG and other alpha-less outputs)."""
     if rgba.ndim == 2 or rgba.shape[2] == 3:
         return rgba
+    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise InvalidOptionError(f"flatten expects uint8 [H, W, 3|4], got {rgba.dtype} {rgba.shape}")
     a = rgba[:, :, 3:4].astype(np.uint16)
     rgb = rgba[:, :, :3].astype(np.uint16)
-    bg = np.asarray(color, dtype=np.uint16).reshape(1, 1, 3)
+    bg = np.asarray(parse_color(color), dtype=np.uint16).reshape(1, 1, 3)
+    # round((rgb·a + bg·(255 − a)) / 255) exactly, in integers (no ties: 255 is odd).
     v = rgb * a + bg * (255 - a) + 128
-    return ((v + (v >> 8)) >> 8).astype(np.uint8)
+    out: np.ndarray = ((v + (v >> 8)) >> 8).astype(np.uint8)
+    return out
 
 
 def normalize_output_type(value: str) -> OutputType:
+    """``foreground``/``fg``, ``background``/``bg``, ``mask``/``alpha``/``alphamask``."""
+    if not isinstance(value, str):
+        raise InvalidOptionError(f"output type must be a string, got {value!r}")
     key = value.strip().lower()
     aliases: dict[str, OutputType] = {
         "foreground": "foreground",
@@ -189,27 +211,30 @@ def normalize_output_type(value: str) -> OutputType:
 
 
 def parse_color(value: str | tuple[int, int, int] | None) -> tuple[int, int, int]:
-    """``'white'``, ``'#ffcc00'``, ``'255,204,0'`` or a tuple → RGB tuple (default white)."""
+    """``'white'``, ``'#ffcc00'``, ``'#fc0'``, ``'255,204,0'``, ``'rgb(255,204,0)'`` or a
+    tuple/list of three integers 0..255 → RGB tuple (``None``: white)."""
     if value is None:
         return (255, 255, 255)
-    if isinstance(value, tuple):
-        if len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value):
-            return value
+    if not isinstance(value, str):
+        try:
+            items = list(value)
+        except TypeError:
+            items = []
+        if len(items) == 3 and all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) and 0 <= c <= 255
+            for c in items
+        ):
+            return (int(items[0]), int(items[1]), int(items[2]))
         raise InvalidOptionError(f"a colour tuple needs three integers 0..255, got {value!r}")
     text = value.strip()
-    if "," in text:
-        parts = [p.strip() for p in text.split(",")]
-        try:
-            nums = tuple(int(p) for p in parts)
-        except ValueError:
-            nums = ()
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 1 and all(re.fullmatch(r"[+-]?[0-9]+", p) for p in parts):
+        nums = [int(p) for p in parts]
         if len(nums) == 3 and all(0 <= n <= 255 for n in nums):
             return (nums[0], nums[1], nums[2])
         raise InvalidOptionError(f"colour {value!r} is not R,G,B with values 0..255")
     try:
         rgb = ImageColor.getrgb(text)
     except ValueError:
-        raise InvalidOptionError(
-            f"unknown colour {value!r}; use a name (white), #rrggbb or R,G,B"
-        ) from None
+        raise InvalidOptionError(f"unknown colour {value!r}; use a name (white), #rrggbb or R,G,B") from None
     return (rgb[0], rgb[1], rgb[2])
