@@ -330,20 +330,21 @@ def test_preprocess_rejects_bad_input(px: np.ndarray) -> None:
 # --------------------------------------------------------------------------- postprocess
 
 
-def reference_truncate(v: float) -> int:
-    """The reference writes ``v * 255`` (a double) into a Uint8Array: truncation. Values
-    outside 0..1 (which a sigmoid output never has) are clipped here; NaN → 0."""
+def reference_round(v: float) -> int:
+    """``v * 255`` rounded half up in double precision, as cleancut quantises the network
+    output. (The reference truncates, which caps alpha at 254: see pipeline.postprocess.)
+    Values outside 0..1 (which a sigmoid output never has) are clipped here; NaN → 0."""
     if math.isnan(v):
         return 0
-    return math.floor(min(max(v, 0.0), 1.0) * 255)
+    return math.floor(min(max(v, 0.0), 1.0) * 255 + 0.5)
 
 
-def test_postprocess_truncates_like_a_uint8array() -> None:
-    vals = np.array([[0.0, 0.5, 0.999, 1.0], [1 / 255, 0.0039, 0.9999999, 254.5 / 255]], np.float32)
+def test_postprocess_rounds_so_the_subject_reaches_255() -> None:
+    vals = np.array([[0.0, 0.5, 0.999, 1.0], [1 / 255, 0.0039, 0.9999999, 0.001]], np.float32)
     m = postprocess(vals[None, None], 2, 4)
     assert m.dtype == np.uint8
-    assert m.tolist() == [[0, 127, 254, 255], [int(np.float32(1 / 255) * 255), 0, 254, 254]]
-    assert m.tolist() == [[reference_truncate(float(v)) for v in r] for r in vals]
+    assert m.tolist() == [[0, 128, 255, 255], [1, 1, 255, 0]]
+    assert m.tolist() == [[reference_round(float(v)) for v in r] for r in vals]
 
 
 def test_postprocess_clips_out_of_range_and_nan() -> None:
@@ -351,14 +352,12 @@ def test_postprocess_clips_out_of_range_and_nan() -> None:
     assert postprocess(vals, 1, 6).tolist() == [[0, 0, 255, 255, 0, 255]]
 
 
-def test_postprocess_truncation_equals_float64_reference() -> None:
-    """The float32 product is truncated exactly like the reference's double product (an
-    exhaustive check over every float32 in 0..1 agrees; here a sample plus every value
-    next to each k/255 boundary)."""
+def test_postprocess_rounding_equals_float64_reference() -> None:
+    """Checked on a sample plus every float32 next to each (k + 0.5)/255 rounding boundary."""
     rng = np.random.default_rng(3)
     near = []
     for k in range(256):
-        c = np.float32(k / 255)
+        c = np.float32((k + 0.5) / 255)
         lo = hi = c
         for _ in range(3):
             lo = np.nextafter(lo, np.float32(0))
@@ -368,7 +367,7 @@ def test_postprocess_truncation_equals_float64_reference() -> None:
     vals = np.concatenate([rng.random(512 * 512 - len(near), dtype=np.float32), np.array(near, np.float32)])
     vals = np.clip(vals, 0, 1).reshape(512, 512)
     got = postprocess(vals, 512, 512)
-    want = np.floor(vals.astype(np.float64) * 255).astype(np.uint8)
+    want = np.floor(vals.astype(np.float64) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(got, want)
 
 
@@ -376,7 +375,7 @@ def test_postprocess_resizes_on_the_reference_grid() -> None:
     rng = np.random.default_rng(4)
     out = rng.random((1, 1, 8, 8), dtype=np.float32)
     m = postprocess(out, 13, 21)
-    m8 = np.array([[reference_truncate(float(v)) for v in row] for row in out[0, 0]], np.uint8)
+    m8 = np.array([[reference_round(float(v)) for v in row] for row in out[0, 0]], np.uint8)
     assert m.shape == (13, 21)
     np.testing.assert_array_equal(m, reference_resize(m8, 13, 21))
     np.testing.assert_array_equal(postprocess(out, 3, 5), reference_resize(m8, 3, 5))
@@ -617,3 +616,20 @@ def test_normalize_output_type_rejects(value: object) -> None:
     with pytest.raises(InvalidOptionError) as info:
         normalize_output_type(value)  # type: ignore[arg-type]
     assert isinstance(info.value, (CleancutError, ValueError))
+
+
+def test_large_masks_upsample_fast_and_within_one_level_of_the_reference() -> None:
+    """Above 2 MP the mask is upsampled with OpenCV on the same grid (weights quantised to
+    1/32): a soft, model-like mask differs from the exact port by at most one level."""
+    import cv2
+
+    m = np.zeros((1024, 1024), np.uint8)
+    cv2.circle(m, (500, 520), 300, 255, -1)
+    m = cv2.GaussianBlur(m, (0, 0), 3)
+    out = m.astype(np.float32)[None, None] / 255
+    fast = postprocess(out, 1500, 2000)  # 3 MP: the OpenCV path
+    exact = resize_bilinear(np.floor(out[0, 0].astype(np.float64) * 255 + 0.5).astype(np.uint8), 1500, 2000)
+    diff = np.abs(fast.astype(np.int16) - exact.astype(np.int16))
+    assert fast.shape == (1500, 2000)
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 1e-3

@@ -32,14 +32,21 @@ _lock = threading.Lock()
 
 
 def _remover(
-    model: str, device: str, strict: bool, threads: int | None, settings: Settings | None
+    model: str,
+    device: str,
+    strict: bool,
+    threads: int | None,
+    settings: Settings | None,
+    backend: str = "auto",
 ) -> Remover:
     settings = settings if settings is not None else Settings.from_env()
-    key = (model, device, strict, threads, settings)
+    key = (model, device, backend, strict, threads, settings)
     with _lock:
         rem = _removers.get(key)
         if rem is None:
-            rem = Remover(model, device=device, strict=strict, threads=threads, settings=settings)
+            rem = Remover(
+                model, device=device, backend=backend, strict=strict, threads=threads, settings=settings
+            )
             _removers[key] = rem
         return rem
 
@@ -49,6 +56,7 @@ def remove_background(
     *,
     model: str = DEFAULT_MODEL,
     device: str = "auto",
+    backend: str = "auto",
     strict: bool = False,
     threads: int | None = None,
     settings: Settings | None = None,
@@ -60,7 +68,7 @@ def remove_background(
     ``image`` is a path, bytes, a binary file, a PIL image or a numpy array. Save with
     ``.save("out.png")`` or encode with ``.to_bytes("webp", quality=0.9)``.
     """
-    rem = _remover(model, device, strict, threads, settings)
+    rem = _remover(model, device, strict, threads, settings, backend)
     return rem.remove(image, type="foreground", progress=progress, cancel=cancel)
 
 
@@ -69,6 +77,7 @@ def remove_foreground(
     *,
     model: str = DEFAULT_MODEL,
     device: str = "auto",
+    backend: str = "auto",
     strict: bool = False,
     threads: int | None = None,
     settings: Settings | None = None,
@@ -76,7 +85,7 @@ def remove_foreground(
     cancel: CancelSignal | None = None,
 ) -> Cutout:
     """Keep the background: alpha is ``255 − mask``."""
-    rem = _remover(model, device, strict, threads, settings)
+    rem = _remover(model, device, strict, threads, settings, backend)
     return rem.remove(image, type="background", progress=progress, cancel=cancel)
 
 
@@ -85,6 +94,7 @@ def segment_foreground(
     *,
     model: str = DEFAULT_MODEL,
     device: str = "auto",
+    backend: str = "auto",
     strict: bool = False,
     threads: int | None = None,
     settings: Settings | None = None,
@@ -92,7 +102,7 @@ def segment_foreground(
     cancel: CancelSignal | None = None,
 ) -> Cutout:
     """The subject mask as an 8-bit gray image (``Cutout.pixels`` is ``[H, W]``)."""
-    rem = _remover(model, device, strict, threads, settings)
+    rem = _remover(model, device, strict, threads, settings, backend)
     return rem.remove(image, type="mask", progress=progress, cancel=cancel)
 
 
@@ -131,6 +141,7 @@ def preload(
     model: str = DEFAULT_MODEL,
     *,
     device: str = "auto",
+    backend: str = "auto",
     strict: bool = False,
     threads: int | None = None,
     settings: Settings | None = None,
@@ -138,4 +149,4 @@ def preload(
 ) -> Remover:
     """Fetch and load one model now (only the one asked for, unlike the reference's
     ``preload`` that downloads every model), and return the shared :class:`Remover`."""
-    return _remover(model, device, strict, threads, settings).load(progress=progress)
+    return _remover(model, device, strict, threads, settings, backend).load(progress=progress)

@@ -215,6 +215,13 @@ def cli(verbose: int) -> None:
     show_default=True,
     type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
 )
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
+    help="Inference engine; auto picks the fastest one verified on this machine.",
+)
 @click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
 @click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: physical cores)."
@@ -231,6 +238,7 @@ def remove_cmd(
     quality: float,
     bg_color: str | None,
     device: str,
+    backend: str,
     strict_device: bool,
     threads: int | None,
     overwrite: bool,
@@ -254,7 +262,9 @@ def remove_cmd(
         if not jobs:
             click.echo("no images found in the given folders", err=True)
             sys.exit(1)
-        remover = Remover(model, device=device, strict=strict_device, threads=threads, settings=settings)
+        remover = Remover(
+            model, device=device, backend=backend, strict=strict_device, threads=threads, settings=settings
+        )
         remover.load(progress=_Progress(quiet))
 
         from tqdm import tqdm
@@ -443,12 +453,19 @@ def models_verify(
     show_default=True,
     type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
 )
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
+)
 @click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_settings_options
 def info_cmd(
     model: str,
     device: str,
+    backend: str,
     strict_device: bool,
     as_json: bool,
     cache_dir: Path | None,
@@ -464,6 +481,7 @@ def info_cmd(
     import PIL
 
     from .download import installed_path, verify_installed
+    from .openvino_backend import version as ov_version
     from .remover import Remover
     from .runtime import available_providers, default_threads
 
@@ -474,6 +492,7 @@ def info_cmd(
             "python": platform.python_version(),
             "platform": platform.platform(),
             "onnxruntime": onnxruntime.__version__,
+            "openvino": ov_version() or "not installed",
             "numpy": numpy.__version__,
             "pillow": PIL.__version__,
             "available_providers": available_providers(),
@@ -492,7 +511,13 @@ def info_cmd(
         if report["models"][spec.name] == "verified" or (
             spec.derived_from and report["models"][spec.derived_from] == "verified"
         ):
-            rem = Remover(spec, device=device, strict=strict_device, settings=settings.with_(offline=True))
+            rem = Remover(
+                spec,
+                device=device,
+                backend=backend,
+                strict=strict_device,
+                settings=settings.with_(offline=True),
+            )
             report["session"] = rem.load().describe()
         else:
             report["session"] = f"{spec.name} not fetched: run `cleancut models fetch {spec.name}`"

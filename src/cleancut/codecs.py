@@ -14,9 +14,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import threading
 import uuid
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -644,13 +646,13 @@ def encode(
             f"{pixels.shape[1]}×{pixels.shape[0]}: use PNG"
         )
 
+    icc = icc_profile if channels in (3, 4) else None
+    if fmt == "png":
+        return _encode_png(pixels, png_compress_level, icc)
     img = Image.fromarray(np.ascontiguousarray(pixels))
     buf = io.BytesIO()
-    icc = icc_profile if channels in (3, 4) else None
     extra: dict[str, object] = {"icc_profile": icc} if icc else {}
-    if fmt == "png":
-        img.save(buf, "PNG", compress_level=png_compress_level, **extra)
-    elif fmt == "jpeg":
+    if fmt == "jpeg":
         img.save(buf, "JPEG", quality=q, **extra)
     else:  # webp
         if channels == 1:
@@ -660,6 +662,38 @@ def encode(
         else:
             img.save(buf, "WEBP", quality=q, method=4, alpha_quality=100, **extra)
     return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _encode_png(pixels: np.ndarray, level: int, icc: bytes | None) -> bytes:
+    """PNG through OpenCV's libpng with zlib's RLE strategy.
+
+    On a 12 MP cut-out this is about 2x faster than Pillow at the same level and the file
+    is smaller (RLE suits the long runs of equal alpha a cut-out has): 1.0 s / 10.0 MB
+    against 2.0 s / 12.2 MB, and 6.8 s at Pillow's default level (benchmarks/stages.py).
+    OpenCV cannot embed an ICC profile, so the ``iCCP`` chunk is inserted after ``IHDR``.
+    """
+    import cv2
+
+    if pixels.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION, level,
+        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    ]  # fmt: skip
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(pixels), params)
+    if not ok:  # pragma: no cover - libpng does not fail on valid uint8 arrays
+        raise InvalidOptionError("OpenCV could not encode the PNG")
+    data = buf.tobytes()
+    if not icc:
+        return data
+    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    iccp = _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    return data[:ihdr_end] + iccp + data[ihdr_end:]
 
 
 # --------------------------------------------------------------------------- writing

@@ -7,7 +7,8 @@ Pre- and post-processing follow IMG.LY's reference (``@imgly/background-removal`
   :func:`resize_bilinear`. Using the same grid both ways matters: the down- and up-sampling
   offsets cancel, so the mask lands exactly on the subject.
 * preprocess: RGB to 1024×1024 ignoring aspect, ``(v − 128) / 256``, NCHW float32.
-* postprocess: ``v · 255`` truncated to uint8, resized back to the full image size.
+* postprocess: ``v · 255`` to uint8 (rounded; the reference truncates, which caps alpha at
+  254 — see :func:`postprocess`), resized back to the full image size.
 """
 
 from __future__ import annotations
@@ -124,8 +125,11 @@ def preprocess(pixels: np.ndarray, size: int = 1024) -> np.ndarray:
 def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
     """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
 
-    ``v · 255`` truncated (the reference writes floats into a ``Uint8Array``), then
-    resized to the image's own size: the mask is always full resolution.
+    ``v · 255`` rounded half up, then resized to the image's own size: the mask is always
+    full resolution. The reference truncates instead (it writes floats into a
+    ``Uint8Array``); the network's largest output is 0.9999999, so truncation caps alpha at
+    254 and no pixel of a cut-out is ever opaque. Rounding moves each value by at most one
+    level and gives the subject its full 255.
     """
     m = np.asarray(output, dtype=np.float32)
     if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
@@ -133,8 +137,33 @@ def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
     m = m.reshape(m.shape[-2:])
     # NaN (a broken model or provider) becomes background instead of undefined casts.
     m = np.nan_to_num(np.clip(m, 0.0, 1.0), nan=0.0)
-    m8 = (m * 255.0).astype(np.uint8)  # float32 truncation == the float64 reference on 0..1
+    m8 = np.floor(m.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
+    if height * width > _FAST_UPSAMPLE_PIXELS:
+        return _resize_fast(m8, height, width)
     return resize_bilinear(m8, height, width)
+
+
+#: Above this many output pixels the mask is upsampled with OpenCV (see :func:`_resize_fast`).
+_FAST_UPSAMPLE_PIXELS: Final = 1 << 21
+
+
+def _resize_fast(src: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The reference grid through OpenCV's ``warpAffine`` (inverse map ``x·W/w, y·H/h``,
+    edge replicated), for masks bigger than 2 MP.
+
+    OpenCV quantises bilinear weights to 1/32, so a value can differ by one level from
+    :func:`resize_bilinear` (measured on a model mask upsampled to 12 MP: 0.0006 % of
+    pixels, never more than 1); it is 11x faster (0.04 s against 0.46 s at 12 MP).
+    """
+    import cv2
+
+    sh, sw = src.shape[:2]
+    inverse = np.array([[sw / width, 0.0, 0.0], [0.0, sh / height, 0.0]], dtype=np.float64)
+    out: np.ndarray = cv2.warpAffine(
+        src, inverse, (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    return out
 
 
 def _mul_alpha(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from .errors import InvalidOptionError
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
 from .pipeline import OutputType
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
-from .runtime import Device, InferenceSession, normalize_device
+from .runtime import Backend, Device, Session, normalize_backend, normalize_device
 
 __all__ = ["Cutout", "Remover"]
 
@@ -127,6 +127,7 @@ class Remover:
         model: str | ModelSpec = DEFAULT_MODEL,
         *,
         device: str = "auto",
+        backend: str = "auto",
         strict: bool = False,
         threads: int | None = None,
         settings: Settings | None = None,
@@ -144,11 +145,13 @@ class Remover:
             max_pixels=max_pixels,
         )
         self.device: Device = normalize_device(device)
+        self.backend: Backend = normalize_backend(backend)
+        self.backend_reason: str | None = None
         self.strict = strict
         if threads is not None and threads < 1:
             raise InvalidOptionError(f"threads must be at least 1, got {threads}")
         self.threads = threads
-        self._session: InferenceSession | None = None
+        self._session: Session | None = None
         self._load_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -160,33 +163,46 @@ class Remover:
         self._get_session(progress, cancel)
         return self
 
-    def _get_session(
-        self, progress: ProgressCallback | None, cancel: CancelSignal | None
-    ) -> InferenceSession:
+    def _get_session(self, progress: ProgressCallback | None, cancel: CancelSignal | None) -> Session:
         if self._session is not None:
             return self._session
         with self._load_lock:
             if self._session is None:
-                from .download import fetch_model
-                from .graph import prepared_graph
+                from . import backends
                 from .runtime import get_session
 
                 check_cancel(cancel, "loading the model")
                 cancel_fn = None if cancel is None else (lambda: _fired(cancel))
-                path = fetch_model(self.spec, self.settings, progress=progress, cancel=cancel_fn)
-                graph = prepared_graph(self.spec, path, self.settings)
-                self._session = get_session(
-                    graph, device=self.device, strict=self.strict, threads=self.threads
+                choice = backends.resolve(
+                    self.backend,
+                    self.spec,
+                    self.settings,
+                    device=self.device,
+                    strict=self.strict,
+                    threads=self.threads,
+                    progress=progress,
                 )
+                graph = backends.graph_for(choice.backend, self.spec, self.settings, progress, cancel_fn)
+                self._session = get_session(
+                    graph,
+                    backend=choice.backend,
+                    device=self.device,
+                    strict=self.strict,
+                    threads=self.threads,
+                    cache_dir=self.settings.cache_dir / "openvino",
+                )
+                self.backend_reason = choice.reason
         return self._session
 
     @property
-    def session(self) -> InferenceSession:
+    def session(self) -> Session:
         return self._get_session(None, None)
 
     def describe(self) -> dict[str, Any]:
-        """What runs: model, backend, provider actually in use, threads."""
-        return {"model": self.spec.name, **self.session.describe()}
+        """What runs: model, backend (and why), provider actually in use, threads."""
+        info = {"model": self.spec.name, **self.session.describe()}
+        info["backend_reason"] = self.backend_reason
+        return info
 
     # ------------------------------------------------------------------ stages
 
@@ -252,7 +268,7 @@ class Remover:
 
     def __repr__(self) -> str:
         state = "loaded" if self._session is not None else "not loaded"
-        return f"Remover(model={self.spec.name!r}, device={self.device!r}, {state})"
+        return f"Remover(model={self.spec.name!r}, backend={self.backend!r}, device={self.device!r}, {state})"
 
 
 def _fired(cancel: CancelSignal) -> bool:

@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -23,18 +23,46 @@ if TYPE_CHECKING:
     import onnxruntime
 
 __all__ = [
+    "BACKENDS",
     "GPU_PROVIDERS",
+    "Backend",
     "Device",
     "InferenceSession",
+    "Session",
     "available_providers",
     "default_threads",
     "get_session",
+    "gpu_providers_present",
 ]
 
 log = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "gpu"]
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "gpu")
+Backend = Literal["auto", "onnxruntime", "openvino"]
+BACKENDS: tuple[Backend, ...] = ("auto", "onnxruntime", "openvino")
+
+
+class Session(Protocol):
+    """What the pipeline needs from a loaded model, whatever runs it."""
+
+    backend: str
+    model_path: Path
+    threads: int
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    @property
+    def on_gpu(self) -> bool: ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
 
 #: GPU-class execution providers, best first. TensorRT before CUDA: when both load, TRT is faster.
 GPU_PROVIDERS: tuple[str, ...] = (
@@ -67,6 +95,29 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+def gpu_providers_present() -> list[str]:
+    """GPU execution providers this onnxruntime build offers (not yet proven to load)."""
+    available = available_providers()
+    return [p for p in GPU_PROVIDERS if p in available]
+
+
+def normalize_backend(backend: str) -> Backend:
+    b = backend.strip().lower().replace("-", "").replace("_", "")
+    aliases: dict[str, Backend] = {
+        "auto": "auto",
+        "onnxruntime": "onnxruntime",
+        "ort": "onnxruntime",
+        "openvino": "openvino",
+        "ov": "openvino",
+    }
+    try:
+        return aliases[b]
+    except KeyError:
+        raise InvalidOptionError(
+            f"unknown backend {backend!r}; choose auto, onnxruntime or openvino"
+        ) from None
 
 
 def normalize_device(device: str) -> Device:
@@ -110,6 +161,7 @@ class InferenceSession:
     reason: str
     _input: str = field(init=False)
     _output: str = field(init=False)
+    backend = "onnxruntime"
 
     def __post_init__(self) -> None:
         self._input = self.session.get_inputs()[0].name
@@ -148,7 +200,7 @@ class InferenceSession:
         }
 
 
-_sessions: dict[tuple[str, str, bool, int], InferenceSession] = {}
+_sessions: dict[tuple[str, str, str, bool, int], Session] = {}
 _lock = threading.Lock()
 
 
@@ -184,17 +236,41 @@ def _create(path: Path, device: Device, strict: bool, threads: int) -> Inference
 
 
 def get_session(
-    path: Path, *, device: Device = "auto", strict: bool = False, threads: int | None = None
-) -> InferenceSession:
-    """The process-wide session for this graph, device and thread count (created once)."""
+    path: Path,
+    *,
+    backend: Backend = "onnxruntime",
+    device: Device = "auto",
+    strict: bool = False,
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+) -> Session:
+    """The process-wide session for this graph, backend, device and thread count.
+
+    Created once and shared: sessions are thread-safe, and a second copy would only
+    double the memory. ``cache_dir`` is where OpenVINO keeps compiled models.
+    """
+    if backend == "auto":
+        raise InvalidOptionError("resolve backend='auto' first (cleancut.backends.resolve)")
     n = threads if threads and threads > 0 else default_threads()
-    key = (str(path), device, strict, n)
+    key = (str(path), backend, device, strict, n)
     with _lock:
         sess = _sessions.get(key)
         if sess is None:
-            sess = _create(path, device, strict, n)
+            if backend == "openvino":
+                from .openvino_backend import create_session
+
+                sess = create_session(path, device=device, strict=strict, threads=n, cache_dir=cache_dir)
+            else:
+                sess = _create(path, device, strict, n)
             _sessions[key] = sess
         return sess
+
+
+def create_onnxruntime_session(
+    path: Path, *, device: Device = "cpu", strict: bool = False, threads: int | None = None
+) -> InferenceSession:
+    """A private (not shared) onnxruntime session, e.g. as the reference in a self-check."""
+    return _create(path, device, strict, threads if threads and threads > 0 else default_threads())
 
 
 def clear_sessions() -> None:

@@ -1,0 +1,234 @@
+"""Choosing what runs a model: ``backend="auto" | "onnxruntime" | "openvino"``.
+
+``auto`` picks the fastest backend that is installed **and verified on this CPU**:
+
+* a GPU provider in onnxruntime (``device`` not ``cpu``) → onnxruntime, on the GPU;
+* otherwise, when OpenVINO is installed, a one-time self-check runs both backends on a
+  bundled photo: onnxruntime on the reference graph (the published weights as published)
+  and OpenVINO on its graph. OpenVINO is accepted only if its mask agrees with the
+  reference (mean |Δalpha| ≤ 2/255 and IoU ≥ 0.99 at 1024²); the faster accepted backend
+  wins. The verdict is stored in ``<cache>/backends/`` keyed by the model, the library
+  versions, the CPU's model and flags, and the thread count, so it is measured once per
+  machine and reused by every later process.
+
+Which graph each backend loads: for ``isnet_fp16`` both load its fp32 widening (the same weight
+values, see :func:`graph_for`); OpenVINO computes it in bf16 on CPUs that have it, which is
+what the self-check measures against onnxruntime's fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codecs, pipeline
+from .config import Settings
+from .errors import DeviceError
+from .models import INPUT_SIZE, ModelSpec, resolve_model
+from .progress import ProgressCallback
+from .runtime import Backend, Device, default_threads, gpu_providers_present
+
+__all__ = ["Choice", "graph_for", "resolve", "self_check"]
+
+log = logging.getLogger(__name__)
+
+#: Agreement required of a faster backend against the reference (uint8 alpha at 1024²).
+MAX_MEAN_ABS_DIFF = 2.0
+MIN_IOU = 0.99
+_CHECK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: Backend
+    reason: str
+    record: dict[str, Any] | None = None
+
+
+def graph_for(
+    backend: Backend,
+    spec: ModelSpec,
+    settings: Settings,
+    progress: ProgressCallback | None = None,
+    cancel: Any = None,
+) -> Path:
+    """The ONNX file a backend loads for ``spec`` (fetched, derived and prepared as needed)."""
+    from .download import fetch_model
+    from .graph import prepared_graph
+
+    del backend  # both backends load the same graph today; kept for backend-specific graphs
+    if spec.name == "isnet_fp16":
+        # The fp32 widening of the same weight values: onnxruntime's CPU kernels compute fp16
+        # graphs in fp32 anyway (inserting casts; 1.06-1.24x slower measured), and OpenVINO's
+        # fp16-weights path adds decompression work (0.5-0.76x the speed).
+        return fetch_model(resolve_model("isnet"), settings, progress=progress, cancel=cancel)
+    path = fetch_model(spec, settings, progress=progress, cancel=cancel)
+    return prepared_graph(spec, path, settings)
+
+
+def _cpu_identity() -> dict[str, Any]:
+    name = platform.processor() or platform.machine()
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and ":" in line:
+                    have = set(line.split(":", 1)[1].split())
+                    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+                    flags = [f for f in wanted if f in have]
+                    break
+    except OSError:
+        pass
+    return {"cpu": name, "flags": flags, "machine": platform.machine()}
+
+
+def _record_path(spec: ModelSpec, settings: Settings, threads: int) -> tuple[Path, dict[str, Any]]:
+    import onnxruntime
+
+    from .openvino_backend import version as ov_version
+
+    ident = {
+        "check": _CHECK_VERSION,
+        "model": spec.name,
+        "model_sha256": spec.sha256,
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": ov_version(),
+        "threads": threads,
+        **_cpu_identity(),
+    }
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return settings.cache_dir / "backends" / f"{spec.name}.{key}.json", ident
+
+
+def _selfcheck_input() -> np.ndarray:
+    data = resources.files("cleancut").joinpath("data/selfcheck.jpg").read_bytes()
+    return pipeline.preprocess(codecs.decode(data, max_pixels=10_000_000).pixels, INPUT_SIZE)
+
+
+def _mask(y: np.ndarray) -> np.ndarray:
+    return (np.clip(y.reshape(y.shape[-2:]), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _timed(run: Any, x: np.ndarray) -> tuple[np.ndarray, float]:
+    run(x)  # the first pass allocates and tunes; it is not what later passes cost
+    t0 = time.perf_counter()
+    y: np.ndarray = run(x)
+    return y, time.perf_counter() - t0
+
+
+def self_check(
+    spec: ModelSpec, settings: Settings, threads: int, progress: ProgressCallback | None = None
+) -> dict[str, Any]:
+    """Run the reference and OpenVINO on the bundled photo; return the comparison record."""
+    from .runtime import create_onnxruntime_session, get_session
+
+    x = _selfcheck_input()
+    ref_graph = graph_for("onnxruntime", spec, settings, progress)
+    ort_sess = create_onnxruntime_session(ref_graph, device="cpu", threads=threads)
+    y_ref, t_ort = _timed(ort_sess.run, x)
+    del ort_sess  # the reference session is not kept: it would double the memory
+    record: dict[str, Any] = {"onnxruntime_s": round(t_ort, 4)}
+    try:
+        ov_graph = graph_for("openvino", spec, settings, progress)
+        ov_sess = get_session(
+            ov_graph,
+            backend="openvino",
+            device="cpu",
+            threads=threads,
+            cache_dir=settings.cache_dir / "openvino",
+        )
+        y_ov, t_ov = _timed(ov_sess.run, x)
+    except Exception as exc:  # a broken OpenVINO install must not stop the cut-out
+        log.warning("OpenVINO self-check failed: %s", exc)
+        record.update(openvino_error=str(exc), choice="onnxruntime", verified=False)
+        return record
+    a, b = _mask(y_ref), _mask(y_ov)
+    mad = float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+    inter = np.logical_and(a >= 128, b >= 128).sum()
+    union = np.logical_or(a >= 128, b >= 128).sum()
+    iou = float(inter / union) if union else 1.0
+    verified = mad <= MAX_MEAN_ABS_DIFF and iou >= MIN_IOU
+    record.update(
+        openvino_s=round(t_ov, 4),
+        openvino_precision=getattr(ov_sess, "precision", None),
+        mean_abs_diff=round(mad, 4),
+        max_abs_diff=int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()),
+        iou=round(iou, 5),
+        verified=verified,
+        choice="openvino" if verified and t_ov < t_ort else "onnxruntime",
+    )
+    return record
+
+
+def resolve(
+    requested: Backend,
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    device: Device,
+    strict: bool,
+    threads: int | None,
+    progress: ProgressCallback | None = None,
+) -> Choice:
+    """Turn ``auto`` into a concrete backend (running the self-check once if needed)."""
+    from .openvino_backend import available as ov_available
+
+    if requested == "openvino":
+        if not ov_available():
+            raise DeviceError("backend=openvino needs the openvino package: pip install openvino")
+        return Choice("openvino", "requested")
+    if requested == "onnxruntime":
+        return Choice("onnxruntime", "requested")
+    if device != "cpu" and gpu_providers_present():
+        return Choice("onnxruntime", "a GPU provider is present: onnxruntime on the GPU")
+    if device == "gpu" and strict:
+        return Choice("onnxruntime", "device=gpu: onnxruntime decides (strict)")
+    if not ov_available():
+        return Choice("onnxruntime", "openvino is not installed")
+    n = threads if threads and threads > 0 else default_threads()
+    path, ident = _record_path(spec, settings, n)
+    record: dict[str, Any] | None = None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = None
+    if record is None or record.get("identity") != ident:
+        log.info("measuring onnxruntime against OpenVINO for %s on this CPU (once)", spec.name)
+        if progress is not None:
+            progress("compute:selfcheck", 0, 1)
+        record = {"identity": ident, **self_check(spec, settings, n, progress)}
+        if progress is not None:
+            progress("compute:selfcheck", 1, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(path)
+    choice: Backend = "openvino" if record.get("choice") == "openvino" else "onnxruntime"
+    if choice == "openvino":
+        reason = (
+            f"self-check: OpenVINO {record['openvino_s']:.2f} s vs onnxruntime "
+            f"{record['onnxruntime_s']:.2f} s, mean |Δα| {record['mean_abs_diff']:.2f}/255, "
+            f"IoU {record['iou']:.4f}"
+        )
+    elif "openvino_error" in record:
+        reason = f"OpenVINO failed its self-check: {record['openvino_error']}"
+    elif not record.get("verified"):
+        reason = (
+            f"OpenVINO disagreed with the reference (mean |Δα| {record.get('mean_abs_diff')}/255, "
+            f"IoU {record.get('iou')})"
+        )
+    else:
+        reason = "self-check: onnxruntime was faster"
+    return Choice(choice, reason, record)

@@ -1,0 +1,205 @@
+"""The HTTP API: ``POST /api/remove``, ``GET /api/models``, ``GET /api/config``, probes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+from .. import __version__
+from ..codecs import FORMATS, mime_type
+from ..models import MODELS
+from .errors import ApiError
+from .options import RemoveOptions, openapi_parameters, parse_options
+from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
+from .state import AppState
+from .upload import check_declared_size, check_media_type, read_upload
+
+__all__ = ["build_router", "get_state"]
+
+_SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_BINARY: Final = {"type": "string", "format": "binary"}
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    error: str
+    detail: str
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.cleancut
+    return state
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "The body is not a readable image, is empty, or the form has no field 'file'.",
+        413: "The upload is over --max-upload-mb, or the image over --max-pixels.",
+        415: "The body is not an image upload (Content-Type), or a format without its plugin (HEIC).",
+        422: "An option is unknown or out of range.",
+        503: "At capacity, not ready yet, or the time ran out waiting for a worker (Retry-After).",
+        504: "The request ran out of time while being processed (--timeout).",
+    }
+    return {c: {"model": ErrorBody, "description": described[c]} for c in codes}
+
+
+def _filename(upload_name: str | None, options: RemoveOptions) -> str:
+    stem = (upload_name or "image").rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
+    stem = _SAFE_NAME.sub("_", stem).strip("._") or "image"
+    return f"{stem[:100]}.cutout.{options.extension}"
+
+
+def _server_timing(timings: dict[str, float]) -> str:
+    return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings.items())
+
+
+def _require_ready(state: AppState) -> None:
+    engine = state.engine
+    if engine.state == "loading":
+        raise ApiError(503, "not_ready", "the model is still loading; retry shortly", retry_after=5)
+    if engine.state == "failed":
+        raise ApiError(
+            503, "model_unavailable", f"the model could not be loaded: {engine.error}", retry_after=30
+        )
+
+
+def build_router(models: tuple[str, ...]) -> APIRouter:
+    router = APIRouter()
+    remove_body = {
+        "required": True,
+        "description": "The photo: the raw bytes with Content-Type image/* (or "
+        "application/octet-stream), or a multipart form with the image in 'file' and options "
+        "as further fields.",
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **{p["name"]: p["schema"] for p in openapi_parameters(models)},
+                    },
+                }
+            },
+        },
+    }
+
+    @router.post(
+        "/api/remove",
+        summary="Cut out a photo",
+        description="Answers the encoded image: PNG (default), WebP, JPEG, or raw pixels.",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The encoded cut-out",
+                "content": {mime_type(f): {"schema": _BINARY} for f in FORMATS},
+            },
+            **_error_responses(400, 413, 415, 422, 503, 504),
+        },
+        openapi_extra={"parameters": openapi_parameters(models), "requestBody": remove_body},
+    )
+    async def remove(request: Request) -> Response:
+        state = get_state(request)
+        settings = state.settings
+        # Cheap refusals first, before a byte of the body is read.
+        check_declared_size(request, settings.max_upload_bytes)
+        check_media_type(request)
+        _require_ready(state)
+        query = dict(request.query_params)
+        parse_options(query, models=state.engine.models)  # a bad option is a 422 before the upload
+        # The slot is taken before the body is read: then at most `capacity` uploads and
+        # decoded images are ever in memory, and over capacity the answer is an immediate
+        # 503 that never reads the body.
+        async with state.queue.slot(settings.timeout) as slot:
+            upload = await slot.within_deadline("upload", read_upload(request, settings.max_upload_bytes))
+            options = parse_options({**query, **upload.form}, models=state.engine.models)
+            result = await state.engine.remove(slot, upload.data, options)
+        headers = {
+            "Content-Disposition": f'inline; filename="{_filename(upload.filename, options)}"',
+            "Cache-Control": "no-store",
+            "Server-Timing": _server_timing(result.timings),
+            "X-Image-Width": str(result.width),
+            "X-Image-Height": str(result.height),
+        }
+        return Response(result.body, media_type=result.media_type, headers=headers)
+
+    @router.get("/api/models", summary="Every model, and which this server has loaded")
+    async def list_models(request: Request) -> dict[str, Any]:
+        state = get_state(request)
+        loaded = state.engine.models
+        return {
+            "default": loaded[0],
+            "models": [
+                {
+                    "name": spec.name,
+                    "aliases": list(spec.aliases),
+                    "precision": spec.precision,
+                    "size": spec.size,
+                    "description": spec.description,
+                    "loaded": spec.name in loaded,
+                    "ready": spec.name in loaded and state.engine.state == "ready",
+                    "default": spec.name == loaded[0],
+                }
+                for spec in MODELS.values()
+            ],
+        }
+
+    @router.get("/api/config", summary="What the web page needs to know")
+    async def config(request: Request) -> dict[str, Any]:
+        state = get_state(request)
+        settings = state.settings
+        browser_state, detail = state.browser_status()
+        spec = MODELS[state.browser_model]
+        ort = state.ort
+        return {
+            "version": __version__,
+            "models": list(settings.models),
+            "server": {"state": state.engine.state, "detail": state.engine.error or ""},
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_pixels": settings.max_pixels,
+                "timeout": settings.timeout,
+            },
+            "browser": {
+                "state": browser_state,
+                "detail": detail,
+                "model": {"name": spec.name, "resource": spec.resource, "size": spec.size},
+                "resources": "/models/resources.json",
+                "ort": None
+                if ort is None
+                else {
+                    "version": ort.version,
+                    "base": f"/ort/{ort.version}/",
+                    "wasm": WASM_BUNDLE,
+                    "webgpu": WEBGPU_BUNDLE,
+                },
+            },
+        }
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="Readiness: the models are loaded",
+        responses=_error_responses(503),
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        state = get_state(request)
+        _require_ready(state)
+        return JSONResponse(
+            {
+                "status": "ready",
+                "models": state.engine.describe(),
+                "queue": state.queue.stats().as_dict(),
+            }
+        )
+
+    return router

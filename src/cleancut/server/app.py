@@ -1,0 +1,115 @@
+"""``create_app``: the FastAPI application, its start-up and its error answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import CleancutError
+from .api import build_router
+from .errors import ApiError, from_cleancut_error
+from .jobqueue import DeadlineExceededError, QueueFullError
+from .middleware import ServerMiddleware
+from .settings import ServerSettings
+from .state import AppState
+from .web import STATIC_DIR, NoCacheStaticFiles, build_web_router
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """
+Background removal with IS-Net. `POST /api/remove` with the photo as the body
+(`Content-Type: image/*`) or as the multipart field `file`; the answer is the cut-out.
+
+Errors are JSON `{"error": code, "detail": message}`. Over capacity the server answers 503
+with `Retry-After` at once instead of queueing without bound. The web page at `/` runs the
+same model in the browser (nothing uploaded) or calls this API.
+"""
+
+
+def _json_error(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc)
+
+    @app.exception_handler(CleancutError)
+    async def cleancut_error(_request: Request, exc: CleancutError) -> JSONResponse:
+        return _json_error(from_cleancut_error(exc))
+
+    @app.exception_handler(QueueFullError)
+    async def queue_full(_request: Request, exc: QueueFullError) -> JSONResponse:
+        return _json_error(ApiError(503, "overloaded", str(exc), retry_after=exc.retry_after))
+
+    @app.exception_handler(DeadlineExceededError)
+    async def deadline(request: Request, exc: DeadlineExceededError) -> JSONResponse:
+        if exc.stage == "queued":  # never got a worker: the server is too busy, come back
+            retry = request.app.state.cleancut.queue.retry_after()
+            return _json_error(ApiError(503, "queue_timeout", str(exc), retry_after=retry))
+        if exc.stage == "upload":  # the client sent too slowly
+            return _json_error(ApiError(408, "upload_timeout", str(exc)))
+        return _json_error(ApiError(504, "timeout", str(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        try:
+            code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            code = "http_error"
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse(
+            {"error": code, "detail": detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": "; ".join(parts)}, status_code=422)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The application for ``settings``. Nothing loads until the ASGI lifespan starts it
+    (``uvicorn`` does; so does ``with TestClient(app)``)."""
+    state = AppState(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.load_in_background:
+            state.start()
+        else:
+            await anyio.to_thread.run_sync(state.start)
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="cleancut",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    app.state.cleancut = state
+    app.add_middleware(ServerMiddleware, credentialless_paths=("/docs", "/redoc"))
+    _install_error_handlers(app)
+    app.include_router(build_router(settings.models))
+    app.include_router(build_web_router())
+    app.mount("/static", NoCacheStaticFiles(directory=STATIC_DIR), name="static")
+    return app

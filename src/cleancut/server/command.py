@@ -1,0 +1,182 @@
+"""The ``cleancut serve`` command (registered in :mod:`cleancut.cli`).
+
+FastAPI and uvicorn are imported inside the command only: ``cleancut --help`` and every
+other command stay fast and work without the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import CleancutError
+from ..models import DEFAULT_MODEL, model_names
+from .settings import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SERVER_MAX_PIXELS
+
+__all__ = ["serve"]
+
+log = logging.getLogger("cleancut")
+
+
+def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
+    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    return names or (DEFAULT_MODEL,)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Inferences that run at the same time (threads sharing one loaded model). One "
+    "inference already uses every core; more only helps on many-core machines.",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="ONNX Runtime threads per worker (default: physical cores / workers).",
+)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME[,NAME]",
+    help=f"Model(s) to load; the first is the default and the one the page runs in the browser "
+    f"(default {DEFAULT_MODEL}; choices: {', '.join(model_names())}).",
+)
+@click.option(
+    "--max-upload-mb",
+    default=DEFAULT_MAX_UPLOAD_BYTES / 2**20,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest request body (413 above).",
+)
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_SERVER_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest image, in pixels (413 above).",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request may take once admitted (503 if still queued, 504 if processing).",
+)
+@click.option(
+    "--queue-size",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Requests that may wait for a worker; beyond, 503 with Retry-After at once.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
+)
+@click.option(
+    "--browser/--no-browser",
+    default=True,
+    show_default=True,
+    help="Offer in-browser inference (serves the model chunks and onnxruntime-web).",
+)
+@click.option(
+    "--ort-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Folder with onnxruntime-web's files (default: fetched once with npm into the cache).",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--offline/--online", default=None, help="Never use the network (env CLEANCUT_OFFLINE).")
+@click.option("--model-url", default=None, metavar="URL", help="Base URL of the model chunks.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int | None,
+    models: tuple[str, ...],
+    max_upload_mb: float,
+    max_pixels: int,
+    timeout: float,
+    queue_size: int,
+    device: str,
+    browser: bool,
+    ort_dir: Path | None,
+    cache_dir: Path | None,
+    offline: bool | None,
+    model_url: str | None,
+    log_level: str,
+) -> None:
+    """Run the HTTP API and the web page.
+
+    \b
+    cleancut serve                         http://127.0.0.1:8000/  (API docs at /docs)
+    cleancut serve --host 0.0.0.0 --port 8080 --queue-size 8
+    curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg \\
+         'http://127.0.0.1:8000/api/remove?format=webp' -o cutout.webp
+    """
+    try:
+        import uvicorn
+
+        from . import create_app
+    except ImportError as exc:
+        click.echo(
+            f"error: the server needs its extra: pip install 'cleancut[server]' ({exc.name} is missing)",
+            err=True,
+        )
+        sys.exit(1)
+    from ..config import Settings
+    from .settings import ServerSettings
+
+    try:
+        core = Settings.from_env(cache_dir=cache_dir, model_base_url=model_url, offline=offline)
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            models=_split_models(models),
+            workers=workers,
+            threads=threads,
+            device=device,
+            queue_size=queue_size,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            max_pixels=max_pixels,
+            timeout=timeout,
+            core=core,
+            ort_dir=ort_dir,
+            browser=browser,
+        )
+    except CleancutError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    logging.getLogger("cleancut").setLevel(log_level.upper())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s: %(message)s")
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    click.echo(f"cleancut serve: http://{shown}:{port}/  (API docs: /docs)", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        # Keep-alive connections idle longer than this are closed: a flood of idle
+        # clients cannot hold sockets for long.
+        timeout_keep_alive=5,
+    )

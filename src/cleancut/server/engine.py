@@ -1,0 +1,166 @@
+"""The models the server runs, and one cut-out split into stages for the job queue.
+
+One :class:`~cleancut.Remover` per loaded model, created once and shared by every request
+(its session is thread-safe). A request runs as three stages: decode + preprocess on the I/O
+pool, the network on the inference pool, postprocess + compose + encode on the I/O pool.
+The network is called here with ONNX Runtime ``RunOptions`` so that a request whose
+deadline passes can terminate its run in progress instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .. import pipeline
+from ..codecs import DecodedImage, mime_type
+from ..errors import CancelledError, CleancutError, InvalidOptionError
+from ..models import INPUT_SIZE
+from ..remover import Cutout, Remover
+from ..runtime import default_threads
+from .jobqueue import Slot
+from .options import RemoveOptions
+from .settings import ServerSettings
+
+__all__ = ["Engine", "Result"]
+
+log = logging.getLogger(__name__)
+
+LoadState = Literal["loading", "ready", "failed"]
+
+
+@dataclass
+class Result:
+    body: bytes
+    media_type: str
+    width: int
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Network:
+    """The raw ONNX Runtime session of a loaded Remover, with its tensor names."""
+
+    session: Any
+    input_name: str
+    output_name: str
+
+
+class Engine:
+    """Loads the configured models once, then cuts out images for requests."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        threads = settings.threads or max(1, default_threads() // settings.workers)
+        core = settings.core.with_(max_pixels=settings.max_pixels)
+        self.removers: dict[str, Remover] = {
+            name: Remover(name, device=settings.device, threads=threads, settings=core)
+            for name in settings.models
+        }
+        self._networks: dict[str, _Network] = {}
+        self._state: LoadState = "loading"
+        self._error: str | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+
+    @property
+    def state(self) -> LoadState:
+        return self._state
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.settings.models
+
+    def load(self) -> None:
+        """Fetch (if needed) and load every model. Errors are kept for ``/readyz``."""
+        try:
+            for name, remover in self.removers.items():
+                started = time.perf_counter()
+                remover.load()
+                inner = remover.session.session
+                self._networks[name] = _Network(
+                    inner, inner.get_inputs()[0].name, inner.get_outputs()[0].name
+                )
+                log.info(
+                    "model %s loaded in %.1f s (%s)",
+                    name,
+                    time.perf_counter() - started,
+                    remover.session.provider,
+                )
+        except CleancutError as exc:
+            with self._lock:
+                self._state, self._error = "failed", str(exc)
+            log.error("could not load the model: %s", exc)
+            return
+        except Exception as exc:  # a bug or an ORT failure: keep serving, report it
+            with self._lock:
+                self._state, self._error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("could not load the model")
+            return
+        with self._lock:
+            self._state = "ready"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, remover in self.removers.items():
+            if name in self._networks:
+                session = remover.session
+                out[name] = {"provider": session.provider, "threads": session.threads}
+        return out
+
+    # ------------------------------------------------------------------ stages
+
+    def _decode(self, remover: Remover, data: bytes) -> tuple[DecodedImage, np.ndarray]:
+        decoded = remover.decode(data)
+        return decoded, pipeline.preprocess(decoded.pixels, INPUT_SIZE)
+
+    def _infer(self, network: _Network, x: np.ndarray, slot: Slot) -> np.ndarray:
+        import onnxruntime as ort
+
+        run_options = ort.RunOptions()
+
+        def terminate() -> None:
+            run_options.terminate = True
+
+        unregister = slot.on_cancel(terminate)
+        try:
+            outputs = network.session.run([network.output_name], {network.input_name: x}, run_options)
+        except Exception as exc:
+            if slot.cancel.is_set():  # terminated on purpose: not an error of the model
+                raise CancelledError("inference terminated: the request ran out of time") from exc
+            raise
+        finally:
+            unregister()
+        return np.asarray(outputs[0])
+
+    def _finish(self, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions) -> Result:
+        mask = pipeline.postprocess(output, decoded.height, decoded.width)
+        pixels = pipeline.compose(decoded.pixels, mask, options.type)
+        cutout = Cutout(pixels, mask, options.type, decoded.icc_profile)
+        body = cutout.to_bytes(options.format, quality=options.quality, bg_color=options.bg_color)
+        media = mime_type(options.format, decoded.width, decoded.height)
+        return Result(body, media, decoded.width, decoded.height)
+
+    async def remove(self, slot: Slot, data: bytes, options: RemoveOptions) -> Result:
+        """Cut out one uploaded image inside an admitted slot."""
+        network = self._networks.get(options.model)
+        if network is None:
+            raise InvalidOptionError(f"model {options.model!r} is not loaded on this server")
+        remover = self.removers[options.model]
+        decoded, x = await slot.io("decode", self._decode, remover, data)
+        output = await slot.inference(self._infer, network, x, slot)
+        del x  # 12 MB per request: gone before encoding starts
+        result = await slot.io("encode", self._finish, decoded, output, options)
+        result.timings = dict(slot.timings)
+        return result

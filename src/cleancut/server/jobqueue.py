@@ -1,0 +1,285 @@
+"""The bounded job queue: admission, the inference executor, deadlines and cancellation.
+
+Every request that will decode an image first takes a *slot*. There are ``workers +
+queue_size`` slots; when none is free the request is refused at once (:class:`QueueFullError`,
+answered 503 with ``Retry-After``) instead of waiting in memory — rembg's server, which
+queues without bound, grew to 137 GB under load (rembg #752). Because a slot is taken
+before decoding, at most that many decoded images exist at any time: memory stays flat
+whatever the load.
+
+Inside a slot, work runs in two executors: an I/O pool (decode, pre- and post-processing,
+encoding: Pillow and numpy release the GIL) and the inference pool with exactly
+``workers`` threads, so inference is serialised there and never oversubscribes the CPU.
+
+Each slot has a deadline. When it passes, the request is answered (503 if its inference
+never started, 504 otherwise) and the slot's cancel signal fires: a job still waiting is
+dropped from the executor, a running one stops at its next stage boundary, and an ONNX
+Runtime run in progress is terminated through the hooks registered with
+:meth:`Slot.on_cancel`. The slot itself is only given back when its last piece of work has
+really stopped, so a timed-out request can never leave a worker busy behind the count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import CancelledError
+
+__all__ = ["DeadlineExceededError", "JobQueue", "QueueFullError", "QueueStats", "Slot"]
+
+T = TypeVar("T")
+
+#: Retry-After before any request has finished (seconds): one IS-Net pass on a small CPU.
+_INITIAL_SERVICE_TIME = 5.0
+_MAX_RETRY_AFTER = 300
+
+
+class QueueFullError(Exception):
+    """Every slot is taken; ``retry_after`` estimates when one frees up (seconds)."""
+
+    def __init__(self, capacity: int, retry_after: int) -> None:
+        super().__init__(
+            f"the server is at capacity ({capacity} requests in progress or waiting); "
+            f"retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(Exception):
+    """The request's time ran out. ``stage`` says where: ``queued`` if its inference had not
+    started (the server was too busy), else the stage that was running."""
+
+    def __init__(self, stage: str, timeout: float) -> None:
+        where = "waiting for a free worker" if stage == "queued" else f"during {stage}"
+        super().__init__(f"the request took longer than {timeout:g} s ({where})")
+        self.stage = stage
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    workers: int
+    capacity: int
+    admitted: int
+    running: int
+    accepted: int
+    rejected: int
+    timed_out: int
+    mean_inference_s: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Slot:
+    """One admitted request: runs its stages, enforces its deadline, gives the slot back."""
+
+    def __init__(self, queue: JobQueue, timeout: float) -> None:
+        self._queue = queue
+        self.timeout = timeout
+        self.admitted_at = time.monotonic()
+        self.deadline = self.admitted_at + timeout
+        self.cancel = threading.Event()
+        self.timings: dict[str, float] = {}
+        self._hooks: list[Callable[[], None]] = []
+        self._hooks_lock = threading.Lock()
+        self._pending: Future[Any] | None = None
+
+    # ------------------------------------------------------------------ cancellation
+
+    def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` (from any thread) when the deadline passes; returns an unregister
+        function. A hook registered after the signal fired runs at once."""
+        with self._hooks_lock:
+            if not self.cancel.is_set():
+                self._hooks.append(hook)
+                return lambda: self._unhook(hook)
+        hook()
+        return lambda: None
+
+    def _unhook(self, hook: Callable[[], None]) -> None:
+        with self._hooks_lock:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+
+    def expire(self) -> None:
+        """Fire the cancel signal and every hook (idempotent)."""
+        with self._hooks_lock:
+            if self.cancel.is_set():
+                return
+            self.cancel.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook()
+
+    # ------------------------------------------------------------------ stages
+
+    async def within_deadline(self, name: str, work: Awaitable[T]) -> T:
+        """Await ``work`` on the event loop (reading the upload), bounded by the deadline."""
+        remaining = self.deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(work, timeout=max(remaining, 0.0))
+        except TimeoutError:
+            self.expire()
+            self._queue._count_timeout()
+            raise DeadlineExceededError(name, self.timeout) from None
+
+    async def io(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the I/O pool (decode, resize, encode)."""
+        return await self._run(self._queue._io, name, fn, args)
+
+    async def inference(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the inference pool (``workers`` threads, one job each)."""
+        return await self._run(self._queue._inference, "inference", fn, args, track=True)
+
+    async def _run(
+        self,
+        executor: ThreadPoolExecutor,
+        name: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        track: bool = False,
+    ) -> T:
+        if self.cancel.is_set():
+            raise DeadlineExceededError(name, self.timeout)
+        submitted = time.monotonic()
+        started: list[float] = []
+
+        def guarded() -> T:
+            # A job the deadline overtook while it waited must not start at all.
+            if self.cancel.is_set():
+                raise CancelledError(f"{name} cancelled: the request ran out of time")
+            started.append(time.monotonic())
+            if track:
+                self.timings["queue"] = started[0] - submitted
+                self._queue._running_start()
+            try:
+                return fn(*args)
+            finally:
+                self.timings[name] = elapsed = time.monotonic() - started[0]
+                if track:
+                    self._queue._running_done(elapsed, ok=not self.cancel.is_set())
+
+        future = executor.submit(guarded)
+        self._pending = future
+        remaining = self.deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=max(remaining, 0.0))
+        except TimeoutError:
+            # cancel() succeeds only for a job that has not started: the executor drops it.
+            # A running one is stopped by the cancel signal and the hooks (ORT terminate).
+            queued = future.cancel()
+            self.expire()
+            self._queue._count_timeout()
+            raise DeadlineExceededError("queued" if queued else name, self.timeout) from None
+
+    # ------------------------------------------------------------------ release
+
+    def _release(self) -> None:
+        pending = self._pending
+        if pending is not None and not pending.done():
+            # Still running after a timeout: keep counting the slot until the work stops.
+            pending.add_done_callback(lambda _f: self._queue._release(self))
+        else:
+            self._queue._release(self)
+
+
+class JobQueue:
+    """Admission control and the two executors (see the module docstring)."""
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        if workers < 1 or queue_size < 0:
+            raise ValueError("workers must be >= 1 and queue_size >= 0")
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self._inference = ThreadPoolExecutor(workers, thread_name_prefix="cleancut-inference")
+        self._io = ThreadPoolExecutor(self.capacity, thread_name_prefix="cleancut-io")
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._running = 0
+        self._accepted = 0
+        self._rejected = 0
+        self._timed_out = 0
+        self._service: deque[float] = deque(maxlen=32)
+
+    @property
+    def full(self) -> bool:
+        with self._lock:
+            return self._admitted >= self.capacity
+
+    def retry_after(self) -> int:
+        """Seconds until the current line has drained: recent inference time x jobs ahead."""
+        with self._lock:
+            mean = sum(self._service) / len(self._service) if self._service else _INITIAL_SERVICE_TIME
+            waiting = max(1, self._admitted - self.workers + 1)
+        return max(1, min(_MAX_RETRY_AFTER, math.ceil(mean * waiting / self.workers)))
+
+    def reject(self) -> QueueFullError:
+        """The error for a request refused without a slot (counted as rejected)."""
+        with self._lock:
+            self._rejected += 1
+        return QueueFullError(self.capacity, self.retry_after())
+
+    @asynccontextmanager
+    async def slot(self, timeout: float) -> AsyncIterator[Slot]:
+        """Take a slot or raise :class:`QueueFullError` at once; give it back on exit."""
+        with self._lock:
+            admitted = self._admitted < self.capacity
+            if admitted:
+                self._admitted += 1
+                self._accepted += 1
+        if not admitted:
+            raise self.reject()
+        slot = Slot(self, timeout)
+        try:
+            yield slot
+        finally:
+            slot._release()
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            mean = sum(self._service) / len(self._service) if self._service else None
+            return QueueStats(
+                workers=self.workers,
+                capacity=self.capacity,
+                admitted=self._admitted,
+                running=self._running,
+                accepted=self._accepted,
+                rejected=self._rejected,
+                timed_out=self._timed_out,
+                mean_inference_s=None if mean is None else round(mean, 3),
+            )
+
+    def shutdown(self) -> None:
+        """Stop taking work; jobs still queued are dropped, running ones finish."""
+        self._inference.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ internal
+
+    def _release(self, slot: Slot) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def _running_start(self) -> None:
+        with self._lock:
+            self._running += 1
+
+    def _running_done(self, elapsed: float, *, ok: bool) -> None:
+        # Inference is the bottleneck the line waits on: its duration drives Retry-After.
+        with self._lock:
+            self._running -= 1
+            if ok:
+                self._service.append(elapsed)
+
+    def _count_timeout(self) -> None:
+        with self._lock:
+            self._timed_out += 1

@@ -1,0 +1,98 @@
+"""``ServerSettings``: everything ``cleancut serve`` can be told, validated once.
+
+Defaults are chosen for a small CPU box (the reference machine has 2 cores): one inference
+at a time using every core, a short waiting line, and limits that keep the worst case in
+memory far below the machine's RAM (rembg's server grew to 137 GB under load: rembg #752).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import InvalidOptionError
+from ..models import DEFAULT_MODEL, resolve_model
+
+__all__ = [
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_SERVER_MAX_PIXELS",
+    "ServerSettings",
+]
+
+#: 50 MiB: a 100 MP JPEG is ~30-60 MB, a phone photo 2-8 MB.
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+#: 50 MP: above every phone and most cameras. Each admitted request may hold its decoded
+#: RGBA (4 B/px) plus mask and output, ~10 B/px, so the queue's worst case stays near
+#: (workers + queue_size) x 0.5 GB.
+DEFAULT_SERVER_MAX_PIXELS = 50_000_000
+
+
+def _default_core() -> Settings:
+    return Settings.from_env()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Configuration of one server process.
+
+    ``models``: model names loaded at start-up; the first is the default for requests and the
+    one the web page runs in the browser (its published fp16/uint8 file; ``isnet`` maps to
+    ``isnet_fp16`` there). ``workers``: inferences that run at the same time.
+    ``threads``: ONNX Runtime threads per worker (default: physical cores / workers).
+    ``queue_size``: requests that may wait for a worker; more are answered 503 at once.
+    ``timeout``: seconds a request may take from admission to answer (504/503 after).
+    ``core``: cleancut's own settings (cache folder, offline mode, npm, model URL).
+    ``ort_dir``: a folder holding onnxruntime-web's files (skips ``npm pack``).
+    ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
+    ``load_in_background``: start answering (``/healthz``, the page) while models load;
+    ``False`` waits in the start-up hook, so the server is ready when it accepts requests.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    workers: int = 1
+    threads: int | None = None
+    device: str = "auto"
+    queue_size: int = 4
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = DEFAULT_SERVER_MAX_PIXELS
+    timeout: float = 60.0
+    core: Settings = field(default_factory=_default_core)
+    ort_dir: Path | None = None
+    browser: bool = True
+    load_in_background: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InvalidOptionError("at least one model is needed")
+        # Canonical names, de-duplicated, order kept: aliases and typos fail here, at start-up.
+        names = tuple(dict.fromkeys(resolve_model(m).name for m in self.models))
+        object.__setattr__(self, "models", names)
+        checks = (
+            (self.workers >= 1, f"workers must be at least 1, got {self.workers}"),
+            (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
+            (self.queue_size >= 0, f"queue_size must be 0 or more, got {self.queue_size}"),
+            (self.max_upload_bytes >= 1, f"max_upload_bytes must be positive, got {self.max_upload_bytes}"),
+            (self.max_pixels >= 1, f"max_pixels must be positive, got {self.max_pixels}"),
+            (self.timeout > 0, f"timeout must be positive, got {self.timeout}"),
+            (0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise InvalidOptionError(message)
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0]
+
+    @property
+    def capacity(self) -> int:
+        """Requests admitted at once: running plus waiting."""
+        return self.workers + self.queue_size
+
+    def with_(self, **changes: Any) -> ServerSettings:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

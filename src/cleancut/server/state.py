@@ -1,0 +1,99 @@
+"""What one server process holds: settings, the engine, the job queue, the browser assets.
+
+Start-up work runs in background threads so that ``/healthz`` and the page answer at once
+while the model loads (a first run may download 84 MiB): ``/readyz`` turns 200 only when the
+server's models are loaded. Preparing the browser engine (hashing the model's chunks,
+``npm pack`` of onnxruntime-web on first run) runs beside it and never blocks the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Literal
+
+from ..errors import CleancutError
+from .browser_models import ModelChunks, browser_model_for
+from .engine import Engine
+from .jobqueue import JobQueue
+from .ort_assets import OrtAssets, provision_ort
+from .settings import ServerSettings
+
+__all__ = ["AppState", "BrowserState"]
+
+log = logging.getLogger(__name__)
+
+BrowserState = Literal["pending", "ready", "unavailable"]
+
+
+class AppState:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.queue = JobQueue(settings.workers, settings.queue_size)
+        self.engine = Engine(settings)
+        self.chunks: ModelChunks | None = None
+        self.ort: OrtAssets | None = None
+        self._chunks_error: str | None = None
+        self._ort_error: str | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ start-up
+
+    def start(self) -> None:
+        """Load the models and prepare the browser engine; in the background by default."""
+        jobs = [self._load_models]
+        if self.settings.browser:
+            jobs.append(self._prepare_ort)
+        if not self.settings.load_in_background:
+            for job in jobs:
+                job()
+            return
+        for job in jobs:
+            t = threading.Thread(target=job, name=f"cleancut-{job.__name__.strip('_')}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wait_started(self, timeout: float | None = None) -> None:
+        """Block until the start-up work has finished (tests, benchmarks)."""
+        for t in self._threads:
+            t.join(timeout)
+
+    def _load_models(self) -> None:
+        self.engine.load()
+        if not self.settings.browser:
+            return
+        # After the engine: it has fetched the files, so hashing reads a warm page cache.
+        try:
+            self.chunks = ModelChunks.prepare(self.settings.models, self.settings.core)
+        except CleancutError as exc:
+            self._chunks_error = str(exc)
+            log.warning("the in-browser engine has no model: %s", exc)
+
+    def _prepare_ort(self) -> None:
+        try:
+            self.ort = provision_ort(self.settings.core, self.settings.ort_dir)
+        except CleancutError as exc:
+            self._ort_error = str(exc)
+            log.warning("the in-browser engine is unavailable (server mode still works): %s", exc)
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+    # ------------------------------------------------------------------ browser status
+
+    @property
+    def browser_model(self) -> str:
+        return browser_model_for(self.settings.default_model).name
+
+    def browser_status(self) -> tuple[BrowserState, str]:
+        """Whether the page can run the model itself, and why not."""
+        if not self.settings.browser:
+            return "unavailable", "this server was started with --no-browser"
+        errors = [e for e in (self._ort_error, self._chunks_error) if e]
+        if errors:
+            return "unavailable", "; ".join(errors)
+        if self.engine.state == "failed" and self.chunks is None:
+            return "unavailable", self.engine.error or "the model could not be loaded"
+        if self.ort is None or self.chunks is None:
+            return "pending", "the server is preparing the in-browser engine"
+        return "ready", ""

@@ -1,0 +1,477 @@
+// The cleancut page: photos in (drop, pick, paste), cut-outs out, one after another.
+// "In your browser" runs IS-Net in a worker (nothing is uploaded); "On the server" posts the
+// photo to /api/remove. Either way the result is composed and encoded here, on a canvas.
+
+import { BrowserEngine } from "./browser-engine.js";
+import { compose } from "./imaging.js";
+import { removeOnServer } from "./server-engine.js";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const MB = 1024 * 1024;
+
+const ui = {
+  modeInputs: [...document.querySelectorAll('input[name="mode"]')],
+  bgInputs: [...document.querySelectorAll('input[name="bg"]')],
+  color: $("#bg-color"),
+  colorChip: $("#color-chip"),
+  note: $("#engine-note"),
+  drop: $("#drop"),
+  file: $("#file"),
+  jobs: $("#jobs"),
+  status: $("#status"),
+  template: $("#job-template"),
+  version: $("#version"),
+};
+
+const state = {
+  config: null,
+  engine: null, // BrowserEngine, created on the first private photo
+  queue: [],
+  running: false,
+  lastInferenceMs: null,
+};
+
+// ------------------------------------------------------------------ helpers
+
+function announce(text) {
+  ui.status.textContent = text;
+}
+
+function mode() {
+  return ui.modeInputs.find((i) => i.checked).value;
+}
+
+function background() {
+  const choice = ui.bgInputs.find((i) => i.checked).value;
+  if (choice === "white") return "#ffffff";
+  if (choice === "color") return ui.color.value;
+  return null;
+}
+
+function formatMB(bytes) {
+  return (bytes / MB).toFixed(bytes < 10 * MB ? 1 : 0);
+}
+
+function formatSeconds(ms) {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+function stem(name) {
+  const base = (name || "photo").replace(/\.[^.]+$/, "");
+  return base.replace(/[^\w.-]+/g, "_").slice(0, 100) || "photo";
+}
+
+function setNote(text, warn = false) {
+  ui.note.textContent = text;
+  ui.note.classList.toggle("warn", warn);
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ------------------------------------------------------------------ configuration
+
+async function loadConfig() {
+  for (;;) {
+    try {
+      const response = await fetch("/api/config", { cache: "no-cache" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      state.config = await response.json();
+    } catch (err) {
+      setNote(`Cannot reach the server (${err.message}).`, true);
+      return;
+    }
+    ui.version.textContent = `cleancut ${state.config.version}`;
+    const browser = state.config.browser;
+    if (browser.state !== "pending") break;
+    setNote("The server is preparing the in-browser engine…");
+    await sleep(2000);
+  }
+  applyAvailability();
+}
+
+function browserSupport() {
+  if (typeof WebAssembly !== "object") return "this browser has no WebAssembly";
+  if (typeof Worker === "undefined") return "this browser has no Web Workers";
+  return null;
+}
+
+function applyAvailability() {
+  const browser = state.config.browser;
+  const missing = browser.state !== "ready" ? browser.detail || "not offered by this server" : browserSupport();
+  const privateInput = ui.modeInputs.find((i) => i.value === "browser");
+  if (missing) {
+    privateInput.disabled = true;
+    ui.modeInputs.find((i) => i.value === "server").checked = true;
+    setNote(`In-browser mode is unavailable (${missing}); photos are processed on the server.`, true);
+    return;
+  }
+  describeBrowserEngine();
+}
+
+function describeBrowserEngine(info) {
+  if (mode() !== "browser") {
+    const limit = state.config ? state.config.limits.max_upload_bytes : 0;
+    setNote(`Photos up to ${formatMB(limit)} MB are uploaded, cut out, and not kept.`);
+    return;
+  }
+  const model = state.config.browser.model;
+  if (info) {
+    const where = info.backend === "webgpu" ? "WebGPU" : `WebAssembly, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
+    const isolation = info.isolated ? "" : " — not cross-origin isolated (use HTTPS or localhost): one thread only";
+    setNote(`Running on ${where}; model kept in this browser for offline use${isolation}.`, !info.isolated);
+    return;
+  }
+  setNote(`The model (${formatMB(model.size)} MB) is downloaded once from this server and kept in this browser.`);
+}
+
+// ------------------------------------------------------------------ jobs
+
+class Job {
+  constructor(file) {
+    this.file = file;
+    this.name = file.name || "pasted image";
+    const node = ui.template.content.firstElementChild.cloneNode(true);
+    this.el = node;
+    node.job = this; // reachable from the list, for the background switch
+    this.label = $(".stage-label", node);
+    this.detail = $(".stage-detail", node);
+    this.bar = $("progress", node);
+    this.error = $(".job-error", node);
+    this.figure = $(".compare", node);
+    this.viewer = $(".viewer", node);
+    this.before = $(".before", node);
+    this.afterWrap = $(".after", node);
+    this.canvas = $(".after canvas", node);
+    this.slider = $(".slider", node);
+    this.actions = $(".job-actions", node);
+    this.link = $(".download", node);
+    this.doneText = $(".job-done", node);
+    this.cutout = null; // canvas with the transparent cut-out
+    this.url = null;
+    this.timer = null;
+    $(".job-name", node).textContent = this.name;
+    $(".job-meta", node).textContent = `${formatMB(file.size)} MB`;
+    $(".job-remove", node).addEventListener("click", () => this.remove());
+    this.slider.addEventListener("input", () => this.viewer.style.setProperty("--split", `${this.slider.value}%`));
+    this.stage("Waiting", "");
+  }
+
+  stage(label, detail, fraction = null) {
+    this.label.textContent = label;
+    this.detail.textContent = detail;
+    if (fraction === null) this.bar.removeAttribute("value");
+    else this.bar.value = Math.max(0, Math.min(1, fraction));
+    this.bar.setAttribute("aria-label", `${this.name}: ${label}`);
+  }
+
+  startClock(label, expectedMs) {
+    this.stopClock();
+    const t0 = performance.now();
+    const tick = () => {
+      const elapsed = performance.now() - t0;
+      // After one pass the duration is known: show a bar that tracks it (never reaching the end).
+      const fraction = expectedMs ? Math.min(0.95, elapsed / expectedMs) : null;
+      this.stage(label, formatSeconds(elapsed), fraction);
+    };
+    tick();
+    this.timer = setInterval(tick, 250);
+  }
+
+  stopClock() {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  fail(message) {
+    this.stopClock();
+    this.el.classList.add("failed");
+    this.stage("Failed", "", 0);
+    this.error.textContent = message;
+    this.error.hidden = false;
+    announce(`${this.name}: failed. ${message}`);
+  }
+
+  remove() {
+    this.stopClock();
+    state.queue = state.queue.filter((j) => j !== this);
+    if (this.url) URL.revokeObjectURL(this.url);
+    if (this.before.src) URL.revokeObjectURL(this.before.src);
+    const next = this.el.nextElementSibling || this.el.previousElementSibling;
+    this.el.remove();
+    (next ? $(".job-remove", next) : ui.file).focus();
+  }
+
+  async showResult(cutoutCanvas, summary) {
+    this.cutout = cutoutCanvas;
+    const { width, height } = cutoutCanvas;
+    this.viewer.style.aspectRatio = `${width} / ${height}`;
+    // Fit the viewer (and its slider) to the screen height as well as the column width.
+    this.figure.style.width = `min(100%, calc(62vh * ${width / height}))`;
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.canvas.getContext("2d").drawImage(cutoutCanvas, 0, 0);
+    this.canvas.setAttribute("role", "img");
+    this.canvas.setAttribute("aria-label", `Cut-out of ${this.name}`);
+    this.before.src = URL.createObjectURL(this.file);
+    this.before.alt = `Original ${this.name}`;
+    this.applyBackground();
+    this.stopClock();
+    await this.encode();
+    this.el.classList.add("done");
+    this.figure.hidden = false;
+    this.actions.hidden = false;
+    this.doneText.textContent = summary;
+    announce(`${this.name}: done. ${summary}. The download is ready.`);
+  }
+
+  applyBackground() {
+    const color = background();
+    this.afterWrap.classList.toggle("checker", color === null);
+    this.afterWrap.style.backgroundColor = color || "";
+  }
+
+  /** PNG of the cut-out, flattened onto the chosen background colour if there is one. */
+  async encode() {
+    this.stage("Encoding", "PNG", null);
+    const color = background();
+    let source = this.cutout;
+    if (color) {
+      source = document.createElement("canvas");
+      source.width = this.cutout.width;
+      source.height = this.cutout.height;
+      const ctx = source.getContext("2d");
+      ctx.fillStyle = color;
+      ctx.fillRect(0, 0, source.width, source.height);
+      ctx.drawImage(this.cutout, 0, 0);
+    }
+    const blob = await new Promise((resolve, reject) =>
+      source.toBlob((b) => (b ? resolve(b) : reject(new Error("the browser could not encode the PNG"))), "image/png"),
+    );
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = URL.createObjectURL(blob);
+    this.link.href = this.url;
+    this.link.download = `${stem(this.name)}.cutout.png`;
+    this.link.setAttribute("aria-label", `Download the cut-out of ${this.name} as PNG (${formatMB(blob.size)} MB)`);
+  }
+}
+
+// ------------------------------------------------------------------ decoding
+
+async function decode(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image", premultiplyAlpha: "none" });
+  } catch {
+    throw new Error(
+      "this browser cannot read this file as an image (HEIC and some RAW formats need the " +
+        "“On the server” mode, or convert it to JPEG or PNG first)",
+    );
+  }
+  const limit = state.config ? state.config.limits.max_pixels : Infinity;
+  if (bitmap.width * bitmap.height > limit) {
+    bitmap.close();
+    throw new Error(
+      `the image is ${bitmap.width}×${bitmap.height} = ${(bitmap.width * bitmap.height / 1e6).toFixed(1)} MP, ` +
+        `over this page's limit of ${(limit / 1e6).toFixed(0)} MP`,
+    );
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+function canvasFrom(imageData) {
+  const canvas = document.createElement("canvas");
+  canvas.width = imageData.width;
+  canvas.height = imageData.height;
+  canvas.getContext("2d").putImageData(imageData, 0, 0);
+  return canvas;
+}
+
+// ------------------------------------------------------------------ the two modes
+
+function browserProgress(job) {
+  return (message) => {
+    if (message.stage === "download") {
+      const { loaded, total, fromNetwork } = message;
+      const label = fromNetwork > 0 ? "Downloading the model" : "Reading the model from this browser";
+      job.stage(label, `${formatMB(loaded)} / ${formatMB(total)} MB`, loaded / total);
+    } else if (message.stage === "session") {
+      job.startClock(`Preparing the network (${message.backend === "webgpu" ? "WebGPU" : "WebAssembly"})`);
+    } else if (message.stage === "preprocess") {
+      job.stopClock();
+      job.stage("Preparing the photo", "", null);
+    } else if (message.stage === "inference") {
+      job.startClock("Inference", state.lastInferenceMs);
+    } else if (message.stage === "postprocess") {
+      job.stopClock();
+      job.stage("Building the mask", "", null);
+    }
+  };
+}
+
+async function runInBrowser(job) {
+  const t0 = performance.now();
+  job.stage("Reading the photo", "", null);
+  const image = await decode(job.file);
+  if (!state.engine) {
+    const c = state.config.browser;
+    state.engine = new BrowserEngine({ ort: c.ort, resources: c.resources, model: c.model, backend: forcedBackend() });
+  }
+  const onProgress = browserProgress(job);
+  let info;
+  try {
+    info = await state.engine.prepare(onProgress);
+  } catch (err) {
+    state.engine = null; // a fresh worker next time
+    throw err;
+  }
+  describeBrowserEngine(info);
+  const { mask, timings } = await state.engine.segment(image, onProgress);
+  state.lastInferenceMs = timings.inference;
+  const cutout = new ImageData(compose(image.data, mask), image.width, image.height);
+  const where = info.backend === "webgpu" ? "WebGPU" : `WebAssembly, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
+  await job.showResult(
+    canvasFrom(cutout),
+    `${image.width}×${image.height} · done in ${formatSeconds(performance.now() - t0)} in your browser ` +
+      `(${where}; inference ${formatSeconds(timings.inference)})`,
+  );
+}
+
+async function runOnServer(job) {
+  const t0 = performance.now();
+  const limit = state.config.limits.max_upload_bytes;
+  if (job.file.size > limit) {
+    throw new Error(`the file is ${formatMB(job.file.size)} MB; this server accepts up to ${formatMB(limit)} MB`);
+  }
+  const { blob } = await removeOnServer(job.file, (p) => {
+    if (p.stage === "upload") job.stage("Uploading", `${formatMB(p.loaded)} / ${formatMB(p.total)} MB`, p.loaded / p.total);
+    else if (p.stage === "server") job.startClock("Cutting out on the server");
+    else if (p.stage === "result") {
+      job.stopClock();
+      job.stage("Receiving the result", p.total ? `${formatMB(p.loaded)} / ${formatMB(p.total)} MB` : "", p.total ? p.loaded / p.total : null);
+    }
+  });
+  job.stopClock();
+  const bitmap = await createImageBitmap(blob, { premultiplyAlpha: "none" });
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  canvas.getContext("2d").drawImage(bitmap, 0, 0);
+  bitmap.close();
+  await job.showResult(canvas, `${canvas.width}×${canvas.height} · done in ${formatSeconds(performance.now() - t0)} on the server`);
+}
+
+function forcedBackend() {
+  const wanted = new URLSearchParams(location.search).get("backend");
+  return wanted === "wasm" || wanted === "webgpu" ? wanted : "auto";
+}
+
+async function pump() {
+  if (state.running) return;
+  state.running = true;
+  try {
+    while (state.queue.length) {
+      const job = state.queue.shift();
+      if (!job.el.isConnected) continue;
+      const where = mode();
+      announce(`${job.name}: started ${where === "browser" ? "in your browser" : "on the server"}.`);
+      try {
+        if (!state.config) throw new Error("the page could not load its settings from the server");
+        if (where === "browser") await runInBrowser(job);
+        else await runOnServer(job);
+      } catch (err) {
+        console.error(err);
+        job.fail(err.message || String(err));
+      }
+    }
+  } finally {
+    state.running = false;
+  }
+}
+
+function addFiles(files) {
+  const list = [...files];
+  for (const file of list) {
+    const job = new Job(file);
+    ui.jobs.append(job.el);
+    if (file.type && !file.type.startsWith("image/")) {
+      job.fail(`${file.type || "this file"} is not an image`);
+      continue;
+    }
+    state.queue.push(job);
+  }
+  if (list.length) announce(`${list.length} photo${list.length === 1 ? "" : "s"} added.`);
+  pump();
+}
+
+// ------------------------------------------------------------------ wiring
+
+ui.file.addEventListener("change", () => {
+  addFiles(ui.file.files);
+  ui.file.value = ""; // choosing the same file again must fire change again
+});
+
+for (const type of ["dragenter", "dragover"]) {
+  document.addEventListener(type, (e) => {
+    if (![...(e.dataTransfer?.types || [])].includes("Files")) return;
+    e.preventDefault(); // a file dropped anywhere on the page must not navigate away from it
+    ui.drop.classList.add("over");
+  });
+}
+for (const type of ["dragleave", "drop"]) {
+  document.addEventListener(type, (e) => {
+    if (type === "dragleave" && e.relatedTarget) return;
+    ui.drop.classList.remove("over");
+  });
+}
+document.addEventListener("drop", (e) => {
+  if (!e.dataTransfer?.files?.length) return;
+  e.preventDefault();
+  addFiles(e.dataTransfer.files);
+});
+document.addEventListener("paste", (e) => {
+  const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+  if (files.length) {
+    e.preventDefault();
+    addFiles(files);
+  }
+});
+
+for (const input of ui.modeInputs) {
+  input.addEventListener("change", () => state.config && describeBrowserEngine(state.engine?.info));
+}
+
+function syncColourChip() {
+  ui.colorChip.style.background = ui.color.value;
+}
+async function backgroundChanged() {
+  syncColourChip();
+  for (const node of ui.jobs.children) {
+    const job = node.job;
+    if (!job?.cutout) continue;
+    job.applyBackground();
+    await job.encode();
+  }
+}
+for (const input of ui.bgInputs) input.addEventListener("change", backgroundChanged);
+ui.color.addEventListener("input", () => {
+  ui.bgInputs.find((i) => i.value === "color").checked = true;
+  syncColourChip();
+  for (const node of ui.jobs.children) node.job?.applyBackground();
+});
+ui.color.addEventListener("change", backgroundChanged);
+syncColourChip();
+
+if ("serviceWorker" in navigator && window.isSecureContext) {
+  // Keeps the page and onnxruntime-web for offline visits (the model is in the Cache API).
+  navigator.serviceWorker.register("/sw.js").catch((err) => console.warn("service worker:", err));
+}
+
+loadConfig();

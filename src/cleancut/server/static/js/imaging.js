@@ -1,0 +1,122 @@
+// The IS-Net pre- and post-processing, bit for bit as cleancut.pipeline does it in Python,
+// so that a cut-out made in the browser matches one made on the server.
+//
+// Resize: bilinear on IMG.LY's grid, src = dst * (srcSize / dstSize) (no half-pixel offset),
+// neighbours floor/ceil clamped to the edge, v = (1−dx)(1−dy)·p1 + dx(1−dy)·p2 + (1−dx)dy·p3
+// + dx·dy·p4 evaluated in doubles in exactly that order (weight products first, then left to
+// right), then Math.round. The same order as pipeline.py, so the results are identical, not
+// merely close: a different but equivalent order flips ties such as 153.5 (checked against
+// pipeline.py in tests/test_web.py).
+
+export const INPUT_SIZE = 1024;
+const MEAN = 128;
+const STD = 256;
+
+/** Sampling grid of one axis: floor/ceil neighbours and the fraction, as pipeline._axis_grid. */
+function axisGrid(src, dst) {
+  const lo = new Int32Array(dst);
+  const hi = new Int32Array(dst);
+  const frac = new Float64Array(dst);
+  const ratio = src / dst;
+  for (let i = 0; i < dst; i++) {
+    const pos = i * ratio;
+    const l = Math.min(Math.max(Math.floor(pos), 0), src - 1);
+    lo[i] = l;
+    hi[i] = Math.min(Math.ceil(pos), src - 1);
+    frac[i] = pos - l;
+  }
+  return { lo, hi, frac };
+}
+
+/**
+ * Resize interleaved uint8 pixels.
+ * @param {Uint8Array|Uint8ClampedArray} src  [srcH, srcW, stride] interleaved
+ * @param {number} stride  values per source pixel (1 for a mask, 4 for RGBA)
+ * @param {number} channels  how many of them to resize (3 takes RGB of RGBA)
+ * @returns {Uint8Array} [dstH, dstW, channels]
+ */
+export function resizeBilinear(src, srcW, srcH, stride, channels, dstW, dstH) {
+  const out = new Uint8Array(dstW * dstH * channels);
+  const gx = axisGrid(srcW, dstW);
+  const gy = axisGrid(srcH, dstH);
+  let o = 0;
+  for (let y = 0; y < dstH; y++) {
+    const rowTop = gy.lo[y] * srcW;
+    const rowBottom = gy.hi[y] * srcW;
+    const dy = gy.frac[y];
+    const wy = 1 - dy;
+    for (let x = 0; x < dstW; x++) {
+      const dx = gx.frac[x];
+      const wx = 1 - dx;
+      const w1 = wx * wy;
+      const w2 = dx * wy;
+      const w3 = wx * dy;
+      const w4 = dx * dy;
+      const p1 = (rowTop + gx.lo[x]) * stride;
+      const p2 = (rowTop + gx.hi[x]) * stride;
+      const p3 = (rowBottom + gx.lo[x]) * stride;
+      const p4 = (rowBottom + gx.hi[x]) * stride;
+      for (let ch = 0; ch < channels; ch++) {
+        out[o++] = Math.round(w1 * src[p1 + ch] + w2 * src[p2 + ch] + w3 * src[p3 + ch] + w4 * src[p4 + ch]);
+      }
+    }
+  }
+  return out;
+}
+
+/** RGBA pixels → network input [1, 3, S, S] float32, (v − 128) / 256, alpha ignored. */
+export function preprocess(rgba, width, height, size = INPUT_SIZE) {
+  const rgb = resizeBilinear(rgba, width, height, 4, 3, size, size);
+  const plane = size * size;
+  const x = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    x[i] = (rgb[3 * i] - MEAN) / STD;
+    x[plane + i] = (rgb[3 * i + 1] - MEAN) / STD;
+    x[2 * plane + i] = (rgb[3 * i + 2] - MEAN) / STD;
+  }
+  return x;
+}
+
+/**
+ * Network output (S×S floats in 0..1) → full-size uint8 mask.
+ * v·255 is rounded to float32 (numpy multiplies float32 by 255 in float32) and truncated,
+ * as the reference writes floats into a Uint8Array; then resized to the image's own size.
+ */
+export function postprocess(output, width, height, size = INPUT_SIZE) {
+  const m8 = new Uint8Array(size * size);
+  for (let i = 0; i < m8.length; i++) {
+    const v = output[i];
+    const clipped = v > 1 ? 1 : v >= 0 ? v : 0; // NaN → 0, as np.clip then astype
+    m8[i] = Math.fround(clipped * 255) | 0;
+  }
+  if (width === size && height === size) return m8;
+  return resizeBilinear(m8, size, size, 1, 1, width, height);
+}
+
+/** round(a·b/255) in exact integers, as pipeline._mul_alpha. */
+function mulAlpha(a, b) {
+  const prod = a * b + 128;
+  return (prod + (prod >> 8)) >> 8;
+}
+
+/**
+ * The cut-out: RGBA whose alpha is the mask (combined with any alpha the photo has).
+ * `keep`: "foreground" (alpha = mask), "background" (255 − mask) or "mask" (white, alpha = mask).
+ */
+export function compose(rgba, mask, keep = "foreground") {
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let i = 0, p = 0; i < mask.length; i++, p += 4) {
+    const m = keep === "background" ? 255 - mask[i] : mask[i];
+    if (keep === "mask") {
+      out[p] = out[p + 1] = out[p + 2] = 255;
+      out[p + 3] = m;
+      continue;
+    }
+    out[p] = rgba[p];
+    out[p + 1] = rgba[p + 1];
+    out[p + 2] = rgba[p + 2];
+    const a = rgba[p + 3];
+    out[p + 3] = a === 255 ? m : mulAlpha(m, a);
+  }
+  return out;
+}

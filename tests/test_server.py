@@ -1,0 +1,600 @@
+"""The HTTP API, in-process (``TestClient(create_app(...))``) with the real model.
+
+Real inferences are few (each is a full IS-Net pass): the option combinations that change
+the output run end to end once each; validation, limits and errors are all answered before
+the model runs, so they cost nothing. The overload and time-limit paths use the real job
+queue; only the engine's stages are replaced where a test needs a job that blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'cleancut[server]'")
+
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cleancut import Remover, Settings, UnreadableImageError
+from cleancut.server import ServerSettings, create_app
+from cleancut.server.browser_models import CHUNK_SIZE
+from cleancut.server.command import serve
+from cleancut.server.engine import Engine
+from cleancut.server.ort_assets import ORT_FILES, ORT_WEB_VERSION, provision_ort
+from cleancut.server.state import AppState
+from conftest import EXAMPLES, TEST_CACHE
+
+ISOLATION = {
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-embedder-policy": "require-corp",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
+def png_bytes(width: int = 32, height: int = 24, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (width, height), (200, 80, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == code, body
+    assert isinstance(body["detail"], str) and body["detail"]
+    for name, value in ISOLATION.items():
+        assert response.headers[name] == value
+    return body
+
+
+def make_client(settings: ServerSettings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture(scope="module")
+def settings(model_settings: Settings) -> ServerSettings:
+    return ServerSettings(core=model_settings, load_in_background=False)
+
+
+@pytest.fixture(scope="module")
+def client(settings: ServerSettings) -> Iterator[TestClient]:
+    with make_client(settings) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return (EXAMPLES / "astronaut.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference_mask(remover: Remover, photo: bytes) -> np.ndarray:
+    """The library's mask for the photo: what every server answer must agree with."""
+    return remover.remove(photo).mask
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+# --------------------------------------------------------------------------- real cut-outs
+
+
+def test_deadline_terminates_a_real_inference(settings: ServerSettings) -> None:
+    # First in the file on purpose: the cut-outs below run on the same (process-wide) ONNX
+    # Runtime session afterwards, which shows that a terminated run leaves it usable.
+    # 0.8 s: decoding a small PNG takes milliseconds, one IS-Net pass on a CPU over a second.
+    with make_client(settings.with_(timeout=0.8, browser=False)) as c:
+        queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
+        r = c.post("/api/remove", content=png_bytes(64, 64), headers={"Content-Type": "image/png"})
+        assert r.status_code in (503, 504), r.text
+        answered = time.monotonic()
+        # ONNX Runtime's run is terminated: the worker is free long before a full pass.
+        wait_for(lambda: queue.stats().admitted == 0 and queue.stats().running == 0, timeout=5)
+        assert time.monotonic() - answered < 5
+        r = c.get("/readyz")
+        assert r.json()["queue"]["timed_out"] == 1
+
+
+def test_raw_body_png_matches_the_library(
+    client: TestClient, photo: bytes, reference_mask: np.ndarray
+) -> None:
+    r = client.post("/api/remove", content=photo, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["content-disposition"] == 'inline; filename="image.cutout.png"'
+    assert r.headers["x-image-width"] == "512" and r.headers["x-image-height"] == "512"
+    timing = r.headers["server-timing"]
+    for stage in ("decode", "queue", "inference", "encode"):
+        assert f"{stage};dur=" in timing
+    img = decode(r.content)
+    assert img.mode == "RGBA" and img.size == (512, 512)
+    alpha = np.asarray(img)[:, :, 3]
+    # Same pipeline, same session: the server's cut-out is the library's.
+    assert int(np.abs(alpha.astype(int) - reference_mask.astype(int)).max()) <= 1
+    rgb = np.asarray(img)[:, :, :3]
+    source = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB"))
+    assert np.array_equal(rgb, source)
+
+
+def test_multipart_background_lossless_webp(
+    client: TestClient, photo: bytes, reference_mask: np.ndarray
+) -> None:
+    r = client.post(
+        "/api/remove",
+        files={"file": ("my photo.jpg", photo, "image/jpeg")},
+        data={"type": "background", "format": "webp", "quality": "1", "model": "medium"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/webp"
+    assert 'filename="my_photo.cutout.webp"' in r.headers["content-disposition"]
+    img = decode(r.content)
+    assert img.format == "WEBP" and img.mode == "RGBA"
+    alpha = np.asarray(img)[:, :, 3].astype(int)
+    assert int(np.abs(alpha - (255 - reference_mask.astype(int))).max()) <= 1
+
+
+def test_mask_as_raw_alpha8(client: TestClient, photo: bytes, reference_mask: np.ndarray) -> None:
+    r = client.post(
+        "/api/remove?type=mask&format=alpha8", content=photo, headers={"Content-Type": "image/jpeg"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/x-alpha8;width=512;height=512"
+    assert 'filename="image.cutout.alpha"' in r.headers["content-disposition"]
+    mask = np.frombuffer(r.content, np.uint8).reshape(512, 512)
+    assert int(np.abs(mask.astype(int) - reference_mask.astype(int)).max()) <= 1
+
+
+def test_foreground_as_raw_rgba8(client: TestClient, photo: bytes, reference_mask: np.ndarray) -> None:
+    r = client.post(
+        "/api/remove",
+        params={"format": "rgba8", "type": "fg"},
+        content=photo,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/x-rgba8;width=512;height=512"
+    px = np.frombuffer(r.content, np.uint8).reshape(512, 512, 4)
+    assert int(np.abs(px[:, :, 3].astype(int) - reference_mask.astype(int)).max()) <= 1
+
+
+def test_jpeg_on_a_colour(client: TestClient, photo: bytes, reference_mask: np.ndarray) -> None:
+    r = client.post(
+        "/api/remove?format=jpeg&quality=0.9&bg_color=%23ff0000",
+        files={"file": ("a.jpg", photo, "image/jpeg")},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg"
+    img = decode(r.content)
+    assert img.mode == "RGB"
+    px = np.asarray(img).astype(int)
+    background = reference_mask < 10
+    assert background.sum() > 1000
+    mean = px[background].mean(axis=0)
+    assert mean[0] > 230 and mean[1] < 30 and mean[2] < 30  # red where the mask is empty
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("type=portrait", "output type"),
+        ("format=gif", "output format"),
+        ("quality=2", "quality"),
+        ("quality=abc", "quality"),
+        ("quality=nan", "quality"),
+        ("bg_color=notacolour", "colour"),
+        ("model=nope", "unknown model"),
+        ("model=isnet_quint8", "not loaded"),
+        ("bgcolor=white", "unknown option"),
+        ("format=alpha8&bg_color=white", "alpha8"),
+    ],
+)
+def test_bad_options_are_422_before_anything_runs(client: TestClient, query: str, fragment: str) -> None:
+    r = client.post(f"/api/remove?{query}", content=png_bytes(), headers={"Content-Type": "image/png"})
+    body = assert_error(r, 422, "invalid_option")
+    assert fragment in body["detail"].lower()
+
+
+def test_bad_form_option_is_422(client: TestClient) -> None:
+    r = client.post("/api/remove", files={"file": ("a.png", png_bytes(), "image/png")}, data={"type": "x"})
+    assert_error(r, 422, "invalid_option")
+
+
+def test_unreadable_and_truncated_images_are_400(client: TestClient, photo: bytes) -> None:
+    r = client.post("/api/remove", content=b"certainly not a JPEG", headers={"Content-Type": "image/jpeg"})
+    assert_error(r, 400, "unreadable_image")
+    r = client.post("/api/remove", content=photo[: len(photo) // 3], headers={"Content-Type": "image/jpeg"})
+    assert_error(r, 400, "truncated_image")
+
+
+def test_empty_body_and_missing_file_are_400(client: TestClient) -> None:
+    assert_error(
+        client.post("/api/remove", content=b"", headers={"Content-Type": "image/png"}), 400, "empty_body"
+    )
+    r = client.post(
+        "/api/remove", data={"type": "mask"}, files={"other": ("a.png", png_bytes(), "image/png")}
+    )
+    assert_error(r, 400, "missing_file")
+    r = client.post(
+        "/api/remove",
+        content=b"--xyz\r\nnot really multipart",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert r.status_code == 400 and r.json()["error"] in ("bad_multipart", "missing_file")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json", None])
+def test_non_image_bodies_are_415(client: TestClient, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    r = client.post("/api/remove", content=b"hello", headers=headers)
+    body = assert_error(r, 415, "unsupported_media_type")
+    assert "multipart" in body["detail"]
+
+
+def test_heic_without_its_plugin_is_415(client: TestClient) -> None:
+    try:
+        import pillow_heif  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pillow-heif is installed: HEIC is supported here")
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+    r = client.post("/api/remove", content=heic, headers={"Content-Type": "image/heic"})
+    body = assert_error(r, 415, "unsupported_image")
+    assert "heif" in body["detail"].lower()
+
+
+def test_unknown_routes_and_methods_answer_json(client: TestClient) -> None:
+    assert_error(client.get("/nothing-here"), 404, "not_found")
+    assert_error(client.get("/api/remove"), 405, "method_not_allowed")
+
+
+def test_a_bug_is_a_json_500_with_the_headers(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Engine, remover: Remover, data: bytes) -> Any:
+        raise RuntimeError("a bug, not bad input")
+
+    monkeypatch.setattr(Engine, "_decode", broken)
+    with make_client(settings) as c:
+        r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+    body = assert_error(r, 500, "internal_error")
+    assert "a bug" not in body["detail"]  # no internals in the answer; they are in the log
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@pytest.fixture(scope="module")
+def small_client(settings: ServerSettings) -> Iterator[TestClient]:
+    limited = settings.with_(max_upload_bytes=2000, max_pixels=1000, browser=False)
+    with make_client(limited) as c:
+        yield c
+
+
+def test_declared_upload_size_over_the_limit_is_413(small_client: TestClient) -> None:
+    r = small_client.post("/api/remove", content=b"\xff" * 5000, headers={"Content-Type": "image/jpeg"})
+    body = assert_error(r, 413, "upload_too_large")
+    assert "2,000 bytes" in body["detail"]
+
+
+def test_streamed_upload_is_counted_and_cut_off(small_client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
+        for _ in range(10):
+            yield b"\xff" * 700
+
+    r = small_client.post("/api/remove", content=chunks(), headers={"Content-Type": "image/jpeg"})
+    assert_error(r, 413, "upload_too_large")
+
+
+def test_too_many_pixels_is_413(small_client: TestClient) -> None:
+    r = small_client.post("/api/remove", content=png_bytes(40, 40), headers={"Content-Type": "image/png"})
+    body = assert_error(r, 413, "image_too_large")
+    assert "1,600" in body["detail"] and "1,000" in body["detail"]
+
+
+def test_decompression_bomb_header_is_413(small_client: TestClient) -> None:
+    # A tiny PNG that claims 100000 x 100000 pixels: refused from its header alone.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+    bomb += chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    r = small_client.post("/api/remove", content=bomb, headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "image_too_large")
+
+
+class Gate:
+    """Replaces one engine stage with a job that blocks until released (the queue is real)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def stage(self, result: Callable[[], Any]) -> Callable[..., Any]:
+        def blocked(*_args: Any) -> Any:
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the gate"
+            return result()
+
+        return blocked
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_over_capacity_is_503_with_retry_after_at_once(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+
+    def unreadable() -> Any:
+        raise UnreadableImageError("released by the test")
+
+    monkeypatch.setattr(Engine, "_decode", gate.stage(unreadable))
+    with make_client(settings.with_(workers=1, queue_size=0, browser=False)) as c:
+        queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
+        first, result = in_thread(
+            lambda: c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        )
+        assert gate.entered.wait(10)
+        assert queue.stats().admitted == 1
+        started = time.monotonic()
+        r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        assert time.monotonic() - started < 2.0  # refused at once, not queued
+        body = assert_error(r, 503, "overloaded")
+        assert int(r.headers["retry-after"]) >= 1
+        assert "capacity" in body["detail"]
+        gate.release.set()
+        first.join(10)
+        assert_error(result[0], 400, "unreadable_image")
+        stats = queue.stats()
+        assert (stats.admitted, stats.accepted, stats.rejected) == (0, 1, 1)
+
+
+def test_deadline_while_queued_is_503_and_the_slot_waits_for_the_worker(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    monkeypatch.setattr(Engine, "_infer", gate.stage(lambda: np.zeros((1, 1, 1024, 1024), np.float32)))
+    with make_client(settings.with_(workers=1, queue_size=1, timeout=1.0, browser=False)) as c:
+        queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
+        first, first_result = in_thread(
+            lambda: c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        )
+        assert gate.entered.wait(10)  # the only worker is busy with the first request
+        r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        body = assert_error(r, 503, "queue_timeout")
+        assert "waiting for a free worker" in body["detail"]
+        assert int(r.headers["retry-after"]) >= 1
+        first.join(10)
+        body = assert_error(first_result[0], 504, "timeout")
+        assert "during inference" in body["detail"]
+        # The first job still runs (its stage ignores cancellation): its slot stays counted,
+        # so the server never admits more work than it has workers and room for.
+        assert queue.stats().admitted == 1
+        gate.release.set()
+        wait_for(lambda: queue.stats().admitted == 0)
+        assert queue.stats().timed_out == 2
+
+
+# --------------------------------------------------------------------------- probes, models, docs
+
+
+def test_health_and_ready(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ready"
+    assert body["models"]["isnet_fp16"]["provider"]
+    assert body["queue"]["capacity"] == 5 and body["queue"]["workers"] == 1
+
+
+def test_not_ready_until_the_model_is_loaded(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    original = Engine.load
+
+    def slow_load(self: Engine) -> None:
+        assert gate.wait(30)
+        original(self)
+
+    monkeypatch.setattr(Engine, "load", slow_load)
+    with make_client(settings.with_(load_in_background=True, browser=False)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert_error(c.get("/readyz"), 503, "not_ready")
+        r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        assert_error(r, 503, "not_ready")
+        assert int(r.headers["retry-after"]) >= 1
+        gate.set()
+        wait_for(lambda: c.get("/readyz").status_code == 200, timeout=60)
+
+
+def test_a_model_that_cannot_load_is_reported(tmp_path: Path) -> None:
+    core = Settings.from_env(environ={}, cache_dir=tmp_path, offline=True)
+    with make_client(ServerSettings(core=core, load_in_background=False)) as c:
+        body = assert_error(c.get("/readyz"), 503, "model_unavailable")
+        assert "offline" in body["detail"]
+        r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
+        assert_error(r, 503, "model_unavailable")
+        config = c.get("/api/config").json()
+        assert config["browser"]["state"] == "unavailable"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_models_listing(client: TestClient) -> None:
+    body = client.get("/api/models").json()
+    assert body["default"] == "isnet_fp16"
+    by_name = {m["name"]: m for m in body["models"]}
+    assert set(by_name) == {"isnet", "isnet_fp16", "isnet_quint8"}
+    assert by_name["isnet_fp16"]["loaded"] and by_name["isnet_fp16"]["ready"]
+    assert by_name["isnet_fp16"]["aliases"] == ["medium"]
+    assert not by_name["isnet_quint8"]["loaded"]
+
+
+def test_openapi_documents_the_endpoint(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/api/remove"]["post"]
+    names = {p["name"] for p in op["parameters"]}
+    assert names == {"model", "type", "format", "quality", "bg_color"}
+    assert set(op["requestBody"]["content"]) == {"image/*", "multipart/form-data"}
+    assert {"200", "400", "413", "415", "422", "503", "504"} <= set(op["responses"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # Swagger UI comes from a CDN: its page alone is credentialless, not require-corp.
+    assert docs.headers["cross-origin-embedder-policy"] == "credentialless"
+    assert docs.headers["cross-origin-opener-policy"] == "same-origin"
+
+
+# --------------------------------------------------------------------------- the page's assets
+
+
+def test_page_and_static_files_with_isolation_headers(client: TestClient) -> None:
+    for path, content_type in [
+        ("/", "text/html"),
+        ("/static/js/app.js", "text/javascript"),
+        ("/static/js/engine-worker.js", "text/javascript"),
+        ("/static/app.css", "text/css"),
+        ("/sw.js", "text/javascript"),
+        ("/api/config", "application/json"),
+    ]:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].split(";")[0] == content_type, path
+        for name, value in ISOLATION.items():
+            assert r.headers[name] == value, (path, name)
+    assert '<input type="file"' in client.get("/").text
+
+
+def test_config_tells_the_page_what_runs(client: TestClient) -> None:
+    config = client.get("/api/config").json()
+    assert config["browser"]["state"] == "ready", config["browser"]["detail"]
+    assert config["browser"]["model"] == {
+        "name": "isnet_fp16",
+        "resource": "/models/medium",
+        "size": 88_188_479,
+    }
+    ort = config["browser"]["ort"]
+    assert ort["version"] == ORT_WEB_VERSION and ort["base"] == f"/ort/{ORT_WEB_VERSION}/"
+    assert config["limits"]["max_upload_bytes"] == 50 * 2**20
+
+
+def test_onnxruntime_web_files(client: TestClient) -> None:
+    base = f"/ort/{ORT_WEB_VERSION}/"
+    r = client.get(base + "ort-wasm-simd-threaded.wasm")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/wasm"
+    assert hashlib.sha256(r.content).hexdigest() == ORT_FILES["ort-wasm-simd-threaded.wasm"]
+    assert "immutable" in r.headers["cache-control"]
+    for name, value in ISOLATION.items():
+        assert r.headers[name] == value
+    r = client.get(base + "ort.wasm.min.mjs")
+    assert r.headers["content-type"].split(";")[0] == "text/javascript"
+    assert_error(client.get(base + "package.json"), 404, "not_found")
+    assert_error(client.get("/ort/0.0.1/ort.wasm.min.mjs"), 404, "not_found")
+
+
+def test_model_chunks_are_the_published_layout(client: TestClient, model_settings: Settings) -> None:
+    resources = client.get("/models/resources.json").json()
+    entry = resources["/models/medium"]
+    assert entry["size"] == 88_188_479
+    model = (model_settings.models_dir / "isnet_fp16.onnx").read_bytes()
+    pos = 0
+    for i, c in enumerate(entry["chunks"]):
+        assert c["offsets"] == [pos, min(pos + CHUNK_SIZE, len(model))]
+        assert c["hash"] == hashlib.sha256(model[pos : c["offsets"][1]]).hexdigest()
+        pos = c["offsets"][1]
+        if i in (0, len(entry["chunks"]) - 1):  # fetch the first and the short last one
+            r = client.get(f"/models/chunks/{c['hash']}")
+            assert r.status_code == 200
+            assert hashlib.sha256(r.content).hexdigest() == c["hash"]
+            assert "immutable" in r.headers["cache-control"]
+            assert r.headers["cross-origin-resource-policy"] == "same-origin"
+    assert pos == len(model)
+    # The same hashes as the published package's resources.json (the test mirror holds them).
+    mirror = TEST_CACHE / "mirror" / "resources.json"
+    if mirror.is_file():
+        import json
+
+        assert json.loads(mirror.read_text())["/models/medium"]["chunks"] == entry["chunks"]
+    assert_error(client.get("/models/chunks/" + "0" * 64), 404, "not_found")
+    assert_error(client.get("/models/chunks/../../etc/passwd"), 404, "not_found")
+
+
+def test_without_npm_the_page_falls_back_to_server_mode(tmp_path: Path, model_settings: Settings) -> None:
+    # A cache with the model (linked) but without onnxruntime-web, and no npm client.
+    (tmp_path / "models").symlink_to(model_settings.models_dir)
+    (tmp_path / "graphs").symlink_to(model_settings.cache_dir / "graphs")
+    core = Settings.from_env(environ={}, cache_dir=tmp_path, npm="no-such-npm-client")
+    with pytest.raises(Exception, match="not installed"):
+        provision_ort(core)
+    state = AppState(ServerSettings(core=core, load_in_background=False))
+    state._prepare_ort()
+    browser_state, detail = state.browser_status()
+    assert browser_state == "unavailable" and "npm" in detail
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_serve_command_help_and_lazy_imports() -> None:
+    result = CliRunner().invoke(serve, ["--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--host",
+        "--port",
+        "--workers",
+        "--model",
+        "--max-upload-mb",
+        "--max-pixels",
+        "--timeout",
+        "--queue-size",
+    ):
+        assert option in result.output
+    code = (
+        "import sys, cleancut.server.command; "
+        "bad = [m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": "src"})
+
+
+def test_serve_command_rejects_a_bad_model() -> None:
+    result = CliRunner().invoke(serve, ["--model", "nope", "--offline"])
+    assert result.exit_code == 2
+    assert "unknown model" in result.output

@@ -1,0 +1,360 @@
+"""The web page in a real browser: Debian's Chromium driven by Python Playwright.
+
+A real uvicorn server (what ``cleancut serve`` runs) listens on 127.0.0.1; every request it
+receives is recorded with its body, so the privacy promise is checked on the server's side
+as well as the browser's: in private mode no request carries the photo. The tests share one
+browser context (one origin, one Cache API) and run in order: the JavaScript pipeline against
+pipeline.py, private mode, server mode, then a second visit with the server stopped.
+
+Screenshots land in ``artifacts/`` (git-ignored). Skipped when Playwright or Chromium is
+missing (CI installs both: ``apt-get install chromium`` and ``pip install playwright``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed: pip install 'cleancut[server]'")
+pytest.importorskip("uvicorn", reason="the server extra is not installed")
+
+import uvicorn
+from PIL import Image
+
+from cleancut import Remover, Settings, pipeline
+from cleancut.server import ServerSettings, create_app
+from conftest import EXAMPLES, REPO
+
+CHROMIUM = os.environ.get("CLEANCUT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "artifacts"
+PHOTO = EXAMPLES / "astronaut.jpg"
+#: One in-browser IS-Net pass is ~10-20 s on 2 cores (design §3), several times that on a
+#: busy machine; the first one also downloads 84 MiB and compiles the network.
+RUN_TIMEOUT_MS = 480_000
+
+
+# --------------------------------------------------------------------------- live server
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: bytearray = field(default_factory=bytearray)
+
+
+class Recorder:
+    """ASGI wrapper that keeps every request with its body: what the server really got."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[Recorded] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = Recorded(scope["method"], scope["path"])
+        self.requests.append(record)
+
+        async def recording_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                record.body += message.get("body", b"")
+            return message
+
+        await self.app(scope, recording_receive, send)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    recorder: Recorder
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live(model_settings: Settings) -> Iterator[LiveServer]:
+    settings = ServerSettings(core=model_settings, load_in_background=False, max_upload_bytes=4 * 2**20)
+    recorder = Recorder(create_app(settings))
+    port = free_port()
+    config = uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="cleancut-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    live = LiveServer(f"http://127.0.0.1:{port}", port, recorder, server, thread)
+    yield live
+    live.stop()
+
+
+def test_streamed_upload_is_cut_off_at_the_limit(live: LiveServer) -> None:
+    # A chunked upload without Content-Length, over a raw socket: the server answers 413 as
+    # soon as the count passes the limit, long before the client would have finished.
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        piece = b"\xff" * 65536
+        answer = b""
+        sent = 0
+        sock.settimeout(0.05)
+        for _ in range(400):  # up to 25 MiB, far over the 4 MiB limit
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+            except OSError:
+                break
+            try:
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            if b"\r\n\r\n" in answer:
+                break
+        sock.settimeout(10)
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"upload_too_large" in answer or b"content-length" in answer.lower()
+    assert sent < 10 * 2**20
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def browser_context(live: LiveServer) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+        try:
+            yield context
+        finally:
+            context.close()
+            browser.close()
+
+
+@dataclass
+class Seen:
+    """Every request the browser made (page, workers, service worker)."""
+
+    requests: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def page(browser_context: Any) -> Iterator[tuple[Any, Seen]]:
+    seen = Seen()
+
+    def on_request(request: Any) -> None:
+        seen.requests.append(request)
+
+    browser_context.on("request", on_request)
+    page = browser_context.new_page()
+    page.on("pageerror", lambda e: seen.errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and seen.errors.append(m.text))
+    try:
+        yield page, seen
+    finally:
+        browser_context.remove_listener("request", on_request)
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def server_alpha(remover: Remover) -> np.ndarray:
+    return remover.remove(PHOTO).mask
+
+
+def open_page(page: Any, live: LiveServer) -> None:
+    page.goto(live.url + "/")
+    page.wait_for_function("document.querySelector('#engine-note').textContent.length > 0")
+
+
+def cut_out(page: Any, out: Path) -> tuple[np.ndarray, str]:
+    """Choose the photo, wait for the download link, save the PNG; its alpha and summary."""
+    page.set_input_files("#file", str(PHOTO))
+    page.wait_for_selector(".job.done a.download, .job.failed", timeout=RUN_TIMEOUT_MS)
+    failed = page.query_selector(".job.failed .job-error")
+    assert failed is None, failed.inner_text()
+    link = page.locator(".job.done a.download").last
+    assert (link.get_attribute("href") or "").startswith("blob:")
+    with page.expect_download() as info:
+        link.click()
+    info.value.save_as(out)
+    img = Image.open(out)
+    assert img.format == "PNG" and img.mode == "RGBA" and img.size == (512, 512)
+    summary = page.locator(".job.done .job-done").last.inner_text()
+    return np.asarray(img)[:, :, 3], summary
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    fa, fb = a >= 128, b >= 128
+    return float((fa & fb).sum() / max(1, (fa | fb).sum()))
+
+
+def photo_in(body: bytes | bytearray, photo: bytes) -> bool:
+    return any(photo[i : i + 256] in body for i in (0, len(photo) // 2, len(photo) - 256))
+
+
+def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: LiveServer) -> None:
+    """imaging.js reproduces pipeline.py bit for bit: resize, preprocess, postprocess, alpha."""
+    pg, _ = page
+    open_page(pg, live)
+    rng = np.random.default_rng(7)
+    rgba = rng.integers(0, 256, (23, 37, 4), dtype=np.uint8)
+    photo = rng.integers(0, 256, (200, 300, 4), dtype=np.uint8)
+    out = rng.random((1024, 1024), dtype=np.float32)
+    # Values at and next to every k/255 boundary, out of range, and NaN.
+    edges = np.arange(256, dtype=np.float32) / np.float32(255)
+    specials = np.concatenate(
+        [edges, np.nextafter(edges, np.float32(0)), np.nextafter(edges, np.float32(2)), [-0.5, 1.5, np.nan]]
+    ).astype(np.float32)
+    out.reshape(-1)[: specials.size] = specials
+    mask = rng.integers(0, 256, (23, 37), dtype=np.uint8)
+    got = pg.evaluate(
+        """async ({rgba, photo, out, mask}) => {
+            const m = await import('/static/js/imaging.js');
+            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const hex = async (arr) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256',
+                new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength))),
+                (b) => b.toString(16).padStart(2, '0')).join('');
+            const src = bytes(rgba);
+            const outBytes = bytes(out);
+            return {
+                up: await hex(m.resizeBilinear(src, 37, 23, 4, 4, 64, 50)),
+                down: await hex(m.resizeBilinear(src, 37, 23, 4, 3, 16, 11)),
+                pre: await hex(m.preprocess(bytes(photo), 300, 200)),
+                post: await hex(m.postprocess(new Float32Array(outBytes.buffer), 517, 333)),
+                fg: await hex(m.compose(src, bytes(mask), 'foreground')),
+                bg: await hex(m.compose(src, bytes(mask), 'background')),
+            };
+        }""",
+        {
+            "rgba": base64.b64encode(rgba.tobytes()).decode(),
+            "photo": base64.b64encode(photo.tobytes()).decode(),
+            "out": base64.b64encode(out.tobytes()).decode(),
+            "mask": base64.b64encode(mask.tobytes()).decode(),
+        },
+    )
+
+    def h(a: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+    assert got["up"] == h(pipeline.resize_bilinear(rgba, 50, 64))
+    assert got["down"] == h(pipeline.resize_bilinear(np.ascontiguousarray(rgba[:, :, :3]), 11, 16))
+    assert got["pre"] == h(pipeline.preprocess(photo))
+    assert got["post"] == h(pipeline.postprocess(out[None, None], 333, 517))
+    assert got["fg"] == h(pipeline.apply_mask(rgba, mask))
+    assert got["bg"] == h(pipeline.apply_mask(rgba, mask, invert=True))
+
+
+def test_private_mode_cuts_out_in_the_browser_and_uploads_nothing(
+    page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, tmp_path: Path
+) -> None:
+    pg, seen = page
+    open_page(pg, live)
+    assert pg.evaluate("crossOriginIsolated"), "COOP/COEP did not make the page cross-origin isolated"
+    assert pg.is_checked('input[name="mode"][value="browser"]')  # private is the default
+    first_request = len(live.recorder.requests)
+    started = time.monotonic()
+    alpha, summary = cut_out(pg, tmp_path / "private.png")
+    elapsed = time.monotonic() - started
+    pg.screenshot(path=str(ARTIFACTS / "web-private.png"), full_page=True)
+    pg.set_viewport_size({"width": 390, "height": 844})
+    pg.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=True)
+
+    score = iou(alpha, server_alpha)
+    diff = float(np.abs(alpha.astype(int) - server_alpha.astype(int)).mean())
+    print(f"\nprivate mode: {elapsed:.1f} s in all; {summary}; IoU {score:.4f}, mean |Δα| {diff:.3f}")
+    assert score >= 0.95
+    assert "in your browser" in summary and "WebAssembly" in summary
+
+    # Privacy, as the browser saw it: nothing but GETs, none carrying the photo.
+    photo = PHOTO.read_bytes()
+    for request in seen.requests:
+        assert request.method in ("GET", "HEAD"), f"{request.method} {request.url}"
+        body = request.post_data_buffer
+        assert not body or not photo_in(body, photo), request.url
+    # ... and as the server saw it.
+    received = live.recorder.requests[first_request:]
+    assert not [r for r in received if r.path == "/api/remove"]
+    assert not [r for r in received if photo_in(r.body, photo)]
+    assert len([r for r in received if r.path.startswith("/models/chunks/")]) == 22  # 84 MiB / 4 MiB
+    assert not seen.errors, seen.errors
+
+
+def test_server_mode_posts_the_photo(
+    page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, tmp_path: Path
+) -> None:
+    pg, seen = page
+    open_page(pg, live)
+    pg.check('input[name="mode"][value="server"]')
+    first_request = len(live.recorder.requests)
+    alpha, summary = cut_out(pg, tmp_path / "server.png")
+    pg.screenshot(path=str(ARTIFACTS / "web-server.png"), full_page=True)
+    assert "on the server" in summary
+    posts = [r for r in live.recorder.requests[first_request:] if r.method == "POST"]
+    assert [r.path for r in posts] == ["/api/remove"]
+    assert photo_in(posts[0].body, PHOTO.read_bytes())
+    # Decoded by Pillow on the server vs the library on the same bytes: the same cut-out.
+    assert iou(alpha, server_alpha) >= 0.99
+    assert not seen.errors, seen.errors
+
+
+def test_second_visit_works_offline(
+    page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, tmp_path: Path
+) -> None:
+    """With the server gone, the page (service worker), onnxruntime-web and the model (Cache
+    API, checked again by SHA-256) are all still there, and a photo is cut out."""
+    pg, _ = page
+    live.stop()
+    pg.goto(live.url + "/")
+    pg.wait_for_function("document.querySelector('#engine-note').textContent.length > 0")
+    assert pg.evaluate("crossOriginIsolated")
+    assert pg.is_enabled('input[name="mode"][value="browser"]')
+    alpha, summary = cut_out(pg, tmp_path / "offline.png")
+    assert "in your browser" in summary
+    assert iou(alpha, server_alpha) >= 0.95
+    pg.screenshot(path=str(ARTIFACTS / "web-offline.png"), full_page=True)
