@@ -26,6 +26,7 @@ import numpy as np
 from . import codecs, pipeline
 from .codecs import DecodedImage, OutputFormat
 from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
+from .models import INPUT_SIZE
 from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
 from .remover import DEFAULT_PNG_LEVEL, Remover
@@ -218,15 +219,30 @@ def _read_stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
-def _decode(job: Job, remover: Remover) -> DecodedImage:
+@dataclass
+class _Prepared:
+    decoded: DecodedImage
+    x: np.ndarray  # the network input
+    timings: dict[str, float]
+
+
+def _decode(job: Job, remover: Remover) -> _Prepared:
+    """Decode and preprocess on a worker thread, while the model runs the previous image."""
+    t0 = time.perf_counter()
     source = _read_stdin() if job.source is None else job.source
-    return remover.decode(source)
+    decoded = remover.decode(source)
+    t1 = time.perf_counter()
+    x = pipeline.preprocess(decoded.pixels, INPUT_SIZE)
+    return _Prepared(decoded, x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1})
 
 
 def _finish(
-    job: Job, decoded: DecodedImage, mask: np.ndarray, options: OutputOptions, overwrite: bool
-) -> tuple[float, bytes | None]:
+    job: Job, decoded: DecodedImage, y: np.ndarray, options: OutputOptions, overwrite: bool
+) -> tuple[dict[str, float], bytes | None]:
+    """Postprocess, compose, encode and write on a worker thread."""
     t0 = time.perf_counter()
+    mask = pipeline.postprocess(y, decoded.height, decoded.width)
+    t1 = time.perf_counter()
     pixels = pipeline.compose(decoded.pixels, mask, options.type)
     if pixels.ndim == 3 and (options.bg_color is not None or options.format == "jpeg"):
         pixels = pipeline.flatten(pixels, options.bg_color or (255, 255, 255))
@@ -237,10 +253,13 @@ def _finish(
         icc_profile=decoded.icc_profile,
         png_compress_level=options.png_compress_level,
     )
+    t2 = time.perf_counter()
+    timings = {"postprocess": t1 - t0, "encode": t2 - t1}
     if job.output is None:
-        return time.perf_counter() - t0, data
+        return timings, data
     codecs.write_atomic(job.output, data, overwrite=overwrite)
-    return time.perf_counter() - t0, None
+    timings["write"] = time.perf_counter() - t2
+    return timings, None
 
 
 def _describe(exc: BaseException) -> str:
@@ -271,8 +290,10 @@ def run_jobs(
         ThreadPoolExecutor(1, thread_name_prefix="cleancut-encode") as encoder,
     ):
         # Jobs that need no work are answered at once, in order.
-        pending: deque[tuple[Job, Future[DecodedImage] | None, JobResult | None]] = deque()
-        encoding: deque[tuple[Job, Future[tuple[float, bytes | None]], float, dict[str, float]]] = deque()
+        pending: deque[tuple[Job, Future[_Prepared] | None, JobResult | None]] = deque()
+        encoding: deque[
+            tuple[Job, Future[tuple[dict[str, float], bytes | None]], float, dict[str, float]]
+        ] = deque()
         it = iter(job_list)
 
         in_flight = [0]  # decodes submitted and not yet taken
@@ -295,8 +316,8 @@ def run_jobs(
             while len(encoding) > limit:
                 job, fut, started, timings = encoding.popleft()
                 try:
-                    seconds, data = fut.result()
-                    timings["encode"] = seconds
+                    finished, data = fut.result()
+                    timings.update(finished)
                     yield JobResult(job, "written", None, time.perf_counter() - started, timings, data)
                 except BaseException as exc:
                     if isinstance(exc, OutputExistsError) and not overwrite:
@@ -320,10 +341,13 @@ def run_jobs(
                 try:
                     check_cancel(cancel, job.name)
                     t0 = time.perf_counter()
-                    decoded = fut.result()
-                    timings["decode_wait"] = time.perf_counter() - t0
+                    prepared = fut.result()
+                    t1 = time.perf_counter()
                     refill()  # start decoding the next image while this one is inferred
-                    mask = remover.predict_mask(decoded.pixels, cancel=cancel, timings=timings)
+                    y = remover.infer(prepared.x, cancel=cancel)
+                    timings.update(prepared.timings, wait=t1 - t0, inference=time.perf_counter() - t1)
+                    decoded = prepared.decoded
+                    del prepared
                 except CancelledError:
                     yield from drain(0)  # report what already finished before stopping
                     raise
@@ -335,9 +359,9 @@ def run_jobs(
                     refill()
                     continue
                 encoding.append(
-                    (job, encoder.submit(_finish, job, decoded, mask, options, overwrite), started, timings)
+                    (job, encoder.submit(_finish, job, decoded, y, options, overwrite), started, timings)
                 )
-                del decoded, mask
+                del decoded, y
                 yield from drain(prefetch - 1)
             yield from drain(0)
         finally:

@@ -428,7 +428,7 @@ def models_verify(
             if not path.is_file():
                 click.echo(f"{spec.name:<14} not fetched")
                 continue
-            ok = verify_installed(spec, path)
+            ok = verify_installed(spec, path, thorough=True)
             bad += not ok
             state = "ok" if ok else f"CORRUPT (run: cleancut models fetch --force {spec.name})"
             click.echo(f"{spec.name:<14} {state}")

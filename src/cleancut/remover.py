@@ -209,6 +209,18 @@ class Remover:
     def decode(self, image: ImageInput) -> DecodedImage:
         return codecs.decode(image, max_pixels=self.settings.max_pixels)
 
+    def infer(
+        self,
+        x: np.ndarray,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+    ) -> np.ndarray:
+        """The network alone: preprocessed ``[N, 3, S, S]`` → ``[N, 1, S, S]`` in 0..1."""
+        session = self._get_session(progress, cancel)
+        with stage("inference", progress, cancel):
+            return session.run(x)
+
     def predict_mask(
         self,
         pixels: np.ndarray,
