@@ -620,3 +620,37 @@ def test_cancel_before_start_makes_no_request(mirror: Mirror, tmp_path: Path) ->
         fetch_model("isnet_fp16", settings, cancel=lambda: True)
     assert mirror.requests == []
     assert_nothing_installed(settings)
+
+
+def test_verification_stamp_skips_rehashing_until_the_file_changes(
+    model_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verified, settled model leaves a stamp (size, mtime, inode): later checks trust it
+    without hashing 88 MB; any rewrite of the file changes the stamp's key and re-hashes."""
+    import os
+
+    import cleancut.download as download
+
+    spec = MODELS["isnet_fp16"]
+    path = tmp_path / spec.filename
+    shutil.copyfile(model_settings.models_dir / spec.filename, path)
+    old = time.time() - 60
+    os.utime(path, (old, old))  # settled: written well before the check
+    assert verify_installed(spec, path)
+    assert (tmp_path / f".{spec.filename}.verified").is_file()
+
+    def no_hashing(_: Path) -> str:
+        raise AssertionError("the stamp should have spared the hash")
+
+    monkeypatch.setattr(download, "sha256_file", no_hashing)
+    assert verify_installed(spec, path)
+    monkeypatch.undo()
+
+    with open(path, "r+b") as f:  # flip one byte: the write moves mtime
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert not verify_installed(spec, path)
+    assert not (tmp_path / f".{spec.filename}.verified").exists()
+    assert verify_installed(spec, path, thorough=True) is False

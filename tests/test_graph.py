@@ -151,7 +151,8 @@ def test_ensure_derived_builds_once(derived: tuple[Settings, Path]) -> None:
     assert record["size"] == path.stat().st_size
     assert record["sha256"] == sha256_file(path)
     assert verify_installed(FP32, path)
-    assert not [p for p in settings.models_dir.iterdir() if p.name.startswith(".")]  # no temp files
+    # no temp files (``.NAME.verified`` stamps of checked models are not temporary)
+    assert not [p for p in settings.models_dir.iterdir() if p.name.endswith((".tmp", ".part"))]
     model = onnx.load(str(path))
     assert [o.name for o in model.graph.output] == [OUTPUT_NAME]
     assert _fp16_leftovers(model) == {"initializers": [], "casts": [], "constants": [], "value_info": []}
@@ -201,7 +202,9 @@ def test_ensure_derived_cancel(model_settings: Settings, tmp_path: Path) -> None
     settings = offline_cache(tmp_path, model_settings)
     with pytest.raises(CancelledError):
         fetch_model("isnet", settings, cancel=lambda: True)
-    assert sorted(p.name for p in settings.models_dir.iterdir()) == [FP16.filename]
+    assert sorted(p.name for p in settings.models_dir.iterdir() if not p.name.endswith(".verified")) == [
+        FP16.filename
+    ]
 
 
 # --------------------------------------------------------------------------- accuracy

@@ -61,16 +61,24 @@ def graph_for(
     settings: Settings,
     progress: ProgressCallback | None = None,
     cancel: Any = None,
+    *,
+    gpu: bool = False,
 ) -> Path:
-    """The ONNX file a backend loads for ``spec`` (fetched, derived and prepared as needed)."""
+    """The ONNX file a backend loads for ``spec`` (fetched, derived and prepared as needed).
+
+    On a GPU: the published graph (fp16 runs natively on tensor cores) with a symbolic batch
+    dimension, for batched inference. On a CPU, for ``isnet_fp16``: its fp32 widening (the
+    same weight values) — onnxruntime's CPU kernels compute fp16 graphs in fp32 anyway,
+    inserting casts (measured 1.06-1.24x slower), and OpenVINO's fp16-weights path adds
+    decompression work (0.5-0.76x the speed).
+    """
     from .download import fetch_model
     from .graph import prepared_graph
 
-    del backend  # both backends load the same graph today; kept for backend-specific graphs
+    if gpu and backend == "onnxruntime":
+        path = fetch_model(spec, settings, progress=progress, cancel=cancel)
+        return prepared_graph(spec, path, settings, dynamic_batch=True)
     if spec.name == "isnet_fp16":
-        # The fp32 widening of the same weight values: onnxruntime's CPU kernels compute fp16
-        # graphs in fp32 anyway (inserting casts; 1.06-1.24x slower measured), and OpenVINO's
-        # fp16-weights path adds decompression work (0.5-0.76x the speed).
         return fetch_model(resolve_model("isnet"), settings, progress=progress, cancel=cancel)
     path = fetch_model(spec, settings, progress=progress, cancel=cancel)
     return prepared_graph(spec, path, settings)
@@ -156,7 +164,7 @@ def self_check(
             backend="openvino",
             device="cpu",
             threads=threads,
-            cache_dir=settings.cache_dir / "openvino",
+            cache_dir=settings.cache_dir,
         )
         y_ov, t_ov = _timed(ov_sess.run, x)
     except Exception as exc:  # a broken OpenVINO install must not stop the cut-out

@@ -270,6 +270,12 @@ def _describe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
+def _failed(exc: BaseException) -> Future[tuple[dict[str, float], bytes | None]]:
+    fut: Future[tuple[dict[str, float], bytes | None]] = Future()
+    fut.set_exception(exc)
+    return fut
+
+
 def run_jobs(
     jobs: Iterable[Job],
     remover: Remover,
@@ -282,12 +288,17 @@ def run_jobs(
     """Process ``jobs`` in order, yielding one :class:`JobResult` each (lazily).
 
     Decoding runs ``prefetch`` images ahead and encoding/writing up to ``prefetch`` behind
-    the inference, on worker threads. Cancellation stops before the next image.
+    the inference, on worker threads. When the session takes batches (a GPU with a
+    dynamic-batch graph) consecutive images are inferred together. Cancellation stops
+    before the next image; results already finished are still reported.
     """
     job_list = list(jobs)
+    batch = max(1, remover.session.max_batch) if job_list else 1
+    workers = 1 if batch == 1 else min(4, os.cpu_count() or 1)
+    prefetch = max(prefetch, 2 * batch)
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="cleancut-decode") as decoder,
-        ThreadPoolExecutor(1, thread_name_prefix="cleancut-encode") as encoder,
+        ThreadPoolExecutor(workers, thread_name_prefix="cleancut-decode") as decoder,
+        ThreadPoolExecutor(workers, thread_name_prefix="cleancut-encode") as encoder,
     ):
         # Jobs that need no work are answered at once, in order.
         pending: deque[tuple[Job, Future[_Prepared] | None, JobResult | None]] = deque()
@@ -301,7 +312,7 @@ def run_jobs(
         def refill() -> None:
             # Skipped jobs cost nothing, but stop at a bounded number of them so a resumed
             # batch of a million finished files does not build a million-entry queue.
-            while in_flight[0] < prefetch and len(pending) < 64:
+            while in_flight[0] < prefetch and len(pending) < 64 + prefetch:
                 job = next(it, None)
                 if job is None:
                     return
@@ -320,6 +331,8 @@ def run_jobs(
                     timings.update(finished)
                     yield JobResult(job, "written", None, time.perf_counter() - started, timings, data)
                 except BaseException as exc:
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
                     if isinstance(exc, OutputExistsError) and not overwrite:
                         yield JobResult(job, "skipped", str(exc), time.perf_counter() - started)
                     else:
@@ -335,35 +348,54 @@ def run_jobs(
                     refill()
                     continue
                 assert fut is not None
-                in_flight[0] -= 1
+                group: list[tuple[Job, Future[_Prepared]]] = [(job, fut)]
+                while len(group) < batch and pending and pending[0][1] is not None:
+                    j, f, _ = pending.popleft()
+                    assert f is not None
+                    group.append((j, f))
+                in_flight[0] -= len(group)
+                check_cancel(cancel, job.name)
                 started = time.perf_counter()
-                timings: dict[str, float] = {}
-                try:
-                    check_cancel(cancel, job.name)
+                ready: list[tuple[Job, _Prepared, dict[str, float]]] = []
+                for job, fut in group:
                     t0 = time.perf_counter()
-                    prepared = fut.result()
+                    try:
+                        prepared = fut.result()
+                    except BaseException as exc:
+                        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                            raise
+                        # a bad file: its failure takes its place in the output order
+                        encoding.append((job, _failed(exc), started, {}))
+                        continue
+                    ready.append((job, prepared, {"wait": time.perf_counter() - t0}))
+                refill()  # start decoding the next images while these are inferred
+                if ready:
                     t1 = time.perf_counter()
-                    refill()  # start decoding the next image while this one is inferred
-                    y = remover.infer(prepared.x, cancel=cancel)
-                    timings.update(prepared.timings, wait=t1 - t0, inference=time.perf_counter() - t1)
-                    decoded = prepared.decoded
-                    del prepared
-                except CancelledError:
-                    yield from drain(0)  # report what already finished before stopping
-                    raise
-                except BaseException as exc:
-                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    try:
+                        xs = ready[0][1].x if len(ready) == 1 else np.concatenate([p.x for _, p, _ in ready])
+                        y = remover.infer(xs, cancel=cancel)
+                    except CancelledError:
+                        yield from drain(0)  # report what already finished before stopping
                         raise
-                    yield from drain(0)
-                    yield JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
-                    refill()
-                    continue
-                encoding.append(
-                    (job, encoder.submit(_finish, job, decoded, y, options, overwrite), started, timings)
-                )
-                del decoded, y
-                yield from drain(prefetch - 1)
+                    except BaseException as exc:
+                        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                            raise
+                        for job, _, timings in ready:
+                            encoding.append((job, _failed(exc), started, timings))
+                    else:
+                        per_image = (time.perf_counter() - t1) / len(ready)
+                        for i, (job, prepared, timings) in enumerate(ready):
+                            timings.update(prepared.timings, inference=per_image)
+                            work = encoder.submit(
+                                _finish, job, prepared.decoded, y[i : i + 1], options, overwrite
+                            )
+                            encoding.append((job, work, started, timings))
+                    del ready
+                yield from drain(max(prefetch - 1, batch))
             yield from drain(0)
+        except CancelledError:
+            yield from drain(0)
+            raise
         finally:
             for _, f, _ in pending:
                 if f is not None:

@@ -24,7 +24,14 @@ from .progress import ProgressCallback
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["OUTPUT_NAME", "ensure_derived", "fp16_to_fp32", "prepared_graph", "prune_outputs"]
+__all__ = [
+    "OUTPUT_NAME",
+    "ensure_derived",
+    "fp16_to_fp32",
+    "make_batch_dynamic",
+    "prepared_graph",
+    "prune_outputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -257,19 +264,41 @@ def ensure_derived(
     return target
 
 
-def prepared_graph(spec: ModelSpec, model_path: Path, settings: Settings) -> Path:
-    """The graph to load: the model pruned to ``output``, cached under ``<cache>/graphs``."""
-    if spec.derived_from is not None:
+def make_batch_dynamic(model: onnx.ModelProto, name: str = "N") -> onnx.ModelProto:
+    """Give the input and output a symbolic batch dimension (the published graphs fix it at
+    1). The graph's Resize sizes come from Shape ops, so any batch size then runs; outputs
+    are identical to one-by-one runs (checked bit for bit on the CPU)."""
+    graph = model.graph
+    for vi in [*graph.input, *graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = name
+    del graph.value_info[:]  # intermediate shapes recorded with batch 1 would contradict it
+    return model
+
+
+def prepared_graph(
+    spec: ModelSpec, model_path: Path, settings: Settings, *, dynamic_batch: bool = False
+) -> Path:
+    """The graph to load: the model pruned to ``output`` (and with a symbolic batch
+    dimension when ``dynamic_batch``, for batched GPU inference), cached under
+    ``<cache>/graphs``."""
+    if spec.derived_from is not None and not dynamic_batch:
         return model_path  # derived models are pruned when they are built
     import onnx
 
     tag = (spec.sha256 or "local")[:16]
-    target = settings.cache_dir / "graphs" / f"{spec.name}.{tag}.v{_PREP_VERSION}.onnx"
+    suffix = ".batch" if dynamic_batch else ""
+    target = settings.cache_dir / "graphs" / f"{spec.name}.{tag}.v{_PREP_VERSION}{suffix}.onnx"
     if target.is_file() and target.stat().st_size > 0:
         return target
     try:
         model = onnx.load(str(model_path))
     except Exception as exc:
         raise ModelError(f"cannot read {model_path}: {exc}") from exc
-    _save_atomic(prune_outputs(model), target)
+    model = prune_outputs(model)
+    if dynamic_batch:
+        model = make_batch_dynamic(model)
+    _save_atomic(model, target)
     return target

@@ -57,6 +57,7 @@ class OpenVINOSession:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     backend = "openvino"
+    max_batch = 1  # measured: batches give no throughput on a CPU (benchmarks/backends.py)
 
     @property
     def provider(self) -> str:

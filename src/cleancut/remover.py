@@ -169,7 +169,7 @@ class Remover:
         with self._load_lock:
             if self._session is None:
                 from . import backends
-                from .runtime import get_session
+                from .runtime import get_session, gpu_providers_present
 
                 check_cancel(cancel, "loading the model")
                 cancel_fn = None if cancel is None else (lambda: _fired(cancel))
@@ -182,14 +182,19 @@ class Remover:
                     threads=self.threads,
                     progress=progress,
                 )
-                graph = backends.graph_for(choice.backend, self.spec, self.settings, progress, cancel_fn)
+                gpu = (
+                    choice.backend == "onnxruntime" and self.device != "cpu" and bool(gpu_providers_present())
+                )
+                graph = backends.graph_for(
+                    choice.backend, self.spec, self.settings, progress, cancel_fn, gpu=gpu
+                )
                 self._session = get_session(
                     graph,
                     backend=choice.backend,
                     device=self.device,
                     strict=self.strict,
                     threads=self.threads,
-                    cache_dir=self.settings.cache_dir / "openvino",
+                    cache_dir=self.settings.cache_dir,
                 )
                 self.backend_reason = choice.reason
         return self._session

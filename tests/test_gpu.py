@@ -1,0 +1,65 @@
+"""The GPU path: batched inference with I/O binding on CUDA / TensorRT.
+
+Runs only where onnxruntime has a GPU provider (``pip install 'cleancut[gpu]'`` on a CUDA
+machine); elsewhere each test is skipped with the reason. The dynamic-batch graph that the
+GPU path loads is checked on the CPU too, since its correctness does not need a GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cleancut import Remover, Settings, codecs, pipeline
+from cleancut.batch import OutputOptions, plan_jobs, run_jobs
+from cleancut.download import fetch_model
+from cleancut.graph import prepared_graph
+from cleancut.models import MODELS
+from cleancut.runtime import create_onnxruntime_session, gpu_providers_present
+
+needs_gpu = pytest.mark.skipif(
+    not gpu_providers_present(), reason="no GPU execution provider in this onnxruntime build"
+)
+
+
+def test_dynamic_batch_graph_matches_single_images(model_settings: Settings, photo_paths: list[Path]) -> None:
+    spec = MODELS["isnet_fp16"]
+    path = prepared_graph(spec, fetch_model(spec, model_settings), model_settings, dynamic_batch=True)
+    sess = create_onnxruntime_session(path, device="cpu")
+    assert not isinstance(sess.session.get_inputs()[0].shape[0], int)
+    assert sess.max_batch == 1  # batches are for GPUs: on a CPU one image fills the cores
+    xs = [pipeline.preprocess(codecs.decode(p, max_pixels=10**8).pixels) for p in photo_paths[:2]]
+    together = sess.session.run(None, {"input": np.concatenate(xs)})[0]
+    for i, x in enumerate(xs):
+        alone = sess.session.run(None, {"input": x})[0]
+        assert np.abs(together[i] - alone[0]).max() < 1e-5
+
+
+@needs_gpu
+def test_gpu_strict_runs_on_the_gpu_with_batches(model_settings: Settings) -> None:
+    rem = Remover("isnet_fp16", device="gpu", strict=True, settings=model_settings).load()
+    assert rem.session.on_gpu
+    assert rem.session.max_batch > 1
+    assert rem.describe()["backend"] == "onnxruntime"
+
+
+@needs_gpu
+def test_gpu_batch_equals_single_images(model_settings: Settings, photo_paths: list[Path]) -> None:
+    rem = Remover("isnet_fp16", device="gpu", strict=True, settings=model_settings).load()
+    xs = [pipeline.preprocess(codecs.decode(p, max_pixels=10**8).pixels) for p in photo_paths]
+    together = rem.infer(np.concatenate(xs))
+    for i, x in enumerate(xs):
+        alone = rem.infer(x)
+        assert np.abs(together[i] - alone[0]).mean() < 1e-3  # fp16 kernels may pick other tiles
+
+
+@needs_gpu
+def test_gpu_folder_run(model_settings: Settings, photo_paths: list[Path], tmp_path: Path) -> None:
+    rem = Remover("isnet_fp16", device="gpu", strict=True, settings=model_settings).load()
+    jobs, fmt = plan_jobs([str(p) for p in photo_paths], tmp_path / "out")
+    results = list(run_jobs(jobs, rem, OutputOptions(format=fmt)))
+    assert [r.status for r in results] == ["written"] * len(photo_paths)
+    for job in jobs:
+        assert job.output is not None and job.output.stat().st_size > 0
