@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-stage times and peak memory of one cut-out, for a small photo and a 12 MP JPEG.
+"""Per-stage times and peak memory of one cut-out: a 0.26 MP photo, 12 MP and 24 MP JPEGs.
 
     python benchmarks/stages.py [--model isnet_fp16] [--repeat 3] [--json out.json]
 
@@ -8,8 +8,8 @@ then ``--repeat`` timed passes; the median of each stage is reported. Stages: de
 (file → RGB array), preprocess, inference, postprocess (mask at full size), compose
 (RGBA), encode (PNG at cleancut's default level) and write. Prints JSON, then a table.
 
-The 12 MP photo is made from a bundled example (Lanczos upscale to 4000×3000, JPEG q92)
-into a temporary folder: a real photo's content at phone resolution.
+The 12 and 24 MP photos are made from a bundled example (Lanczos upscale to 4000×3000 and
+6000×4000, JPEG q92) in a temporary folder: a real photo's content at camera resolution.
 """
 
 from __future__ import annotations
@@ -29,21 +29,22 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("decode", "preprocess", "inference", "postprocess", "compose", "encode", "write")
 
 
-def make_12mp(folder: Path) -> Path:
+def make_photo(folder: Path, width: int, height: int) -> Path:
+    """A real photo's content at phone/camera resolution (Lanczos upscale, JPEG q92)."""
     from PIL import Image
 
-    target = folder / "coffee_12mp.jpg"
+    target = folder / f"coffee_{width * height / 1e6:.0f}mp.jpg"
     if not target.exists():
         with Image.open(REPO / "examples" / "coffee.jpg") as im:
-            im.convert("RGB").resize((4000, 3000), Image.Resampling.LANCZOS).save(target, quality=92)
+            im.convert("RGB").resize((width, height), Image.Resampling.LANCZOS).save(target, quality=92)
     return target
 
 
-def worker(path: Path, model: str, repeat: int, out_dir: Path) -> dict[str, object]:
+def worker(path: Path, model: str, backend: str, repeat: int, out_dir: Path) -> dict[str, object]:
     from cleancut import Remover, codecs, pipeline
     from cleancut.remover import DEFAULT_PNG_LEVEL
 
-    remover = Remover(model).load()
+    remover = Remover(model, backend=backend).load()
     rows: list[dict[str, float]] = []
     size = (0, 0)
     out_bytes = 0
@@ -76,6 +77,7 @@ def worker(path: Path, model: str, repeat: int, out_dir: Path) -> dict[str, obje
         "height": size[1],
         "megapixels": round(size[0] * size[1] / 1e6, 2),
         "model": model,
+        "backend": remover.session.backend,
         "provider": remover.session.provider,
         "threads": remover.session.threads,
         "repeat": repeat,
@@ -88,6 +90,7 @@ def worker(path: Path, model: str, repeat: int, out_dir: Path) -> dict[str, obje
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="isnet_fp16")
+    ap.add_argument("--backend", default="auto")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -95,12 +98,16 @@ def main() -> None:
 
     if args.worker:
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(worker(args.worker, args.model, args.repeat, Path(tmp))))
+            print(json.dumps(worker(args.worker, args.model, args.backend, args.repeat, Path(tmp))))
         return
 
     results = []
     with tempfile.TemporaryDirectory(prefix="cleancut-bench-") as tmp:
-        photos = [REPO / "examples" / "astronaut.jpg", make_12mp(Path(tmp))]
+        photos = [
+            REPO / "examples" / "astronaut.jpg",
+            make_photo(Path(tmp), 4000, 3000),  # 12 MP, a phone photo
+            make_photo(Path(tmp), 6000, 4000),  # 24 MP, a camera photo (the peak-RSS target)
+        ]
         for photo in photos:
             proc = subprocess.run(
                 [
@@ -110,6 +117,8 @@ def main() -> None:
                     str(photo),
                     "--model",
                     args.model,
+                    "--backend",
+                    args.backend,
                     "--repeat",
                     str(args.repeat),
                 ],
