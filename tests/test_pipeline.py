@@ -633,3 +633,18 @@ def test_large_masks_upsample_fast_and_within_one_level_of_the_reference() -> No
     assert fast.shape == (1500, 2000)
     assert diff.max() <= 1
     assert (diff > 0).mean() < 1e-3
+
+
+def test_fast_preprocess_is_within_one_level_of_the_exact_port() -> None:
+    """``exact=False`` (OpenCV on the same grid) feeds the network values within one level
+    of the reference's, i.e. within 1/256 after normalisation."""
+    rng = np.random.default_rng(11)
+    import cv2
+
+    img = cv2.GaussianBlur(rng.integers(0, 256, (300, 451, 3), dtype=np.uint8), (0, 0), 2)
+    exact = preprocess(img, 1024)
+    fast = preprocess(img, 1024, exact=False)
+    assert fast.shape == exact.shape == (1, 3, 1024, 1024)
+    diff = np.abs(fast - exact) * 256
+    assert diff.max() <= 1.0 + 1e-4
+    assert (diff > 0.5).mean() < 0.01

@@ -100,7 +100,8 @@ def test_deadline_terminates_a_real_inference(settings: ServerSettings) -> None:
     # First in the file on purpose: the cut-outs below run on the same (process-wide) ONNX
     # Runtime session afterwards, which shows that a terminated run leaves it usable.
     # 0.8 s: decoding a small PNG takes milliseconds, one IS-Net pass on a CPU over a second.
-    with make_client(settings.with_(timeout=0.8, browser=False)) as c:
+    # ONNX Runtime: the backend whose runs can be terminated mid-way (RunOptions.terminate).
+    with make_client(settings.with_(timeout=0.8, browser=False, backend="onnxruntime")) as c:
         queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
         r = c.post("/api/remove", content=png_bytes(64, 64), headers={"Content-Type": "image/png"})
         assert r.status_code in (503, 504), r.text

@@ -153,8 +153,7 @@ def test_streamed_upload_is_cut_off_at_the_limit(live: LiveServer) -> None:
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert b"upload_too_large" in answer or b"content-length" in answer.lower()
-    assert sent < 10 * 2**20
+    assert sent < 10 * 2**20  # refused at the 4 MiB limit, not after the whole body
 
 
 # --------------------------------------------------------------------------- browser

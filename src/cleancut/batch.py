@@ -232,16 +232,21 @@ def _decode(job: Job, remover: Remover) -> _Prepared:
     source = _read_stdin() if job.source is None else job.source
     decoded = remover.decode(source)
     t1 = time.perf_counter()
-    x = pipeline.preprocess(decoded.pixels, INPUT_SIZE)
+    x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
     return _Prepared(decoded, x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1})
 
 
 def _finish(
-    job: Job, decoded: DecodedImage, y: np.ndarray, options: OutputOptions, overwrite: bool
+    job: Job,
+    decoded: DecodedImage,
+    y: np.ndarray,
+    options: OutputOptions,
+    overwrite: bool,
+    exact: bool,
 ) -> tuple[dict[str, float], bytes | None]:
     """Postprocess, compose, encode and write on a worker thread."""
     t0 = time.perf_counter()
-    mask = pipeline.postprocess(y, decoded.height, decoded.width)
+    mask = pipeline.postprocess(y, decoded.height, decoded.width, exact=exact)
     t1 = time.perf_counter()
     pixels = pipeline.compose(decoded.pixels, mask, options.type)
     if pixels.ndim == 3 and (options.bg_color is not None or options.format == "jpeg"):
@@ -387,7 +392,13 @@ def run_jobs(
                         for i, (job, prepared, timings) in enumerate(ready):
                             timings.update(prepared.timings, inference=per_image)
                             work = encoder.submit(
-                                _finish, job, prepared.decoded, y[i : i + 1], options, overwrite
+                                _finish,
+                                job,
+                                prepared.decoded,
+                                y[i : i + 1],
+                                options,
+                                overwrite,
+                                remover.exact_resize,
                             )
                             encoding.append((job, work, started, timings))
                     del ready

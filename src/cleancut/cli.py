@@ -26,6 +26,7 @@ from .config import Settings
 from .errors import CleancutError, InvalidOptionError
 from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
 from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
+from .server.command import serve as serve_cmd
 
 __all__ = ["cli", "main"]
 
@@ -535,6 +536,9 @@ def info_cmd(
                     click.echo(f"  {k:<12}{v}")
             else:
                 click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+cli.add_command(serve_cmd)  # its module imports no server libraries until it runs
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,21 +108,26 @@ def resize_bilinear(src: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def preprocess(pixels: np.ndarray, size: int = 1024) -> np.ndarray:
+def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> np.ndarray:
     """RGB(A) uint8 ``[H, W, C]`` → network input ``[1, 3, size, size]`` float32.
 
-    Alpha is ignored, as in the reference.
+    Alpha is ignored, as in the reference. ``exact=False`` resizes on the same grid with
+    OpenCV (:func:`_resize_fast`): 20x faster (0.01 s against 0.2 s), values within one level
+    of the exact port (0.1-0.2 % of them differ), and the fp16 model's mask then moves by
+    0.005/255 on average. The dynamically quantised model is fragile (design §3: a one-level
+    input change can move its output by 218/255), so cleancut keeps it on the exact path.
     """
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
         raise InvalidOptionError(f"preprocess expects uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
-    resized = resize_bilinear(np.ascontiguousarray(pixels[:, :, :3]), size, size)
+    rgb = np.ascontiguousarray(pixels[:, :, :3])
+    resized = resize_bilinear(rgb, size, size) if exact else _resize_fast(rgb, size, size)
     x = resized.astype(np.float32)
     x -= MEAN
     x /= STD
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
-def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
+def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | None = None) -> np.ndarray:
     """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
 
     ``v · 255`` rounded half up, then resized to the image's own size: the mask is always
@@ -130,6 +135,9 @@ def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
     ``Uint8Array``); the network's largest output is 0.9999999, so truncation caps alpha at
     254 and no pixel of a cut-out is ever opaque. Rounding moves each value by at most one
     level and gives the subject its full 255.
+
+    ``exact``: ``True`` always uses the exact port of the reference resize, ``False`` always
+    OpenCV on the same grid (within one level, 11x faster), ``None`` OpenCV above 2 MP only.
     """
     m = np.asarray(output, dtype=np.float32)
     if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
@@ -138,7 +146,8 @@ def postprocess(output: np.ndarray, height: int, width: int) -> np.ndarray:
     # NaN (a broken model or provider) becomes background instead of undefined casts.
     m = np.nan_to_num(np.clip(m, 0.0, 1.0), nan=0.0)
     m8 = np.floor(m.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
-    if height * width > _FAST_UPSAMPLE_PIXELS:
+    fast = height * width > _FAST_UPSAMPLE_PIXELS if exact is None else not exact
+    if fast:
         return _resize_fast(m8, height, width)
     return resize_bilinear(m8, height, width)
 

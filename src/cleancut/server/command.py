@@ -41,7 +41,7 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     "--threads",
     default=None,
     type=click.IntRange(min=1),
-    help="ONNX Runtime threads per worker (default: physical cores / workers).",
+    help="Inference threads per worker (default: physical cores / workers).",
 )
 @click.option(
     "-m",
@@ -87,6 +87,13 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
 )
 @click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
+    help="Inference engine; auto picks the fastest one verified on this machine.",
+)
+@click.option(
     "--browser/--no-browser",
     default=True,
     show_default=True,
@@ -118,6 +125,7 @@ def serve(
     timeout: float,
     queue_size: int,
     device: str,
+    backend: str,
     browser: bool,
     ort_dir: Path | None,
     cache_dir: Path | None,
@@ -155,6 +163,7 @@ def serve(
             workers=workers,
             threads=threads,
             device=device,
+            backend=backend,
             queue_size=queue_size,
             max_upload_bytes=int(max_upload_mb * 2**20),
             max_pixels=max_pixels,

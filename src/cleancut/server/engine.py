@@ -3,8 +3,9 @@
 One :class:`~cleancut.Remover` per loaded model, created once and shared by every request
 (its session is thread-safe). A request runs as three stages: decode + preprocess on the I/O
 pool, the network on the inference pool, postprocess + compose + encode on the I/O pool.
-The network is called here with ONNX Runtime ``RunOptions`` so that a request whose
-deadline passes can terminate its run in progress instead of holding a worker.
+When the backend is ONNX Runtime, the network is called here with ``RunOptions`` so that a
+request whose deadline passes terminates its run in progress instead of holding a worker;
+other backends (OpenVINO) stop at the next stage boundary.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..codecs import DecodedImage, mime_type
 from ..errors import CancelledError, CleancutError, InvalidOptionError
 from ..models import INPUT_SIZE
 from ..remover import Cutout, Remover
-from ..runtime import default_threads
+from ..runtime import InferenceSession, Session, default_threads
 from .jobqueue import Slot
 from .options import RemoveOptions
 from .settings import ServerSettings
@@ -45,11 +46,31 @@ class Result:
 
 @dataclass
 class _Network:
-    """The raw ONNX Runtime session of a loaded Remover, with its tensor names."""
+    """A loaded model as the inference stage calls it."""
 
-    session: Any
-    input_name: str
-    output_name: str
+    session: Session
+
+    def run(self, x: np.ndarray, slot: Slot) -> np.ndarray:
+        if not isinstance(self.session, InferenceSession):
+            return self.session.run(x)  # no mid-run cancel: the slot stops it after this stage
+        import onnxruntime as ort
+
+        inner = self.session.session
+        run_options = ort.RunOptions()
+
+        def terminate() -> None:
+            run_options.terminate = True
+
+        unregister = slot.on_cancel(terminate)
+        try:
+            outputs = inner.run([inner.get_outputs()[0].name], {inner.get_inputs()[0].name: x}, run_options)
+        except Exception as exc:
+            if slot.cancel.is_set():  # terminated on purpose: not an error of the model
+                raise CancelledError("inference terminated: the request ran out of time") from exc
+            raise
+        finally:
+            unregister()
+        return np.asarray(outputs[0])
 
 
 class Engine:
@@ -60,7 +81,9 @@ class Engine:
         threads = settings.threads or max(1, default_threads() // settings.workers)
         core = settings.core.with_(max_pixels=settings.max_pixels)
         self.removers: dict[str, Remover] = {
-            name: Remover(name, device=settings.device, threads=threads, settings=core)
+            name: Remover(
+                name, device=settings.device, backend=settings.backend, threads=threads, settings=core
+            )
             for name in settings.models
         }
         self._networks: dict[str, _Network] = {}
@@ -88,14 +111,12 @@ class Engine:
             for name, remover in self.removers.items():
                 started = time.perf_counter()
                 remover.load()
-                inner = remover.session.session
-                self._networks[name] = _Network(
-                    inner, inner.get_inputs()[0].name, inner.get_outputs()[0].name
-                )
+                self._networks[name] = _Network(remover.session)
                 log.info(
-                    "model %s loaded in %.1f s (%s)",
+                    "model %s loaded in %.1f s (%s, %s)",
                     name,
                     time.perf_counter() - started,
+                    remover.session.backend,
                     remover.session.provider,
                 )
         except CleancutError as exc:
@@ -116,36 +137,28 @@ class Engine:
         for name, remover in self.removers.items():
             if name in self._networks:
                 session = remover.session
-                out[name] = {"provider": session.provider, "threads": session.threads}
+                out[name] = {
+                    "backend": session.backend,
+                    "provider": session.provider,
+                    "threads": session.threads,
+                }
         return out
 
     # ------------------------------------------------------------------ stages
 
     def _decode(self, remover: Remover, data: bytes) -> tuple[DecodedImage, np.ndarray]:
         decoded = remover.decode(data)
-        return decoded, pipeline.preprocess(decoded.pixels, INPUT_SIZE)
+        # The same resize policy as Remover.predict_mask: the server's cut-out is the library's.
+        x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
+        return decoded, x
 
     def _infer(self, network: _Network, x: np.ndarray, slot: Slot) -> np.ndarray:
-        import onnxruntime as ort
+        return network.run(x, slot)
 
-        run_options = ort.RunOptions()
-
-        def terminate() -> None:
-            run_options.terminate = True
-
-        unregister = slot.on_cancel(terminate)
-        try:
-            outputs = network.session.run([network.output_name], {network.input_name: x}, run_options)
-        except Exception as exc:
-            if slot.cancel.is_set():  # terminated on purpose: not an error of the model
-                raise CancelledError("inference terminated: the request ran out of time") from exc
-            raise
-        finally:
-            unregister()
-        return np.asarray(outputs[0])
-
-    def _finish(self, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions) -> Result:
-        mask = pipeline.postprocess(output, decoded.height, decoded.width)
+    def _finish(
+        self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
+    ) -> Result:
+        mask = pipeline.postprocess(output, decoded.height, decoded.width, exact=remover.exact_resize)
         pixels = pipeline.compose(decoded.pixels, mask, options.type)
         cutout = Cutout(pixels, mask, options.type, decoded.icc_profile)
         body = cutout.to_bytes(options.format, quality=options.quality, bg_color=options.bg_color)
@@ -161,6 +174,6 @@ class Engine:
         decoded, x = await slot.io("decode", self._decode, remover, data)
         output = await slot.inference(self._infer, network, x, slot)
         del x  # 12 MB per request: gone before encoding starts
-        result = await slot.io("encode", self._finish, decoded, output, options)
+        result = await slot.io("encode", self._finish, remover, decoded, output, options)
         result.timings = dict(slot.timings)
         return result

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..codecs import FORMATS, OutputFormat, normalize_format
+from ..codecs import FORMATS, OutputFormat, extension_for, normalize_format
 from ..errors import InvalidOptionError
 from ..models import resolve_model
 from ..pipeline import OUTPUT_TYPES, OutputType, normalize_output_type, parse_color
@@ -35,7 +35,7 @@ class RemoveOptions:
 
     @property
     def extension(self) -> str:
-        return {"png": "png", "webp": "webp", "jpeg": "jpg", "rgba8": "rgba", "alpha8": "alpha"}[self.format]
+        return extension_for(self.format).lstrip(".")
 
 
 def _quality(value: str) -> float:

@@ -40,7 +40,9 @@ class ServerSettings:
     ``models``: model names loaded at start-up; the first is the default for requests and the
     one the web page runs in the browser (its published fp16/uint8 file; ``isnet`` maps to
     ``isnet_fp16`` there). ``workers``: inferences that run at the same time.
-    ``threads``: ONNX Runtime threads per worker (default: physical cores / workers).
+    ``threads``: inference threads per worker (default: physical cores / workers).
+    ``device``/``backend``: as for :class:`~cleancut.Remover` (``auto`` picks the fastest
+    backend verified on this machine).
     ``queue_size``: requests that may wait for a worker; more are answered 503 at once.
     ``timeout``: seconds a request may take from admission to answer (504/503 after).
     ``core``: cleancut's own settings (cache folder, offline mode, npm, model URL).
@@ -56,6 +58,7 @@ class ServerSettings:
     workers: int = 1
     threads: int | None = None
     device: str = "auto"
+    backend: str = "auto"
     queue_size: int = 4
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_SERVER_MAX_PIXELS

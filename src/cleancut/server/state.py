@@ -53,11 +53,6 @@ class AppState:
             t.start()
             self._threads.append(t)
 
-    def wait_started(self, timeout: float | None = None) -> None:
-        """Block until the start-up work has finished (tests, benchmarks)."""
-        for t in self._threads:
-            t.join(timeout)
-
     def _load_models(self) -> None:
         self.engine.load()
         if not self.settings.browser:

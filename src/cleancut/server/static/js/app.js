@@ -119,8 +119,9 @@ function describeBrowserEngine(info) {
   const model = state.config.browser.model;
   if (info) {
     const where = info.backend === "webgpu" ? "WebGPU" : `WebAssembly, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-    const isolation = info.isolated ? "" : " — not cross-origin isolated (use HTTPS or localhost): one thread only";
-    setNote(`Running on ${where}; model kept in this browser for offline use${isolation}.`, !info.isolated);
+    const kept = info.persistent ? "; model kept in this browser for offline use" : "";
+    const isolation = info.isolated ? "" : " — open this page over HTTPS or on localhost to use every core";
+    setNote(`Running on ${where}${kept}${isolation}.`, !info.isolated);
     return;
   }
   setNote(`The model (${formatMB(model.size)} MB) is downloaded once from this server and kept in this browser.`);
@@ -453,6 +454,9 @@ function syncColourChip() {
 }
 async function backgroundChanged() {
   syncColourChip();
+if (window.matchMedia("(pointer: coarse)").matches) {
+  $(".drop-title").textContent = "Add photos"; // nothing to drop on a phone
+}
   for (const node of ui.jobs.children) {
     const job = node.job;
     if (!job?.cutout) continue;

@@ -86,6 +86,7 @@ async function prepare(id, config) {
     backend: engine.backend,
     threads: engine.threads,
     isolated: self.crossOriginIsolated,
+    persistent: typeof caches !== "undefined", // no Cache API outside secure contexts
     seconds: (performance.now() - started) / 1000,
   };
 }

@@ -78,16 +78,18 @@ export function preprocess(rgba, width, height, size = INPUT_SIZE) {
 }
 
 /**
- * Network output (S×S floats in 0..1) → full-size uint8 mask.
- * v·255 is rounded to float32 (numpy multiplies float32 by 255 in float32) and truncated,
- * as the reference writes floats into a Uint8Array; then resized to the image's own size.
+ * Network output (S×S floats in 0..1) → full-size uint8 mask: v·255 rounded half up, in
+ * doubles, as pipeline.postprocess (the reference truncates, which caps alpha at 254: the
+ * network's largest output is 0.9999999); then resized to the image's own size on the same
+ * grid. (For the float models the library may resize with OpenCV on the same grid, within
+ * one level; the page always uses this exact port, which pipeline.py keeps as its reference.)
  */
 export function postprocess(output, width, height, size = INPUT_SIZE) {
   const m8 = new Uint8Array(size * size);
   for (let i = 0; i < m8.length; i++) {
     const v = output[i];
-    const clipped = v > 1 ? 1 : v >= 0 ? v : 0; // NaN → 0, as np.clip then astype
-    m8[i] = Math.fround(clipped * 255) | 0;
+    const clipped = v > 1 ? 1 : v >= 0 ? v : 0; // NaN → 0, as np.nan_to_num(np.clip(...))
+    m8[i] = Math.floor(clipped * 255 + 0.5);
   }
   if (width === size && height === size) return m8;
   return resizeBilinear(m8, size, size, 1, 1, width, height);
