@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--model", default="isnet_fp16")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--type", default="foreground", help="foreground | background | mask")
+    ap.add_argument("--format", default="png", help="png | webp | jpeg")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -78,9 +80,9 @@ def main() -> None:
 
         def pipelined(round_: int) -> float:
             out = tmp / f"out{round_}"
-            jobs, fmt = plan_jobs([tmp / "in"], out)
+            jobs, fmt = plan_jobs([tmp / "in"], out, args.format)
             t0 = time.perf_counter()
-            results = list(run_jobs(jobs, remover, OutputOptions(format=fmt)))
+            results = list(run_jobs(jobs, remover, OutputOptions(type=args.type, format=fmt)))
             elapsed = time.perf_counter() - t0
             assert all(r.status == "written" for r in results), [r.error for r in results if r.error]
             shutil.rmtree(out)
@@ -91,8 +93,8 @@ def main() -> None:
             out.mkdir()
             t0 = time.perf_counter()
             for p in photos:
-                cut = remover.remove(p)
-                cut.save(out / f"{p.stem}.png")
+                cut = remover.remove(p, type=args.type)
+                cut.save(out / f"{p.stem}.{args.format}", format=args.format)
             elapsed = time.perf_counter() - t0
             shutil.rmtree(out)
             return len(photos) / elapsed
@@ -110,6 +112,8 @@ def main() -> None:
         "benchmark": "throughput",
         "photos": args.count,
         "megapixels": args.megapixels,
+        "type": args.type,
+        "format": args.format,
         "rounds": args.rounds,
         "session": remover.describe(),
         "images_per_s": {k: round(v, 3) for k, v in med.items()},

@@ -14,11 +14,9 @@ from __future__ import annotations
 import io
 import logging
 import os
-import struct
 import threading
 import uuid
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from .errors import (
     UnreadableImageError,
     UnsupportedImageError,
 )
+from .png import encode_png
 
 __all__ = [
     "FORMATS",
@@ -664,36 +663,14 @@ def encode(
     return buf.getvalue()
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def _encode_png(pixels: np.ndarray, level: int, icc: bytes | None) -> bytes:
-    """PNG through OpenCV's libpng with zlib's RLE strategy.
+    """PNG through cleancut's threaded encoder (:mod:`cleancut.png`).
 
-    On a 12 MP cut-out this is about 2x faster than Pillow at the same level and the file
-    is smaller (RLE suits the long runs of equal alpha a cut-out has): 1.0 s / 10.0 MB
-    against 2.0 s / 12.2 MB, and 6.8 s at Pillow's default level (benchmarks/stages.py).
-    OpenCV cannot embed an ICC profile, so the ``iCCP`` chunk is inserted after ``IHDR``.
+    On a 12 MP cut-out: 0.27 s / 9.9 MB on two threads (0.53 s on one), against 1.14 s /
+    10.4 MB for OpenCV's libpng (level 1, RLE) and 6.8 s for Pillow's default level
+    (benchmarks/png.py). Bit-exact, ICC profile embedded.
     """
-    import cv2
-
-    if pixels.ndim == 3:
-        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-        pixels = cv2.cvtColor(np.ascontiguousarray(pixels), code)
-    params = [
-        cv2.IMWRITE_PNG_COMPRESSION, level,
-        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-    ]  # fmt: skip
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(pixels), params)
-    if not ok:  # pragma: no cover - libpng does not fail on valid uint8 arrays
-        raise InvalidOptionError("OpenCV could not encode the PNG")
-    data = buf.tobytes()
-    if not icc:
-        return data
-    ihdr_end = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
-    iccp = _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
-    return data[:ihdr_end] + iccp + data[ihdr_end:]
+    return encode_png(pixels, level=level, icc_profile=icc)
 
 
 # --------------------------------------------------------------------------- writing
