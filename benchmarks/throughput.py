@@ -99,7 +99,11 @@ def main() -> None:
             shutil.rmtree(out)
             return len(photos) / elapsed
 
-        rates: dict[str, list[float]] = {"inference_only": [], "pipeline": [], "serial": []}
+        rates: dict[str, list[float]] = {
+            "inference_only": [],
+            "pipeline": [],
+            "serial": [],
+        }
         for r in range(args.rounds):
             rates["inference_only"].append(inference_only())
             rates["pipeline"].append(pipelined(r))
@@ -119,6 +123,9 @@ def main() -> None:
         "images_per_s": {k: round(v, 3) for k, v in med.items()},
         "all_rounds": {k: [round(x, 3) for x in v] for k, v in rates.items()},
         "pipeline_vs_inference_only": round(med["pipeline"] / med["inference_only"], 3),
+        "pipeline_per_round_vs_inference": [
+            round(p / i, 3) for p, i in zip(rates["pipeline"], rates["inference_only"], strict=True)
+        ],
         "serial_vs_inference_only": round(med["serial"] / med["inference_only"], 3),
     }
     text = json.dumps(report, indent=2, default=str)
