@@ -119,7 +119,11 @@ class _Progress:
         if not self.tty:
             if key not in self.announced:
                 self.announced.add(key)
-                click.echo(f"fetching {key[6:]} ({total / 2**20:.1f} MiB)…", err=True)
+                name = key.rsplit("/", 1)[-1]
+                if total > 1:
+                    click.echo(f"fetching {name} ({total / 2**20:.1f} MiB)…", err=True)
+                else:  # a derived model: built locally, no bytes to count
+                    click.echo(f"preparing {name} (once)…", err=True)
             return
         from tqdm import tqdm
 
