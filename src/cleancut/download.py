@@ -334,37 +334,46 @@ def _download_from(
 # --------------------------------------------------------------------------- npm
 
 
-@contextmanager
-def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
+def npm_pack(npm: str, spec: str, workdir: Path, timeout: float) -> Path:
+    """Run ``npm pack SPEC`` into ``workdir`` and return the tarball.
+
+    The registry is whatever the user's npm is configured for; no host name is written here.
+    """
     exe = shutil.which(npm)
     if exe is None:
         raise DownloadError(f"the npm client {npm!r} is not installed (set CLEANCUT_NPM to its path)")
+    cmd = [exe, "pack", spec, "--pack-destination", str(workdir), "--silent"]
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DownloadError(f"`npm pack {spec}` did not finish in {timeout:.0f} s") from exc
+    except OSError as exc:
+        raise DownloadError(f"could not run {exe}: {exc}") from exc
+    tarballs = sorted(workdir.glob("*.tgz"))
+    if proc.returncode != 0 or not tarballs:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise DownloadError(f"`npm pack {spec}` failed (exit {proc.returncode}): {' '.join(detail)}")
+    return tarballs[0]
+
+
+@contextmanager
+def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
     spec = f"{DATA_PACKAGE}@{DATA_VERSION}"
     with tempfile.TemporaryDirectory(prefix="cleancut-npm-") as tmpdir:
         tmp = Path(tmpdir)
-        cmd = [exe, "pack", spec, "--pack-destination", str(tmp), "--silent"]
-        try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                cwd=tmp,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise DownloadError(f"`npm pack {spec}` did not finish in {timeout:.0f} s") from exc
-        except OSError as exc:
-            raise DownloadError(f"could not run {exe}: {exc}") from exc
-        tarballs = sorted(tmp.glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise DownloadError(f"`npm pack {spec}` failed (exit {proc.returncode}): {' '.join(detail)}")
+        tarball = npm_pack(npm, spec, tmp, timeout)
         dist = tmp / "dist"
         dist.mkdir()
         try:
-            with tarfile.open(tarballs[0], "r:gz") as tar:
+            with tarfile.open(tarball, "r:gz") as tar:
                 for member in tar:
                     name = member.name
                     if not member.isfile() or not name.startswith("package/dist/"):
@@ -379,7 +388,7 @@ def _npm_source(npm: str, timeout: float) -> Iterator[_Source]:
                         shutil.copyfileobj(src, out, 1 << 20)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DownloadError(f"the npm tarball of {spec} is unreadable: {exc}") from exc
-        tarballs[0].unlink()
+        tarball.unlink()
         yield _DirSource(dist, f"npm package {spec} ")
 
 

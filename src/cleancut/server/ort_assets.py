@@ -18,7 +18,6 @@ import base64
 import hashlib
 import logging
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import uuid
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from ..config import Settings
+from ..download import npm_pack, sha256_file
 from ..errors import ChecksumMismatchError, DownloadError
 
 __all__ = [
@@ -77,50 +77,15 @@ class OrtAssets:
         return self.folder / name if name in ORT_FILES else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _problems(folder: Path) -> list[str]:
     out = []
     for name, digest in ORT_FILES.items():
         path = folder / name
         if not path.is_file():
             out.append(f"{name} is missing")
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             out.append(f"{name} does not match its pinned SHA-256")
     return out
-
-
-def _npm_pack(npm: str, workdir: Path) -> Path:
-    exe = shutil.which(npm)
-    if exe is None:
-        raise DownloadError(f"the npm client {npm!r} is not installed (set CLEANCUT_NPM to its path)")
-    spec = f"{ORT_WEB_PACKAGE}@{ORT_WEB_VERSION}"
-    cmd = [exe, "pack", spec, "--pack-destination", str(workdir), "--silent"]
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=_NPM_TIMEOUT,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DownloadError(f"`npm pack {spec}` did not finish in {_NPM_TIMEOUT:.0f} s") from exc
-    except OSError as exc:
-        raise DownloadError(f"could not run {exe}: {exc}") from exc
-    tarballs = sorted(workdir.glob("*.tgz"))
-    if proc.returncode != 0 or not tarballs:
-        detail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise DownloadError(f"`npm pack {spec}` failed (exit {proc.returncode}): {detail}")
-    return tarballs[0]
 
 
 def _check_integrity(tarball: Path) -> None:
@@ -182,7 +147,7 @@ def provision_ort(settings: Settings, ort_dir: Path | None = None) -> OrtAssets:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ort-", dir=target.parent) as tmpdir:
         work = Path(tmpdir)
-        tarball = _npm_pack(settings.npm, work)
+        tarball = npm_pack(settings.npm, f"{ORT_WEB_PACKAGE}@{ORT_WEB_VERSION}", work, _NPM_TIMEOUT)
         _check_integrity(tarball)
         stage = work / "stage"
         stage.mkdir()
