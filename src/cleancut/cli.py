@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_options import engine_options
 from .codecs import FORMATS, normalize_format
 from .config import Settings
 from .errors import CleancutError, InvalidOptionError
@@ -214,19 +215,7 @@ def cli(verbose: int) -> None:
     metavar="COLOR",
     help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
-)
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
-    help="Inference engine; auto picks the fastest one verified on this machine.",
-)
+@engine_options
 @click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
 @click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: physical cores)."
@@ -452,18 +441,7 @@ def models_verify(
     show_default=True,
     type=click.Choice(model_names(), case_sensitive=False),
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
-)
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
-)
+@engine_options
 @click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_settings_options

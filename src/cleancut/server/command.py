@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..cli_options import engine_options
 from ..errors import CleancutError
 from ..models import DEFAULT_MODEL, model_names
 from .settings import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SERVER_MAX_PIXELS
@@ -80,19 +81,7 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     type=click.IntRange(min=0),
     help="Requests that may wait for a worker; beyond, 503 with Retry-After at once.",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "gpu"], case_sensitive=False),
-)
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "onnxruntime", "openvino"], case_sensitive=False),
-    help="Inference engine; auto picks the fastest one verified on this machine.",
-)
+@engine_options
 @click.option(
     "--browser/--no-browser",
     default=True,
