@@ -47,10 +47,6 @@ def photos(extra: Path | None) -> list[Path]:
     return found
 
 
-def mask(y: np.ndarray) -> np.ndarray:
-    return np.floor(np.clip(y.reshape(y.shape[-2:]), 0, 1) * 255.0 + 0.5).astype(np.uint8)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="isnet_fp16")
@@ -110,7 +106,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 y = run(x)
                 times[name].append(time.perf_counter() - t0)
-                masks[name][photo] = mask(y)
+                masks[name][photo] = pipeline.quantize(y)
 
     ref = masks["ort-fp32"]
     ref_median = statistics.median(times["ort-fp32"])

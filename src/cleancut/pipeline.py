@@ -33,6 +33,7 @@ __all__ = [
     "parse_color",
     "postprocess",
     "preprocess",
+    "quantize",
     "resize_bilinear",
 ]
 
@@ -127,6 +128,19 @@ def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> n
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
+def quantize(output: np.ndarray) -> np.ndarray:
+    """One network output (``[..., S, S]`` in 0..1) → ``[S, S]`` uint8, rounded half up
+    (see :func:`postprocess` for why not truncated)."""
+    m = np.asarray(output, dtype=np.float32)
+    if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
+        raise InvalidOptionError(f"expected one [..., S, S] prediction, got shape {m.shape}")
+    m = m.reshape(m.shape[-2:])
+    # NaN (a broken model or provider) becomes background instead of undefined casts.
+    m = np.nan_to_num(np.clip(m, 0.0, 1.0), nan=0.0)
+    m8: np.ndarray = np.floor(m.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
+    return m8
+
+
 def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | None = None) -> np.ndarray:
     """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
 
@@ -139,13 +153,7 @@ def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | No
     ``exact``: ``True`` always uses the exact port of the reference resize, ``False`` always
     OpenCV on the same grid (within one level, 11x faster), ``None`` OpenCV above 2 MP only.
     """
-    m = np.asarray(output, dtype=np.float32)
-    if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
-        raise InvalidOptionError(f"expected one [..., S, S] prediction, got shape {m.shape}")
-    m = m.reshape(m.shape[-2:])
-    # NaN (a broken model or provider) becomes background instead of undefined casts.
-    m = np.nan_to_num(np.clip(m, 0.0, 1.0), nan=0.0)
-    m8 = np.floor(m.astype(np.float64) * 255.0 + 0.5).astype(np.uint8)
+    m8 = quantize(output)
     fast = height * width > _FAST_UPSAMPLE_PIXELS if exact is None else not exact
     if fast:
         return _resize_fast(m8, height, width)
