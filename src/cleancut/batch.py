@@ -29,7 +29,7 @@ from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExi
 from .models import INPUT_SIZE
 from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
-from .remover import DEFAULT_PNG_LEVEL, Remover
+from .remover import DEFAULT_PNG_LEVEL, Cutout, Remover
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -248,14 +248,13 @@ def _finish(
     t0 = time.perf_counter()
     mask = pipeline.postprocess(y, decoded.height, decoded.width, exact=exact)
     t1 = time.perf_counter()
-    pixels = pipeline.compose(decoded.pixels, mask, options.type)
-    if pixels.ndim == 3 and (options.bg_color is not None or options.format == "jpeg"):
-        pixels = pipeline.flatten(pixels, options.bg_color or (255, 255, 255))
-    data = codecs.encode(
-        pixels,
+    cut = Cutout(
+        pipeline.compose(decoded.pixels, mask, options.type), mask, options.type, decoded.icc_profile
+    )
+    data = cut.to_bytes(
         options.format,
         quality=options.quality,
-        icc_profile=decoded.icc_profile,
+        bg_color=options.bg_color,
         png_compress_level=options.png_compress_level,
     )
     t2 = time.perf_counter()
