@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,21 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 TEST_CACHE = Path(os.environ.get("CLEANCUT_TEST_CACHE", REPO / ".cache" / "cleancut"))
 CHUNK = 4 * 1024 * 1024
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR for a huge image, with (almost) no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def model_settings_for(cache_dir: Path, **overrides: object) -> Settings:

@@ -10,9 +10,7 @@ and one run each for the ``small`` and ``large`` models.
 from __future__ import annotations
 
 import io
-import struct
 import threading
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from cleancut import (
 )
 from cleancut.download import fetch_model
 from cleancut.pipeline import resize_bilinear
-from conftest import EXAMPLES, model_settings_for
+from conftest import EXAMPLES, model_settings_for, png_claiming
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512x512
 CHELSEA = EXAMPLES / "chelsea.jpg"  # 451x300, not square: orientation changes its shape
@@ -67,21 +65,6 @@ def iou(a: np.ndarray, b: np.ndarray, threshold: int = 128) -> float:
 def rgb_of(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG signature and IHDR for a huge image, with (almost) no pixel data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def decode_bytes(data: bytes) -> Image.Image:

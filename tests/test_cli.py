@@ -12,8 +12,6 @@ import io
 import json
 import os
 import shutil
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from PIL import Image
 
 from cleancut import Settings
 from cleancut.cli import cli
-from conftest import EXAMPLES
+from conftest import EXAMPLES, png_claiming
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512x512
 CHELSEA = EXAMPLES / "chelsea.jpg"  # 451x300
@@ -83,19 +81,6 @@ def load(data_or_path: bytes | Path) -> Image.Image:
 def copy_photo(folder: Path, src: Path = ASTRONAUT, name: str = "photo.jpg") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(src, folder / name))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def no_gpu() -> bool:
