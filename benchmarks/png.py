@@ -5,7 +5,8 @@
                              [--sizes 4000x3000,6000x4000] [--quick] [--json out.json]
 
 Compares what ``codecs._encode_png`` does today (OpenCV's libpng, level 1, Z_RLE), Pillow
-at level 1, and :func:`cleancut.png.encode_png` with 1 and 2 threads, at levels 1 and 3,
+at level 1, and :func:`cleancut.png.encode_png` with 1 and 2 threads, at levels 1 and 3
+(ISA-L's deflate; the same with zlib's, ISA-L switched off, as a row of its own),
 with each PNG row filter and zlib strategy. Every encoder runs on the same array in the
 same process; the settings take turns (round robin, a different one first each round)
 and each reports the median of ``--repeat`` runs: wall time and CPU time (all threads).
@@ -45,6 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from cleancut import png as cleancut_png  # noqa: E402
 from cleancut.png import PngFilter, PngStrategy, encode_png, usable_cores  # noqa: E402
 
 Encoder = Callable[[np.ndarray], bytes]
@@ -93,6 +95,20 @@ def ours(level: int, threads: int, png_filter: PngFilter, strategy: PngStrategy)
     return run
 
 
+def ours_zlib(level: int, threads: int) -> Encoder:
+    """Our encoder with ISA-L switched off: what the ISA-L deflate buys, side by side."""
+
+    def run(pixels: np.ndarray) -> bytes:
+        saved = cleancut_png._isal
+        cleancut_png._isal = None
+        try:
+            return encode_png(pixels, level=level, threads=threads)
+        finally:
+            cleancut_png._isal = saved
+
+    return run
+
+
 def settings(quick: bool) -> list[Setting]:
     rows = [
         Setting("cv2 L1 rle (codecs today)", cv2_rle(1)),
@@ -118,6 +134,8 @@ def settings(quick: bool) -> list[Setting]:
     for level, threads, png_filter, strategy in ours_grid:
         name = f"ours L{level} t{threads} {png_filter}/{strategy}"
         rows.append(Setting(name, ours(level, threads, png_filter, strategy), ours=True))
+    if cleancut_png._isal is not None:
+        rows += [Setting(f"ours L1 t{t} up/default, zlib", ours_zlib(1, t), ours=True) for t in (1, 2)]
     return rows
 
 

@@ -1,4 +1,4 @@
-"""A multi-threaded, lossless PNG encoder in numpy and the standard library's ``zlib``.
+"""A multi-threaded, lossless PNG encoder in numpy and ISA-L's deflate (``zlib`` as fallback).
 
 Writing a 12 MP RGBA cut-out used to dominate a cut-out's end-to-end time: libpng (through
 OpenCV or Pillow) filters and deflates the whole image on one core. Here the scanlines are
@@ -9,10 +9,11 @@ ordinary PNG that every decoder reads.
 
 How the stream is put together (the technique pigz uses):
 
-* every block gets its own ``zlib.compressobj(level, DEFLATED, -15)`` (raw deflate, no
-  header); all blocks but the last end with ``Z_SYNC_FLUSH`` (which ends on a byte boundary
-  with an empty stored block, so the next block's deflate data can follow directly), the
-  last one with ``Z_FINISH`` (which sets the final-block bit);
+* every block gets its own raw-deflate compressor (no header): ISA-L's (``isal`` on PyPI,
+  Intel's hand-vectorised deflate, 4-5x zlib's speed) at levels 1-3, zlib's otherwise; all
+  blocks but the last end with ``Z_SYNC_FLUSH`` (which ends on a byte boundary with an
+  empty stored block, so the next block's deflate data can follow directly), the last one
+  with ``Z_FINISH`` (which sets the final-block bit);
 * the two-byte header zlib itself would write (``78 01`` at level 1) goes in front, and
   the Adler-32 of the whole filtered data goes at the end: each block computes its own
   Adler-32, and the main thread combines them in order (:func:`_adler32_combine`, the
@@ -44,11 +45,17 @@ import os
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
 from .errors import InvalidOptionError
+
+_isal: Any
+try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - isal has wheels for every common platform
+    _isal = None
 
 __all__ = ["PngFilter", "PngStrategy", "encode_png", "usable_cores"]
 
@@ -142,10 +149,10 @@ def encode_png(
         lo = starts[index]
         hi = min(lo + block_rows, height)
         filtered = _filter_rows(pixels, lo, hi, channels, code).data
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zstrategy)
+        compressor = _compressor(level, zstrategy)
         last = hi == height
         data = compressor.compress(filtered) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
-        return data, zlib.adler32(filtered), filtered.nbytes
+        return data, _adler32(filtered), filtered.nbytes
 
     workers = min(threads, len(starts))
     if workers == 1:
@@ -172,6 +179,27 @@ def encode_png(
     return b"".join(parts)
 
 
+def _compressor(level: int, strategy: int) -> Any:
+    """A raw-deflate compressor: ISA-L for levels 1-3 with the default strategy, else zlib.
+
+    Measured on a 1.5 MP cut-out, Up-filtered (6.0 MB): zlib level 1 84 ms → 1.99 MB, ISA-L
+    level 1 18 ms → 1.88 MB (smaller *and* 4.7x faster). In a folder batch the encoder
+    shares the two cores with the model, so its CPU time is throughput lost (issue 3).
+    ISA-L has levels 0-3 only and ignores strategies; level 0 here means *stored* (zlib).
+    """
+    if _isal is not None and 1 <= level <= 3 and strategy == zlib.Z_DEFAULT_STRATEGY:
+        return _isal.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
+    return zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
+
+
+def _adler32(data: memoryview | bytes) -> int:
+    return int(_isal.adler32(data)) if _isal is not None else zlib.adler32(data)
+
+
+def _crc32(data: bytes | memoryview, value: int = 0) -> int:
+    return int(_isal.crc32(data, value)) if _isal is not None else zlib.crc32(data, value)
+
+
 def _int_option(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise InvalidOptionError(f"{name} must be an integer {low}..{high}, got {value!r}")
@@ -194,7 +222,7 @@ def _zlib_header(level: int, strategy: int) -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes | memoryview) -> list[bytes | memoryview]:
-    crc = zlib.crc32(data, zlib.crc32(kind))
+    crc = _crc32(data, _crc32(kind))
     return [struct.pack(">I", len(data)) + kind, data, struct.pack(">I", crc)]
 
 

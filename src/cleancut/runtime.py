@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "GPU_PROVIDERS",
+    "MODES",
     "Backend",
     "Device",
     "InferenceSession",
+    "Mode",
     "Session",
     "available_providers",
     "default_threads",
@@ -41,6 +43,10 @@ Device = Literal["auto", "cpu", "gpu"]
 DEVICES: tuple[Device, ...] = ("auto", "cpu", "gpu")
 Backend = Literal["auto", "onnxruntime", "openvino"]
 BACKENDS: tuple[Backend, ...] = ("auto", "onnxruntime", "openvino")
+#: ``latency``: every thread on one image (one photo, the server). ``throughput``: several
+#: images at once in independent streams (folder batches; see batch.run_jobs).
+Mode = Literal["latency", "throughput"]
+MODES: tuple[Mode, ...] = ("latency", "throughput")
 
 
 class Session(Protocol):
@@ -50,6 +56,8 @@ class Session(Protocol):
     model_path: Path
     threads: int
     max_batch: int
+    #: How many ``run`` calls may usefully overlap (OpenVINO's streams in throughput mode).
+    streams: int
 
     @property
     def provider(self) -> str: ...
@@ -165,6 +173,7 @@ class InferenceSession:
     _output: str = field(init=False)
     max_batch: int = field(init=False)
     backend = "onnxruntime"
+    streams = 1  # one intra-op pool: overlapping runs would only fight over its threads
 
     def __post_init__(self) -> None:
         self._input = self.session.get_inputs()[0].name
@@ -224,7 +233,7 @@ class InferenceSession:
         }
 
 
-_sessions: dict[tuple[str, str, str, bool, int], Session] = {}
+_sessions: dict[tuple[str, str, str, bool, int, str], Session] = {}
 _lock = threading.Lock()
 
 
@@ -296,17 +305,21 @@ def get_session(
     strict: bool = False,
     threads: int | None = None,
     cache_dir: Path | None = None,
+    mode: Mode = "latency",
 ) -> Session:
-    """The process-wide session for this graph, backend, device and thread count.
+    """The process-wide session for this graph, backend, device, thread count and mode.
 
     Created once and shared: sessions are thread-safe, and a second copy would only
     double the memory. ``cache_dir`` (the cleancut cache) is where OpenVINO keeps compiled
-    models and TensorRT its engines.
+    models and TensorRT its engines. ``mode="throughput"`` (folder batches) lets OpenVINO
+    split the threads into independent streams that each run one image; onnxruntime ignores it.
     """
     if backend == "auto":
         raise InvalidOptionError("resolve backend='auto' first (cleancut.backends.resolve)")
+    if mode not in MODES:
+        raise InvalidOptionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     n = threads if threads and threads > 0 else default_threads()
-    key = (str(path), backend, device, strict, n)
+    key = (str(path), backend, device, strict, n, mode)
     with _lock:
         sess = _sessions.get(key)
         if sess is None:
@@ -314,7 +327,9 @@ def get_session(
                 from .openvino_backend import create_session
 
                 ov_cache = None if cache_dir is None else cache_dir / "openvino"
-                sess = create_session(path, device=device, strict=strict, threads=n, cache_dir=ov_cache)
+                sess = create_session(
+                    path, device=device, strict=strict, threads=n, cache_dir=ov_cache, mode=mode
+                )
             else:
                 sess = _create(path, device, strict, n, cache_dir)
             _sessions[key] = sess
