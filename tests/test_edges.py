@@ -1,0 +1,229 @@
+"""Edge options on synthetic data with a known foreground, background and alpha."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from cleancut import edges, maskops, matting, pipeline, refine
+from cleancut.errors import InvalidOptionError
+
+
+def _scene(
+    h: int = 240, w: int = 320, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(I, F, B, α)`` uint8: a smooth reddish subject with soft, strand-like edges over a
+    smooth blue-green background; ``I = α·F + (1 − α)·B``."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    f = np.stack([200 + 40 * np.sin(xx / 37), 80 + 30 * np.cos(yy / 29), 60 + 0 * xx], axis=2)
+    b = np.stack([30 + 20 * np.sin(yy / 23), 120 + 60 * np.cos(xx / 41), 210 + 0 * xx], axis=2)
+    canvas = np.zeros((h * 4, w * 4), np.uint8)
+    cv2.ellipse(canvas, (w * 2, h * 2), (w, h), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    for _ in range(120):  # thin strands: most of the edge band is semi-transparent
+        t = rng.uniform(0, 2 * np.pi)
+        x0, y0 = w * 2 + w * np.cos(t), h * 2 + h * np.sin(t)
+        x1, y1 = x0 + 160 * np.cos(t + rng.normal(0, 0.3)), y0 + 160 * np.sin(t + rng.normal(0, 0.3))
+        cv2.line(canvas, (int(x0), int(y0)), (int(x1), int(y1)), 255, 2, cv2.LINE_AA)
+    alpha = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+    a = alpha.astype(np.float32)[:, :, None] / 255
+    image = np.clip(a * f + (1 - a) * b + 0.5, 0, 255).astype(np.uint8)
+    return image, f.astype(np.uint8), b.astype(np.uint8), alpha
+
+
+def _y_from(mask: np.ndarray, size: int = 256) -> np.ndarray:
+    """A network-like output: the mask resized to ``size²`` on the reference grid, 0..1."""
+    small = pipeline.resize_bilinear(mask, size, size).astype(np.float32) / 255
+    return small[None, None]
+
+
+# ---------------------------------------------------------------- decontamination
+
+
+@pytest.mark.parametrize("method", ["blur_fusion", "multilevel"])
+def test_decontamination_recovers_foreground_better_than_observed(method: str) -> None:
+    image, f, _, alpha = _scene()
+    est = edges.foreground_colors(image, alpha, edges.EdgeOptions(decontaminate=method))
+    soft = (alpha > 0) & (alpha < 255)
+    weight = (alpha[soft] / 255.0)[:, None]  # errors count as much as the pixel shows
+    err_est = float((np.abs(est[soft].astype(float) - f[soft]) * weight).mean())
+    err_obs = float((np.abs(image[soft].astype(float) - f[soft]) * weight).mean())
+    assert err_est < 0.6 * err_obs, (err_est, err_obs)
+    # only soft pixels change
+    assert np.array_equal(est[~soft], image[~soft])
+
+
+def test_background_estimate_and_none_is_identity() -> None:
+    image, _, b, alpha = _scene()
+    soft = (alpha > 0) & (alpha < 255)
+    est = edges.background_colors(image, alpha, edges.EdgeOptions(decontaminate="blur_fusion"))
+    weight = (1 - alpha[soft] / 255.0)[:, None]
+    err_est = float((np.abs(est[soft].astype(float) - b[soft]) * weight).mean())
+    err_obs = float((np.abs(image[soft].astype(float) - b[soft]) * weight).mean())
+    assert err_est < 0.6 * err_obs
+    none = edges.EdgeOptions(decontaminate="none")
+    assert np.array_equal(edges.foreground_colors(image, alpha, none), image)
+    assert np.array_equal(edges.background_colors(image, alpha, none), image)
+
+
+def test_decontamination_keeps_alpha_channel_and_dtype() -> None:
+    image, _, _, alpha = _scene(64, 80)
+    rgba = np.dstack([image, np.full(alpha.shape, 77, np.uint8)])
+    out = edges.foreground_colors(rgba, alpha, edges.EdgeOptions(decontaminate="blur_fusion"))
+    assert out.shape == rgba.shape and out.dtype == np.uint8
+    assert np.all(out[:, :, 3] == 77)
+
+
+def test_tiled_blur_fusion_matches_whole_image_pass() -> None:
+    """The fast path (wide pass on a downscaled copy, narrow pass per tile) stays close to
+    the paper's whole-image formulation."""
+    image, _, _, alpha = _scene(300, 700, seed=3)
+    soft = (alpha > 0) & (alpha < 255)
+    whole, _ = matting.blur_fusion(image.astype(np.float32) / 255, alpha.astype(np.float32) / 255)
+    tiled = image.copy()
+    matting.blur_fusion_tiled(image, alpha, tiled, 0)
+    diff = np.abs(tiled[soft].astype(float) - np.round(whole[soft] * 255))
+    assert diff.mean() < 1.0, diff.mean()
+
+
+def test_tiled_multilevel_matches_whole_image() -> None:
+    image, _, _, alpha = _scene(300, 600, seed=4)
+    soft = (alpha > 0) & (alpha < 255)
+    whole, _ = matting.multilevel(image.astype(np.float32) / 255, alpha.astype(np.float32) / 255)
+    tiled = image.copy()
+    # levels above 16 k pixels run tiled here (above 1 MP by default)
+    matting.multilevel_tiled(image, alpha, tiled, 0, whole_level_pixels=1 << 14)
+    diff = np.abs(tiled[soft].astype(float) - np.round(whole[soft] * 255))
+    assert diff.mean() < 1.5, diff.mean()
+
+
+# ---------------------------------------------------------------- refinement
+
+
+def test_bilinear_without_controls_equals_postprocess_exactly() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.random((1, 1, 64, 64), dtype=np.float32)
+    pixels = rng.integers(0, 256, (37, 91, 3), dtype=np.uint8)
+    opts = edges.EdgeOptions(refine="bilinear", decontaminate="none")
+    for exact in (True, False):
+        assert np.array_equal(edges.make_mask(y, pixels, opts, exact=exact),
+                              pipeline.postprocess(y, 37, 91, exact=exact))  # fmt: skip
+
+
+def test_guided_keeps_a_clean_mask_clean() -> None:
+    image, _, _, _ = _scene(240, 320, seed=1)
+    y = np.zeros((1, 1, 128, 128), np.float32)
+    assert np.all(refine.guided_upsample(y, image) == 0)
+    assert np.all(refine.guided_upsample(y + 1, image) == 255)
+    opts = edges.EdgeOptions(refine="guided", decontaminate="none")
+    out = edges.make_mask(y + 1, image, opts)
+    assert out.shape == image.shape[:2] and out.dtype == np.uint8
+
+
+def test_guided_follows_a_sharp_edge_better_than_bilinear() -> None:
+    h, w = 768, 1024
+    truth = np.zeros((h, w), np.uint8)
+    truth[:, 417:] = 255  # a vertical edge between two colours, off the 64-px grid
+    photo = np.where(truth[:, :, None] == 255, np.uint8([220, 60, 40]), np.uint8([30, 90, 200])).astype(
+        np.uint8
+    )
+    # a correct but low-resolution prediction (64² for a 1024-px photo): bilinear upsampling
+    # smears the edge over 16 px, the guide's sharp edge should pull it back
+    y = _y_from(truth, 64)
+    bil = edges.make_mask(y, photo, edges.EdgeOptions(refine="bilinear", decontaminate="none"))
+    gui = refine.guided_upsample(y, photo, radius=2, eps=1e-3)
+    err_b = np.abs(bil.astype(float) - truth).mean()
+    err_g = np.abs(gui.astype(float) - truth).mean()
+    assert err_g < 0.5 * err_b, (err_g, err_b)
+
+
+# ---------------------------------------------------------------- mask controls
+
+
+def test_threshold_binarises_at_the_level() -> None:
+    m = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    out = maskops.threshold(m, 100)
+    assert set(np.unique(out)) == {0, 255}
+    assert np.all((out == 255) == (m >= 100))
+    y = _y_from(m, 16)
+    via = edges.make_mask(
+        y, np.zeros((16, 16, 3), np.uint8), edges.EdgeOptions(threshold=100, decontaminate="none")
+    )
+    assert set(np.unique(via)) <= {0, 255}
+
+
+def test_feather_softens_a_hard_edge_symmetrically() -> None:
+    m = np.zeros((50, 100), np.uint8)
+    m[:, 50:] = 255
+    out = maskops.feather(m, 2.0)
+    row = out[25].astype(int)
+    assert row[0] == 0 and row[-1] == 255
+    assert 0 < row[49] < 128 < row[50] < 255
+    assert abs((row[49] + row[50]) - 255) <= 2
+    soft = ((out > 0) & (out < 255)).sum(axis=1)
+    assert np.all(soft >= 8)  # ±3σ of 2 px: several soft pixels per row
+
+
+def test_islands_and_holes_are_removed_by_size() -> None:
+    m = np.zeros((200, 200), np.uint8)
+    m[40:160, 40:160] = 255  # subject: 14400 px
+    m[90:94, 90:94] = 0  # hole of 16 px (0.04 % of the image)
+    m[5:9, 5:9] = 200  # island of 16 px, soft
+    m[180:195, 5:35] = 255  # island of 450 px (1.1 %)
+    m[0:10, 190:200] = 255  # touching the border: an island, not a hole question
+    area = m.size
+    out = maskops.remove_islands(m, 200 / area)
+    assert np.all(out[5:9, 5:9] == 0) and np.all(out[0:10, 190:200] == 0)
+    assert np.all(out[180:195, 5:35] == 255) and np.all(out[40:160, 40:90] == 255)
+    out = maskops.fill_holes(out, 100 / area)
+    assert np.all(out[90:94, 90:94] == 255)
+    # the background around the subject touches the border: never filled
+    assert np.all(out[0:30, 0:30] == 0)
+    opts = edges.EdgeOptions(min_island=200 / area, min_hole=100 / area, decontaminate="none")
+    via = edges.make_mask(_y_from(m, 200), np.zeros((200, 200, 3), np.uint8), opts)
+    assert via[7, 7] == 0 and via[92, 92] == 255
+
+
+def test_islands_measured_by_mass_not_pixel_count() -> None:
+    m = np.zeros((100, 100), np.uint8)
+    m[10:40, 10:40] = 10  # 900 px but mass 900·10/255 ≈ 35 px
+    out = maskops.remove_islands(m, 100 / m.size)
+    assert np.all(out == 0)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"refine": "bicubic"}, "refine"),
+        ({"decontaminate": "yes"}, "decontaminate"),
+        ({"threshold": 256}, "threshold"),
+        ({"threshold": -1}, "threshold"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"feather": -1.0}, "feather"),
+        ({"feather": float("nan")}, "feather"),
+        ({"min_island": 1.0}, "min_island"),
+        ({"min_hole": -0.1}, "min_hole"),
+        ({"min_hole": "0.1"}, "min_hole"),
+    ],
+)
+def test_validate_rejects_with_an_actionable_message(kwargs: dict[str, object], fragment: str) -> None:
+    opts = edges.EdgeOptions(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match=fragment):
+        opts.validate()
+    with pytest.raises(InvalidOptionError):
+        edges.make_mask(np.zeros((1, 1, 8, 8), np.float32), np.zeros((8, 8, 3), np.uint8), opts)
+
+
+def test_validate_accepts_defaults_and_bad_shapes_are_refused() -> None:
+    edges.EdgeOptions().validate()
+    edges.EdgeOptions(threshold=0, feather=3, min_island=0.5, min_hole=0.01).validate()
+    with pytest.raises(InvalidOptionError, match="mask"):
+        edges.foreground_colors(
+            np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), np.uint8), edges.EdgeOptions()
+        )
+    with pytest.raises(InvalidOptionError, match="pixels"):
+        edges.make_mask(np.zeros((1, 1, 8, 8), np.float32), np.zeros((8, 8), np.uint8), edges.EdgeOptions())
