@@ -185,8 +185,25 @@ def test_subject_opaque_background_transparent(fg: Cutout) -> None:
     assert 0.2 < (fg.mask >= 128).mean() < 0.8
 
 
-def test_rgb_is_the_decoded_input(fg: Cutout) -> None:
-    np.testing.assert_array_equal(fg.pixels[:, :, :3], rgb_of(ASTRONAUT))
+def test_rgb_is_the_decoded_input_outside_the_soft_edge(fg: Cutout) -> None:
+    """Decontamination (on by default) only recolours soft edge pixels: where the mask is
+    0 or 255 the cut-out's RGB is the photo's, bit for bit."""
+    rgb = rgb_of(ASTRONAUT)
+    soft = (fg.mask > 0) & (fg.mask < 255)
+    assert 0 < soft.mean() < 1
+    np.testing.assert_array_equal(fg.pixels[:, :, :3][~soft], rgb[~soft])
+    assert (fg.pixels[:, :, :3][soft] != rgb[soft]).any()  # and it did recolour some
+
+
+def test_plain_options_give_the_reference_cutout(model_settings: Settings, fg: Cutout) -> None:
+    """``refine="bilinear", decontaminate="none"``: the reference's bilinear mask on the
+    photo's own colours, exactly the pipeline's postprocess and apply_mask."""
+    plain = remove_background(ASTRONAUT, settings=model_settings, refine="bilinear", decontaminate="none")
+    np.testing.assert_array_equal(plain.pixels[:, :, :3], rgb_of(ASTRONAUT))
+    np.testing.assert_array_equal(plain.pixels[:, :, 3], plain.mask)
+    # the default's guided mask is the same subject, with edges that follow the photo
+    assert iou(plain.mask, fg.mask) > 0.97
+    assert 0 < np.abs(plain.mask.astype(int) - fg.mask.astype(int)).mean() < 8
 
 
 def test_timings_reported(fg: Cutout) -> None:
@@ -212,7 +229,9 @@ def test_remove_foreground_is_inverted(kinds: dict[str, Cutout], astro_mask: np.
     assert bg.type == "background"
     assert bg.pixels.shape == (512, 512, 4)
     np.testing.assert_array_equal(bg.pixels[:, :, 3], 255 - astro_mask)
-    np.testing.assert_array_equal(bg.pixels[:, :, :3], rgb_of(ASTRONAUT))
+    # the photo's colours, except soft edge pixels: decontaminated towards the background
+    hard = (astro_mask == 0) | (astro_mask == 255)
+    np.testing.assert_array_equal(bg.pixels[:, :, :3][hard], rgb_of(ASTRONAUT)[hard])
     assert bg.pixels[:, :, 3][WALL_TOP_RIGHT].mean() > 225
 
 
@@ -341,7 +360,7 @@ def test_save_never_overwrites_silently(fg: Cutout, tmp_path: Path) -> None:
     assert target.read_bytes() == first
     fg.save(target, format="png", overwrite=True)
     assert decode_bytes(target.read_bytes()).format == "PNG"
-    assert list(tmp_path.glob(".*.tmp")) == []
+    assert list(tmp_path.glob(".*tmp")) == []
 
 
 # --------------------------------------------------------------------------- EXIF and ICC
@@ -353,9 +372,11 @@ def test_exif_orientation_applied(rotated_cut: Cutout, concurrent_masks: list[np
     assert rotated_cut.size == (451, 300)  # upright size, not the stored 300x451
     assert rotated_cut.mask.shape == upright.shape
     assert iou(rotated_cut.mask, upright) >= 0.98
-    # the decoded pixels are the upright cat (up to JPEG re-encoding)
+    # the decoded pixels are the upright cat (up to JPEG re-encoding; soft edge pixels are
+    # decontaminated, so compared where the mask is hard)
     diff = np.abs(rotated_cut.pixels[:, :, :3].astype(int) - rgb_of(CHELSEA).astype(int))
-    assert diff.mean() < 4
+    hard = (rotated_cut.mask == 0) | (rotated_cut.mask == 255)
+    assert diff[hard].mean() < 4
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
@@ -527,3 +548,96 @@ def test_large_model_agrees_with_fp16(model_settings: Settings, astro_mask: np.n
     assert score >= 0.9
     # fp32 widened from the fp16 weights: nearly the same numbers
     assert np.abs(cut.mask.astype(int) - astro_mask.astype(int)).mean() < 2
+
+
+# --------------------------------------------------------------------------- edges and framing
+# Four more inferences: the e-commerce preset (flat keywords), edges + blur background
+# (objects on Remover), a cropped mask, and a kept background on a colour.
+
+
+@pytest.fixture(scope="module")
+def ecommerce_cut(model_settings: Settings) -> Cutout:
+    return remove_background(CHELSEA, settings=model_settings, preset="ecommerce", max_size=256)
+
+
+def test_ecommerce_preset_through_the_flat_api(
+    ecommerce_cut: Cutout, concurrent_masks: list[np.ndarray]
+) -> None:
+    from cleancut.framing import Framing, frame_mask
+
+    cut = ecommerce_cut
+    assert cut.size == (256, 256) and cut.pixels.shape == (256, 256, 4)
+    assert (cut.pixels[:, :, 3] == 255).all()  # opaque: JPEG needs no flattening
+    assert (cut.pixels[cut.mask == 0][:, :3] == 255).all()  # white where there is no subject
+    # The mask comes back framed exactly as the pixels: the library's plain mask, framed.
+    expected, geo = frame_mask(concurrent_masks[0], Framing.ecommerce(max_size=256))
+    np.testing.assert_array_equal(cut.mask, expected)
+    assert cut.box == geo.box
+    left, top, right, bottom = geo.box
+    assert 0 <= left < right <= 451 and 0 <= top < bottom <= 300
+    im = decode_bytes(cut.to_bytes("jpeg", quality=0.9))
+    assert im.format == "JPEG" and im.size == (256, 256)
+
+
+def test_edges_and_blur_background_on_remover(remover: Remover, astro_mask: np.ndarray) -> None:
+    from cleancut import EdgeOptions, Framing
+
+    cut = remover.remove(
+        ASTRONAUT,
+        edges=EdgeOptions(refine="guided", decontaminate="blur_fusion"),
+        framing=Framing(background="blur", crop=True, margin=0.1),
+    )
+    assert cut.box is not None
+    left, top, right, bottom = cut.box
+    assert cut.size == (right - left, bottom - top)
+    assert cut.mask.shape == (cut.height, cut.width)
+    assert (cut.pixels[:, :, 3] == 255).all()
+    # Spelling out the default edge options changes nothing: the mask is the default cut's.
+    np.testing.assert_array_equal(cut.mask, astro_mask[top:bottom, left:right])
+    # Opaque subject pixels are the photo; background pixels are blurred, not the photo.
+    photo = rgb_of(ASTRONAUT)[top:bottom, left:right]
+    inside = cut.mask == 255
+    np.testing.assert_array_equal(cut.pixels[inside][:, :3], photo[inside])
+    away = cut.mask == 0
+    assert np.abs(cut.pixels[away][:, :3].astype(int) - photo[away].astype(int)).mean() > 3
+
+
+def test_segment_foreground_crops_the_mask(model_settings: Settings, astro_mask: np.ndarray) -> None:
+    from cleancut.framing import subject_box
+
+    cut = segment_foreground(ASTRONAUT, settings=model_settings, margin=0.0, max_size=128)
+    assert cut.type == "mask" and cut.pixels is cut.mask and max(cut.size) == 128
+    left, top, right, bottom = subject_box(astro_mask) or (0, 0, 0, 0)
+    assert cut.box == (left, top, right, bottom)  # a margin implies crop; 0 = the subject box
+
+
+def test_remove_foreground_fills_the_subject_with_a_colour(
+    model_settings: Settings, astro_mask: np.ndarray
+) -> None:
+    cut = remove_foreground(ASTRONAUT, settings=model_settings, background="#00ff00")
+    assert (cut.pixels[:, :, 3] == 255).all()
+    assert (cut.pixels[astro_mask == 255][:, :3] == (0, 255, 0)).all()
+    photo = rgb_of(ASTRONAUT)
+    np.testing.assert_array_equal(cut.pixels[astro_mask == 0][:, :3], photo[astro_mask == 0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"background": "white", "type": "mask"}, "a background or shadow needs a cut-out"),
+        ({"shadow": True, "type": "background"}, "a shadow needs a subject"),
+        ({"refine": "sharp"}, "unknown refine method 'sharp'"),
+        ({"preset": "catalog"}, "unknown preset 'catalog'"),
+        ({"padding": 0.5}, "padding must be a number in [0, 0.5)"),
+    ],
+)
+def test_bad_edge_and_framing_options_fail_before_inference(
+    model_settings: Settings, kwargs: dict[str, Any], fragment: str
+) -> None:
+    kind = kwargs.pop("type", "foreground")
+    fn = {"foreground": remove_background, "background": remove_foreground, "mask": segment_foreground}[kind]
+    events: list[str] = []
+    with pytest.raises(cleancut.InvalidOptionError) as info:
+        fn(ASTRONAUT, settings=model_settings, progress=lambda k, c, t: events.append(k), **kwargs)
+    assert fragment in str(info.value)
+    assert not [e for e in events if e.startswith("compute:")]  # nothing ran

@@ -378,7 +378,7 @@ def test_timings_present(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> 
 
 def test_no_temp_files_left(mixed_run: tuple[Path, list[Job], list[JobResult]]) -> None:
     root, _, _ = mixed_run
-    assert list(root.rglob(".*.tmp")) == []
+    assert list(root.rglob(".*tmp")) == []
     assert sorted(
         p.relative_to(root / "out").as_posix() for p in (root / "out").rglob("*") if p.is_file()
     ) == ["chelsea.png", "done.png", "sub/coffee.png"]
@@ -403,3 +403,66 @@ def test_only_prechecked_jobs_need_no_model(tmp_path: Path, remover: Remover) ->
     results = list(run_jobs(jobs, remover, OutputOptions()))
     assert [r.status for r in results] == ["skipped", "failed"]
     assert existing.read_bytes() == b"old"
+
+
+# --------------------------------------------------------------------------- throughput mode
+
+
+@pytest.fixture(scope="module")
+def throughput_remover(remover: Remover) -> Remover:
+    rem = Remover("isnet_fp16", settings=remover.settings, mode="throughput").load()
+    if rem.session.streams < 2:
+        pytest.skip(f"{rem.session.provider} runs one stream here; nothing parallel to test")
+    return rem
+
+
+def test_throughput_mode_runs_parallel_streams_in_input_order(
+    tmp_path: Path, throughput_remover: Remover, remover: Remover
+) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for p in (CHELSEA, COFFEE, ASTRONAUT):
+        shutil.copy(p, inp / p.name)
+    touch(inp / "bad.jpg", b"plain text, not a JPEG\n")
+    touch(out / "done.png", b"existing output")
+    shutil.copy(COFFEE, inp / "done.jpg")
+    jobs = [
+        Job(inp / "chelsea.jpg", out / "chelsea.png", "chelsea.jpg"),
+        Job(inp / "bad.jpg", out / "bad.png", "bad.jpg"),
+        Job(inp / "done.jpg", out / "done.png", "done.jpg"),
+        Job(inp / "coffee.jpg", out / "coffee.png", "coffee.jpg"),
+        Job(inp / "astronaut.jpg", None, "astronaut.jpg"),
+    ]
+    results = list(run_jobs(jobs, throughput_remover, OutputOptions()))
+    assert [r.job for r in results] == jobs
+    assert [r.status for r in results] == ["written", "failed", "skipped", "written", "written"]
+    assert results[1].error is not None and "not an image" in results[1].error
+    assert (out / "done.png").read_bytes() == b"existing output"
+    assert list(tmp_path.rglob(".*tmp")) == []
+    for r in (results[0], results[3]):
+        for key in ("decode", "preprocess", "inference", "postprocess", "encode"):
+            assert r.timings[key] >= 0, (key, r.timings)
+    # the same cut as the latency-mode session (one thread per stream, so bf16 sums may
+    # round differently: allow a level or two, never a different subject)
+    assert results[4].data is not None
+    with Image.open(io.BytesIO(results[4].data)) as im:
+        alpha = np.asarray(im)[:, :, 3].astype(np.int16)
+    reference = remover.remove(ASTRONAUT).mask.astype(np.int16)
+    assert np.abs(alpha - reference).mean() < 0.5
+    assert ((alpha >= 128) == (reference >= 128)).mean() > 0.999
+
+
+def test_throughput_mode_cancel(tmp_path: Path, throughput_remover: Remover) -> None:
+    import threading
+
+    event = threading.Event()
+    event.set()
+    jobs = [Job(CHELSEA, tmp_path / "a.png", "a"), Job(COFFEE, tmp_path / "b.png", "b")]
+    with pytest.raises(CancelledError):
+        list(run_jobs(jobs, throughput_remover, OutputOptions(), cancel=event))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_is_checked() -> None:
+    with pytest.raises(InvalidOptionError, match="mode must be one of latency, throughput"):
+        Remover(mode="fast")

@@ -44,6 +44,22 @@ REMOVE_OPTIONS = [
     "--quiet",
     "--output",
     "--strict-device",
+    "--refine",
+    "--decontaminate",
+    "--threshold",
+    "--feather",
+    "--min-island",
+    "--min-hole",
+    "--background",
+    "--fit",
+    "--blur",
+    "--shadow",
+    "--crop",
+    "--margin",
+    "--square",
+    "--padding",
+    "--max-size",
+    "--preset",
 ]
 
 
@@ -69,7 +85,7 @@ def error_lines(result: Result) -> list[str]:
 
 
 def tmp_files(folder: Path) -> list[Path]:
-    return sorted(folder.rglob(".*.tmp"))
+    return sorted(folder.rglob(".*tmp"))
 
 
 def load(data_or_path: bytes | Path) -> Image.Image:
@@ -125,7 +141,8 @@ def test_single_file_to_png(tmp_path: Path, mask: np.ndarray) -> None:
     assert im.format == "PNG" and im.mode == "RGBA" and im.size == (512, 512)
     px = np.asarray(im)
     np.testing.assert_array_equal(px[:, :, 3], mask)
-    np.testing.assert_array_equal(px[:, :, :3], np.asarray(load(ASTRONAUT).convert("RGB")))
+    hard = (mask == 0) | (mask == 255)  # soft edge pixels are decontaminated
+    np.testing.assert_array_equal(px[:, :, :3][hard], np.asarray(load(ASTRONAUT).convert("RGB"))[hard])
     assert tmp_files(tmp_path) == []
 
 
@@ -540,3 +557,65 @@ def test_strict_gpu_fails_on_cpu_only_machine(tmp_path: Path) -> None:
     assert "strict" in lines[0] and "gpu" in lines[0].lower()
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+# --------------------------------------------------------------------------- edges and framing
+# Three more inferences: the e-commerce preset to JPEG, an image background with a crop, and
+# a refined, thresholded mask.
+
+
+def test_ecommerce_preset_to_jpeg(tmp_path: Path) -> None:
+    out = tmp_path / "product.jpg"
+    result = run(CHELSEA, "-o", out, "--preset", "ecommerce", "--max-size", "300")
+    assert result.exit_code == 0, result.output
+    im = load(out)
+    assert im.format == "JPEG" and im.mode == "RGB" and im.size == (300, 300)
+    px = np.asarray(im).astype(int)
+    for corner in (px[:4, :4], px[:4, -4:], px[-4:, :4], px[-4:, -4:]):
+        assert corner.min() >= 245  # white canvas (JPEG rounding aside)
+
+
+def test_image_background_with_a_crop(tmp_path: Path, mask: np.ndarray) -> None:
+    from cleancut.framing import subject_box
+
+    out = tmp_path / "on-coffee.png"
+    result = run(ASTRONAUT, "-o", out, "--background", COFFEE, "--fit", "fill", "--margin", "0")
+    assert result.exit_code == 0, result.output
+    im = load(out)
+    left, top, right, bottom = subject_box(mask) or (0, 0, 0, 0)
+    assert im.size == (right - left, bottom - top)  # --margin implies --crop
+    px = np.asarray(im)
+    assert (px[:, :, 3] == 255).all()  # an opaque background
+    face = np.asarray(load(ASTRONAUT).convert("RGB"))[FACE]
+    fy, fx = FACE
+    inside = px[fy.start - top : fy.stop - top, fx.start - left : fx.stop - left, :3]
+    assert np.abs(inside.astype(int) - face.astype(int)).mean() < 3  # the subject is the photo
+
+
+def test_refined_thresholded_mask(tmp_path: Path, mask: np.ndarray) -> None:
+    out = tmp_path / "mask.png"
+    result = run(ASTRONAUT, "-o", out, "--type", "mask", "--refine", "guided", "--threshold", "128")
+    assert result.exit_code == 0, result.output
+    hard = np.asarray(load(out))
+    assert set(np.unique(hard).tolist()) <= {0, 255}  # thresholded
+    assert ((hard > 0) == (mask >= 128)).mean() > 0.98  # the same subject, guided
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--background", "no-such-file.jpg"], "no such image file"),
+        (["--padding", "0.6"], "padding must be a number in [0, 0.5)"),
+        (["--type", "mask", "--background", "white"], "a background or shadow needs a cut-out"),
+        (["--bg-color", "red", "--background", "blue"], "--bg-color and --background"),
+        (["--type", "background", "--shadow"], "a shadow needs a subject"),
+        (["--min-island", "2"], "--min-island"),
+    ],
+)
+def test_bad_framing_options_are_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
+    photo = copy_photo(tmp_path)
+    result = run(photo, *args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written

@@ -37,6 +37,7 @@ from cleancut.errors import (
     InputNotFoundError,
     InvalidOptionError,
     OutputExistsError,
+    OutputWriteError,
     TruncatedImageError,
     UnreadableImageError,
     UnsupportedImageError,
@@ -1124,7 +1125,7 @@ def test_format_from_path_and_extension_for() -> None:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith("tmp"))
 
 
 def test_write_atomic_writes_and_creates_parents(tmp_path: Path) -> None:
@@ -1160,11 +1161,11 @@ def test_write_atomic_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     target = tmp_path / "out.png"
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputWriteError, match="no space left"):
         write_atomic(target, b"x" * 1000)
     assert list(tmp_path.iterdir()) == []
     target.write_bytes(b"old")
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputWriteError, match="no space left"):
         write_atomic(target, b"new", overwrite=True)
     assert target.read_bytes() == b"old"
     assert _leftovers(tmp_path) == []
@@ -1176,7 +1177,7 @@ def test_write_atomic_read_only_folder(tmp_path: Path) -> None:
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        with pytest.raises(PermissionError):
+        with pytest.raises(OutputWriteError, match="no permission"):
             write_atomic(folder / "out.png", b"x")
         assert list(folder.iterdir()) == []
     finally:

@@ -625,7 +625,7 @@ def test_cancel_before_start_makes_no_request(mirror: Mirror, tmp_path: Path) ->
 def test_verification_stamp_skips_rehashing_until_the_file_changes(
     model_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A verified, settled model leaves a stamp (size, mtime, inode): later checks trust it
+    """A verified, settled model leaves a stamp (size, mtime, ctime, inode): later checks trust it
     without hashing 88 MB; any rewrite of the file changes the stamp's key and re-hashes."""
     import os
 
@@ -636,6 +636,7 @@ def test_verification_stamp_skips_rehashing_until_the_file_changes(
     shutil.copyfile(model_settings.models_dir / spec.filename, path)
     old = time.time() - 60
     os.utime(path, (old, old))  # settled: written well before the check
+    time.sleep(2.1)  # and changed (ctime, which utime moves to now) well before it too
     assert verify_installed(spec, path)
     assert (tmp_path / f".{spec.filename}.verified").is_file()
 

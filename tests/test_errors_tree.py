@@ -27,6 +27,9 @@ TREE: dict[str, tuple[str, type[BaseException] | None]] = {
     "ChecksumMismatchError": ("ModelError", ValueError),
     "DeviceError": ("CleancutError", RuntimeError),
     "OutputExistsError": ("CleancutError", FileExistsError),
+    "OutputWriteError": ("CleancutError", OSError),
+    "UrlRefusedError": ("CleancutError", ValueError),
+    "UrlFetchError": ("CleancutError", ConnectionError),
     "CancelledError": ("CleancutError", RuntimeError),
 }
 

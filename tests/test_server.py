@@ -191,6 +191,73 @@ def test_jpeg_on_a_colour(client: TestClient, photo: bytes, reference_mask: np.n
     assert mean[0] > 230 and mean[1] < 30 and mean[2] < 30  # red where the mask is empty
 
 
+def test_ecommerce_preset(client: TestClient, photo: bytes, reference_mask: np.ndarray) -> None:
+    from cleancut.framing import Framing, frame_mask
+
+    r = client.post(
+        "/api/remove?preset=ecommerce&max_size=256", content=photo, headers={"Content-Type": "image/jpeg"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-image-width"] == r.headers["x-image-height"] == "256"
+    img = decode(r.content)
+    assert img.format == "PNG" and img.size == (256, 256)
+    px = np.asarray(img.convert("RGBA"))
+    assert (px[:, :, 3] == 255).all()
+    # The library's mask framed the same way: white wherever it is empty, and the same box.
+    framed, geo = frame_mask(reference_mask, Framing.ecommerce(max_size=256))
+    assert (px[framed == 0][:, :3] == 255).all()
+    assert r.headers["x-crop-box"] == ",".join(map(str, geo.box))
+
+
+def test_background_image_upload_crop_and_edges(
+    client: TestClient, photo: bytes, reference_mask: np.ndarray
+) -> None:
+    blue = io.BytesIO()
+    Image.new("RGB", (40, 30), (0, 0, 255)).save(blue, "PNG")
+    r = client.post(
+        "/api/remove",
+        files={
+            "file": ("a.jpg", photo, "image/jpeg"),
+            "background": ("bg.png", blue.getvalue(), "image/png"),
+        },
+        data={
+            "crop": "true",
+            "margin": "0.02",
+            "refine": "guided",
+            "decontaminate": "none",
+            "format": "webp",
+            "quality": "1",
+        },
+    )
+    assert r.status_code == 200, r.text
+    left, top, right, bottom = map(int, r.headers["x-crop-box"].split(","))
+    img = decode(r.content)
+    assert (
+        img.size
+        == (right - left, bottom - top)
+        == (int(r.headers["x-image-width"]), int(r.headers["x-image-height"]))
+    )
+    px = np.asarray(img.convert("RGBA")).astype(int)
+    assert (px[:, :, 3] == 255).all()
+    empty = reference_mask[top:bottom, left:right] == 0
+    assert empty.sum() > 1000
+    assert (np.abs(px[empty][:, :3] - (0, 0, 255)).max(axis=1) <= 2).mean() > 0.97  # the blue image
+    face = np.asarray(decode(photo).convert("RGB"))[60:120, 190:270].astype(int)
+    assert np.abs(px[60 - top : 120 - top, 190 - left : 270 - left, :3] - face).mean() < 2
+
+
+def test_unreadable_background_image_is_400(client: TestClient) -> None:
+    r = client.post(
+        "/api/remove",
+        files={
+            "file": ("a.png", png_bytes(), "image/png"),
+            "background": ("bg.png", b"not an image", "image/png"),
+        },
+    )
+    body = assert_error(r, 400, "unreadable_image")
+    assert "background image" in body["detail"]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -207,6 +274,24 @@ def test_jpeg_on_a_colour(client: TestClient, photo: bytes, reference_mask: np.n
         ("model=isnet_quint8", "not loaded"),
         ("bgcolor=white", "unknown option"),
         ("format=alpha8&bg_color=white", "alpha8"),
+        ("format=alpha8&background=white", "alpha8"),
+        ("background=/etc/passwd", "not a colour"),
+        ("shadow=maybe", "shadow must be true or false"),
+        ("padding=0.6", "padding must be a number in [0, 0.5)"),
+        ("margin=-1", "margin"),
+        ("blur=0", "blur"),
+        ("fit=stretch", "fit must be one of"),
+        ("preset=catalog", "unknown preset"),
+        ("type=mask&background=white", "needs a cut-out"),
+        ("type=background&shadow=1", "a shadow needs a subject"),
+        ("refine=fancy", "unknown refine method"),
+        ("decontaminate=all", "unknown decontaminate method"),
+        ("threshold=300", "threshold"),
+        ("feather=-2", "feather"),
+        ("min_island=1", "min_island"),
+        ("max_size=abc", "max_size must be a whole number"),
+        ("max_size=0", "max_size"),
+        ("bg_color=red&background=blue", "give one"),
     ],
 )
 def test_bad_options_are_422_before_anything_runs(client: TestClient, query: str, fragment: str) -> None:
@@ -472,7 +557,10 @@ def test_openapi_documents_the_endpoint(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     op = spec["paths"]["/api/remove"]["post"]
     names = {p["name"] for p in op["parameters"]}
-    assert names == {"model", "type", "format", "quality", "bg_color"}
+    assert {"model", "type", "format", "quality", "bg_color"} <= names
+    assert {"refine", "decontaminate", "threshold", "feather", "min_island", "min_hole"} <= names
+    assert {"background", "fit", "blur", "shadow", "crop", "margin", "square", "padding"} <= names
+    assert {"max_size", "preset"} <= names
     assert set(op["requestBody"]["content"]) == {"image/*", "multipart/form-data"}
     assert {"200", "400", "413", "415", "422", "503", "504"} <= set(op["responses"])
     docs = client.get("/docs")

@@ -289,6 +289,60 @@ def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: L
     assert got["bg"] == h(pipeline.apply_mask(rgba, mask, invert=True))
 
 
+def test_javascript_framing_matches_framing_py(page: tuple[Any, Seen], live: LiveServer) -> None:
+    """framing.js puts the subject where cleancut.framing does (crop, square, padding, cap),
+    and the e-commerce preset gives a white square."""
+    from cleancut.framing import Framing, geometry
+
+    pg, _ = page
+    open_page(pg, live)
+    yy, xx = np.mgrid[0:90, 0:140]
+    mask = np.clip((25 - np.hypot(yy - 40, xx - 110)) * 60 + 128, 0, 255).astype(np.uint8)
+    cases = [
+        Framing(crop=True, margin=0.05),
+        Framing(crop=True, margin=0.0, square=True, padding=0.075, max_size=50),
+        Framing(square=True, padding=0.2),
+        Framing.ecommerce(),
+    ]
+    got = pg.evaluate(
+        """async ({mask, w, h, cases}) => {
+            const f = await import('/static/js/framing.js');
+            const alpha = Uint8Array.from(atob(mask), (c) => c.charCodeAt(0));
+            const geos = cases.map((o) => f.geometry(alpha, w, h, o));
+            const cut = document.createElement('canvas');
+            cut.width = w; cut.height = h;
+            const img = new ImageData(w, h);
+            for (let i = 0; i < alpha.length; i++) { img.data[4 * i] = 200; img.data[4 * i + 3] = alpha[i]; }
+            cut.getContext('2d').putImageData(img, 0, 0);
+            const { canvas } = f.frame(cut, null, f.ECOMMERCE);
+            const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+            return { geos, size: [canvas.width, canvas.height], corner: Array.from(px.slice(0, 4)) };
+        }""",
+        {
+            "mask": base64.b64encode(mask.tobytes()).decode(),
+            "w": 140,
+            "h": 90,
+            "cases": [
+                {
+                    "crop": c.crop,
+                    "margin": c.margin,
+                    "square": c.square,
+                    "padding": c.padding,
+                    "maxSize": c.max_size,
+                }
+                for c in cases
+            ],
+        },
+    )
+    for framing, js in zip(cases, got["geos"], strict=True):
+        geo = geometry(mask, framing)
+        assert tuple(js["box"]) == geo.box and tuple(js["window"]) == geo.window
+        assert tuple(js["size"]) == geo.size
+    eco = geometry(mask, Framing.ecommerce())
+    assert tuple(got["size"]) == eco.size and got["size"][0] == got["size"][1]
+    assert got["corner"] == [255, 255, 255, 255]
+
+
 def test_private_mode_cuts_out_in_the_browser_and_uploads_nothing(
     page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from .api import (
     alphamask,
     apply_segmentation_mask,
+    edge_options,
     preload,
     remove_background,
     remove_foreground,
@@ -18,6 +19,7 @@ from .api import (
 )
 from .codecs import FORMATS, DecodedImage, decode
 from .config import Settings
+from .edges import EdgeOptions
 from .errors import (
     CancelledError,
     ChecksumMismatchError,
@@ -31,11 +33,15 @@ from .errors import (
     ModelError,
     ModelNotFoundError,
     OutputExistsError,
+    OutputWriteError,
     TruncatedImageError,
     UnknownModelError,
     UnreadableImageError,
     UnsupportedImageError,
+    UrlFetchError,
+    UrlRefusedError,
 )
+from .framing import Framing, make_framing
 from .models import DEFAULT_MODEL, MODELS, ModelSpec, resolve_model
 from .pipeline import OUTPUT_TYPES
 from .remover import Cutout, Remover
@@ -52,6 +58,8 @@ __all__ = [
     "DecodedImage",
     "DeviceError",
     "DownloadError",
+    "EdgeOptions",
+    "Framing",
     "ImageError",
     "ImageTooLargeError",
     "InputNotFoundError",
@@ -60,16 +68,21 @@ __all__ = [
     "ModelNotFoundError",
     "ModelSpec",
     "OutputExistsError",
+    "OutputWriteError",
     "Remover",
     "Settings",
     "TruncatedImageError",
     "UnknownModelError",
     "UnreadableImageError",
     "UnsupportedImageError",
+    "UrlFetchError",
+    "UrlRefusedError",
     "__version__",
     "alphamask",
     "apply_segmentation_mask",
     "decode",
+    "edge_options",
+    "make_framing",
     "preload",
     "remove_background",
     "remove_foreground",

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
@@ -29,7 +29,11 @@ from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExi
 from .models import INPUT_SIZE
 from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
-from .remover import DEFAULT_PNG_LEVEL, Cutout, Remover
+from .remover import DEFAULT_PNG_LEVEL, Remover, make_cutout, make_mask
+
+if TYPE_CHECKING:
+    from .edges import EdgeOptions
+    from .framing import Framing
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -76,6 +80,11 @@ class OutputOptions:
     quality: float = 0.8
     bg_color: tuple[int, int, int] | None = None
     png_compress_level: int = DEFAULT_PNG_LEVEL
+    #: Mask refinement and edge colours (``None``: the reference's mask, the photo's colours).
+    edges: EdgeOptions | None = None
+    #: Background, crop, canvas and size cap. Load a background image once beforehand
+    #: (:meth:`~cleancut.framing.Framing.loaded`), or every job decodes it again.
+    framing: Framing | None = None
 
 
 @dataclass(frozen=True)
@@ -246,10 +255,15 @@ def _finish(
 ) -> tuple[dict[str, float], bytes | None]:
     """Postprocess, compose, encode and write on a worker thread."""
     t0 = time.perf_counter()
-    mask = pipeline.postprocess(y, decoded.height, decoded.width, exact=exact)
+    mask = make_mask(y, decoded.pixels, options.edges, exact=exact)
     t1 = time.perf_counter()
-    cut = Cutout(
-        pipeline.compose(decoded.pixels, mask, options.type), mask, options.type, decoded.icc_profile
+    cut = make_cutout(
+        decoded.pixels,
+        mask,
+        options.type,
+        decoded.icc_profile,
+        edges=options.edges,
+        framing=options.framing,
     )
     data = cut.to_bytes(
         options.format,
@@ -298,6 +312,10 @@ def run_jobs(
     """
     job_list = list(jobs)
     batch = max(1, remover.session.max_batch) if job_list else 1
+    streams = remover.session.streams if job_list and batch == 1 else 1
+    if streams > 1:
+        yield from _run_streams(job_list, remover, options, overwrite, cancel, streams)
+        return
     workers = 1 if batch == 1 else min(4, os.cpu_count() or 1)
     prefetch = max(prefetch, 2 * batch)
     with (
@@ -410,6 +428,97 @@ def run_jobs(
             for _, f, _ in pending:
                 if f is not None:
                     f.cancel()
+
+
+def _run_streams(
+    job_list: list[Job],
+    remover: Remover,
+    options: OutputOptions,
+    overwrite: bool,
+    cancel: CancelSignal | None,
+    streams: int,
+) -> Iterator[JobResult]:
+    """The folder pipeline for a session with several streams (OpenVINO, throughput mode).
+
+    One worker thread per stream takes an image through every stage: decode, preprocess,
+    inference on its own single-threaded stream, postprocess, encode, write. With as many
+    workers as streams as cores, every core always has exactly one thing to do: no stage
+    preempts the model's threads, and no stream waits at a barrier for a preempted thread,
+    which is what held the overlapped pipeline to 68-100 % (median 73 %) of inference-only
+    throughput on the 2-core machine (issue 3; ``benchmarks/throughput.py``). Results come
+    back in input order; at most ``2 · streams`` images are in flight, so memory is flat.
+    """
+
+    def whole(job: Job) -> tuple[dict[str, float], bytes | None]:
+        check_cancel(cancel, job.name)
+        prepared = _decode(job, remover)
+        t0 = time.perf_counter()
+        y = remover.infer(prepared.x, cancel=cancel)
+        timings = {**prepared.timings, "inference": time.perf_counter() - t0}
+        finished, data = _finish(job, prepared.decoded, y, options, overwrite, remover.exact_resize)
+        timings.update(finished)
+        return timings, data
+
+    limit = 2 * streams
+    pending: deque[tuple[Job, Future[tuple[dict[str, float], bytes | None]] | None, JobResult | None, float]]
+    pending = deque()
+    running = [0]
+    it = iter(job_list)
+
+    def refill() -> None:
+        while running[0] < limit and len(pending) < 64 + limit:
+            job = next(it, None)
+            if job is None:
+                return
+            early = _precheck(job, overwrite)
+            if early is not None:
+                pending.append((job, None, early, 0.0))
+            else:
+                pending.append((job, pool.submit(whole, job), None, time.perf_counter()))
+                running[0] += 1
+
+    def outcome(job: Job, fut: Future[tuple[dict[str, float], bytes | None]], started: float) -> JobResult:
+        try:
+            timings, data = fut.result()
+        except (KeyboardInterrupt, SystemExit, CancelledError):
+            raise
+        except BaseException as exc:
+            if isinstance(exc, OutputExistsError) and not overwrite:
+                return JobResult(job, "skipped", str(exc), time.perf_counter() - started)
+            return JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
+        return JobResult(job, "written", None, time.perf_counter() - started, timings, data)
+
+    with ThreadPoolExecutor(streams, thread_name_prefix="cleancut-stream") as pool:
+        try:
+            refill()
+            while pending:
+                job, fut, early, started = pending.popleft()
+                if fut is None:
+                    assert early is not None
+                    yield early
+                else:
+                    running[0] -= 1
+                    try:
+                        result = outcome(job, fut, started)
+                    except CancelledError:
+                        # Report the images that did finish (in order), then stop.
+                        for _, waiting, _, _ in pending:
+                            if waiting is not None:
+                                waiting.cancel()
+                        for j, other, _, t in pending:
+                            if other is not None and not other.cancelled():
+                                try:
+                                    yield outcome(j, other, t)
+                                except CancelledError:
+                                    pass
+                        pending.clear()
+                        raise
+                    yield result
+                refill()
+        finally:
+            for _, leftover, _, _ in pending:
+                if leftover is not None:
+                    leftover.cancel()
 
 
 def _precheck(job: Job, overwrite: bool) -> JobResult | None:

@@ -16,18 +16,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
-from .cli_options import engine_options
+from .cli_options import cut_options, engine_options, ray_options
 from .codecs import FORMATS, normalize_format
 from .config import Settings
 from .errors import CleancutError, InvalidOptionError
 from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
 from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
 from .server.command import serve as serve_cmd
+
+if TYPE_CHECKING:
+    from .batch import OutputOptions
+    from .edges import EdgeOptions
+    from .framing import Framing
 
 __all__ = ["cli", "main"]
 
@@ -215,7 +220,9 @@ def cli(verbose: int) -> None:
     metavar="COLOR",
     help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.",
 )
+@cut_options
 @engine_options
+@ray_options
 @click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
 @click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: physical cores)."
@@ -231,8 +238,13 @@ def remove_cmd(
     fmt: str | None,
     quality: float,
     bg_color: str | None,
+    edges: EdgeOptions | None,
+    framing: Framing | None,
     device: str,
     backend: str,
+    engine: str,
+    address: str | None,
+    num_workers: int | None,
     strict_device: bool,
     threads: int | None,
     overwrite: bool,
@@ -244,20 +256,71 @@ def remove_cmd(
 ) -> None:
     """Cut out INPUT... (files, folders, or - for stdin)."""
     from .batch import OutputOptions, plan_jobs, run_jobs
-    from .remover import Remover
+    from .remover import Remover, check_options
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
         color = parse_color(bg_color) if bg_color is not None else None
-        jobs, out_fmt = plan_jobs(inputs, output, normalize_format(fmt) if fmt else None)
-        options = OutputOptions(
-            type=normalize_output_type(output_type), format=out_fmt, quality=quality, bg_color=color
+        if color is not None and framing is not None and framing.opaque:
+            raise InvalidOptionError("--bg-color and --background both set the background: give one")
+        check_options(normalize_output_type(output_type), edges, framing)
+        if framing is not None:  # a background image is decoded once for the whole batch
+            framing = framing.loaded(max_pixels=settings.max_pixels)
+        on_ray = _check_engine(engine, output, address, num_workers)
+        # the Ray engine plans its own jobs: its inputs and -o may be URIs (s3://…)
+        jobs, out_fmt = (
+            ([], normalize_format(fmt) if fmt else "png")
+            if on_ray
+            else plan_jobs(inputs, output, normalize_format(fmt) if fmt else None)
         )
+        # A run killed mid-write (SIGKILL, power loss) leaves hidden temp files of ours
+        # beside its outputs; the rerun that resumes it clears those whose writer is gone.
+        from .codecs import sweep_stale_temps
+
+        for folder in sorted({job.output.parent for job in jobs if job.output is not None}):
+            sweep_stale_temps(folder)
+        options = OutputOptions(
+            type=normalize_output_type(output_type),
+            format=out_fmt,
+            quality=quality,
+            bg_color=color,
+            edges=edges,
+            framing=framing,
+        )
+        if on_ray:
+            assert output is not None
+            # only what was given: each Ray worker reads its own environment for the rest
+            overrides: dict[str, Any] = {"cache_dir": cache_dir, "model_base_url": model_url}
+            overrides.update(offline=offline, max_pixels=max_pixels)
+            _remove_on_ray(
+                inputs,
+                output,
+                options,
+                model=model,
+                device=device,
+                backend=backend,
+                strict=strict_device,
+                address=address,
+                num_workers=num_workers,
+                threads=threads,
+                overwrite=overwrite,
+                quiet=quiet,
+                settings_overrides={k: v for k, v in overrides.items() if v is not None},
+            )
+            return
         if not jobs:
             click.echo("no images found in the given folders", err=True)
             sys.exit(1)
+        # Several images: the backend may run them in parallel streams (batch.run_jobs).
+        mode = "throughput" if len(jobs) > 1 else "latency"
         remover = Remover(
-            model, device=device, backend=backend, strict=strict_device, threads=threads, settings=settings
+            model,
+            device=device,
+            backend=backend,
+            strict=strict_device,
+            threads=threads,
+            settings=settings,
+            mode=mode,
         )
         remover.load(progress=_Progress(quiet))
 
@@ -296,6 +359,69 @@ def remove_cmd(
                 )
         if counts["failed"]:
             sys.exit(1)
+
+
+def _check_engine(engine: str, output: str | None, address: str | None, num_workers: int | None) -> bool:
+    """Whether this run goes to Ray; usage errors for Ray options without ``--engine ray``."""
+    if engine.lower() != "ray":
+        if address is not None or num_workers is not None:
+            raise InvalidOptionError("--address and --num-workers apply only with --engine ray")
+        return False
+    if output is None or output == "-":
+        raise InvalidOptionError("--engine ray writes into a folder: give -o FOLDER (a path or a URI)")
+    return True
+
+
+def _remove_on_ray(
+    inputs: tuple[str, ...],
+    output: str,
+    options: OutputOptions,
+    *,
+    quiet: bool,
+    **engine: Any,
+) -> None:
+    """``remove --engine ray``: the same bar, error lines, summary and exit code as the local
+    batch; the work runs in :mod:`cleancut.distributed`."""
+    from tqdm import tqdm
+
+    from .distributed import manifest_location, run_ray
+
+    counts = {"written": 0, "skipped": 0, "failed": 0}
+    started = time.perf_counter()
+    show_bar = not quiet and sys.stderr.isatty()
+    bar = tqdm(total=0, unit="img", disable=not show_bar, file=sys.stderr)
+
+    def on_start(total: int) -> None:
+        bar.total = total
+        bar.refresh()
+        if total == 0:
+            click.echo("no images found in the given inputs", err=True)
+
+    try:
+        # Ray's own logs only with -v: the bar, error lines and summary are the interface
+        ray_quiet = not log.isEnabledFor(logging.INFO)
+        for result in run_ray(inputs, output, options, quiet=ray_quiet, on_start=on_start, **engine):
+            counts[result.status] += 1
+            bar.update(1)
+            if result.status == "failed":
+                msg = result.error or "failed"
+                where = "" if result.input in msg else f"{result.input}: "
+                bar.write(f"error: {where}{msg}", file=sys.stderr)
+            elif not quiet and not show_bar:
+                click.echo(f"{result.status}: {result.input} -> {result.output}", err=True)
+    finally:
+        bar.close()
+    total = sum(counts.values())
+    if total == 0:
+        sys.exit(1)
+    if not quiet:
+        click.echo(
+            f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed, "
+            f"of {total} in {time.perf_counter() - started:.1f} s (manifest: {manifest_location(output)})",
+            err=True,
+        )
+    if counts["failed"]:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- models

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from .edges import DECONTAMINATE_METHODS, REFINE_METHODS
+from .errors import InvalidOptionError
+from .framing import FITS, PRESETS, make_framing
 from .runtime import BACKENDS, DEVICES
 
-__all__ = ["engine_options"]
+__all__ = ["ENGINES", "cut_options", "engine_options", "ray_options"]
 
 
 def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,3 +34,182 @@ def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(DEVICES, case_sensitive=False),
     )(f)
     return f
+
+
+ENGINES = ("local", "ray")
+
+
+def ray_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--engine``, ``--address`` and ``--num-workers``: where a batch runs (docs/ray.md)."""
+    f = click.option(
+        "--num-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Ray: actors, each holding one loaded model (default: one per GPU, else one per 4 CPUs).",
+    )(f)
+    f = click.option(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray: the cluster to join (HEAD:6379, ray://HEAD:10001, auto); "
+        "default: start a local Ray for this run.",
+    )(f)
+    f = click.option(
+        "--engine",
+        default="local",
+        show_default=True,
+        type=click.Choice(ENGINES, case_sensitive=False),
+        help="local: this process; ray: a Ray cluster, for inputs and -o that may be URIs "
+        "(s3://…), with a resumable manifest in -o (pip install 'cleancut[ray]').",
+    )(f)
+    return f
+
+
+#: The parameters of the edge and framing options, as click passes them to the command.
+_EDGE_PARAMS = ("refine", "decontaminate", "threshold", "feather", "min_island", "min_hole")
+_FRAMING_PARAMS = (
+    "background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size", "preset",
+)  # fmt: skip
+
+
+def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The edge and framing options of ``cleancut remove``, handed to the command as two
+    objects: ``edges`` (:class:`~cleancut.edges.EdgeOptions` or ``None``) and ``framing``
+    (:class:`~cleancut.framing.Framing` or ``None``). A bad value or combination is a usage
+    error (exit 2) naming the option, before any model is loaded."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .api import edge_options
+
+        edge = {k: kwargs.pop(k) for k in _EDGE_PARAMS}
+        frame = {k: kwargs.pop(k) for k in _FRAMING_PARAMS}
+        try:
+            edges = edge_options(**edge)
+            preset = frame.pop("preset")
+            framing = make_framing(preset, **frame)
+        except InvalidOptionError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        if framing is not None and isinstance(framing.background, Path) and not framing.background.is_file():
+            click.echo(
+                f"error: --background {frame['background']}: no such image file; give a colour "
+                "(white, #rrggbb, R,G,B), blur, transparent, or an image file",
+                err=True,
+            )
+            sys.exit(2)
+        return f(*args, edges=edges, framing=framing, **kwargs)
+
+    def option(*decls: str, **attrs: Any) -> None:
+        click.option(*decls, **attrs)(wrapper)
+
+    # click lists options in the reverse order of decoration: the last added comes first.
+    option(
+        "--preset",
+        type=click.Choice(PRESETS, case_sensitive=False),
+        default=None,
+        help="ecommerce: white background, the subject cropped and centred on a square canvas "
+        "filling 85 % of it, at most 2000 px (other options override its values).",
+    )
+    option(
+        "--max-size",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="PX",
+        help="Scale the output down so its longer side is at most PX (never up).",
+    )
+    option(
+        "--padding",
+        type=float,
+        default=None,
+        metavar="F",
+        help="Square canvas: free border on each side, a fraction of the side (0..0.5); implies --square.",
+    )
+    option(
+        "--square/--no-square",
+        default=None,
+        help="Put the subject (with --crop) or the photo centred on a square canvas.",
+    )
+    option(
+        "--margin",
+        type=float,
+        default=None,
+        metavar="F",
+        help="Crop margin on each side, a fraction of the subject's longer side "
+        "(default 0.05); implies --crop.",
+    )
+    option(
+        "--crop/--no-crop",
+        default=None,
+        help="Crop to the subject (plus --margin), clamped to the photo.",
+    )
+    option(
+        "--shadow/--no-shadow",
+        default=None,
+        help="A soft shadow under the subject (on a transparent background it goes into the alpha).",
+    )
+    option(
+        "--blur",
+        type=float,
+        default=None,
+        metavar="F",
+        help="--background blur: the blur's sigma, a fraction of the output's longer side (default 0.02).",
+    )
+    option(
+        "--fit",
+        type=click.Choice(FITS, case_sensitive=False),
+        default=None,
+        help="--background IMAGE: fill covers the canvas (cropped), fit shows all of it "
+        "(bars in its mean colour). Default: fill.",
+    )
+    option(
+        "--background",
+        default=None,
+        metavar="COLOR|blur|IMAGE",
+        help="What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
+        "itself, blurred), an image file, or transparent (the default). Opaque outputs have no "
+        "alpha, so JPEG works as is.",
+    )
+    option(
+        "--min-hole",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=None,
+        metavar="F",
+        help="Fill holes in the subject smaller than this fraction of the image area.",
+    )
+    option(
+        "--min-island",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=None,
+        metavar="F",
+        help="Drop subject islands smaller than this fraction of the image area.",
+    )
+    option(
+        "--feather",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="PX",
+        help="Soften the mask's edge: a Gaussian of this sigma in pixels.",
+    )
+    option(
+        "--threshold",
+        type=click.IntRange(0, 255),
+        default=None,
+        metavar="0..255",
+        help="Make the mask hard: subject where it is at least this value.",
+    )
+    option(
+        "--decontaminate",
+        type=click.Choice(DECONTAMINATE_METHODS, case_sensitive=False),
+        default=None,
+        help="Replace the old background's colour in soft edge pixels by the subject's "
+        "(default: blur_fusion; none keeps the photo's colours).",
+    )
+    option(
+        "--refine",
+        type=click.Choice(REFINE_METHODS, case_sensitive=False),
+        default=None,
+        help="Mask upsampling: guided (default: follows the photo's edges) or bilinear (the reference's).",
+    )
+    return wrapper

@@ -11,10 +11,13 @@ Pillow's own exceptions never escape: they are translated here, in one place, in
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
+import re
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from .errors import (
     InputNotFoundError,
     InvalidOptionError,
     OutputExistsError,
+    OutputWriteError,
     TruncatedImageError,
     UnreadableImageError,
     UnsupportedImageError,
@@ -49,6 +53,7 @@ __all__ = [
     "format_from_path",
     "mime_type",
     "normalize_format",
+    "sweep_stale_temps",
     "write_atomic",
 ]
 
@@ -216,6 +221,10 @@ def _pillow_limits(max_pixels: int) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns (UserWarning) about damaged metadata it then skips ("Tag data larger
+            # than file", "Possibly corrupt EXIF data"): the image decodes or we raise our own
+            # error, so those lines with Pillow's file paths are no use to a user.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             yield
     finally:
         if raise_it:
@@ -542,9 +551,18 @@ def _from_array(a: np.ndarray, max_pixels: int) -> DecodedImage:
     return DecodedImage(np.ascontiguousarray(a))
 
 
+_ORIENTATION_TAG: Final = 0x0112
+
+
 def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
     try:
-        out = ImageOps.exif_transpose(img)
+        # Pillow's exif_transpose returns a *copy* of an upright image: 3.4 ms per 1.5 MP
+        # photo that a folder batch takes from the model (issue 3). Only orientations 2-8 move.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # as in decoding
+            if img.getexif().get(_ORIENTATION_TAG, 1) not in range(2, 9):
+                return img
+            out = ImageOps.exif_transpose(img)
     except Exception:  # malformed EXIF must not cost the user the cut-out
         log.warning("%s: the EXIF orientation could not be read; using the stored orientation", name)
         return img
@@ -627,7 +645,8 @@ def encode(
             return np.ascontiguousarray(pixels).tobytes()
         rgb = pixels if channels == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
         alpha = np.full((*pixels.shape[:2], 1), 255, np.uint8)
-        return np.concatenate([rgb, alpha], axis=2).tobytes()
+        raw: bytes = np.concatenate([rgb, alpha], axis=2).tobytes()
+        return raw
     if fmt == "alpha8":
         if channels == 1:
             return np.ascontiguousarray(pixels).tobytes()
@@ -676,19 +695,103 @@ def _encode_png(pixels: np.ndarray, level: int, icc: bytes | None) -> bytes:
 # --------------------------------------------------------------------------- writing
 
 
+#: Temporary files of :func:`write_atomic`: ``.NAME.<pid>.<12 hex>.cleancut-tmp``. The pid
+#: says whose they are, so a later run can tell a file left by a killed writer (pid gone)
+#: from one a live writer is still filling.
+TEMP_SUFFIX: Final = ".cleancut-tmp"
+_TEMP_RE: Final = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + "$")
+#: A temp file this old is stale even if its pid is alive: the pid was reused (or the writer
+#: hangs), since no single write takes hours.
+STALE_TEMP_AGE: Final = 6 * 3600.0
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def sweep_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_AGE) -> list[Path]:
+    """Remove temporary files that :func:`write_atomic` left in ``folder`` (not recursive).
+
+    A writer killed between creating its temp file and renaming it (SIGKILL, power loss)
+    leaves ``.NAME.<pid>.<hex>.cleancut-tmp`` behind. Only files with exactly that name
+    pattern are touched, and only when their pid no longer runs or they are older than
+    ``max_age`` seconds; files of a live writer and anyone else's files are left alone.
+    Returns what was removed. Missing or unreadable folders are not an error.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_RE.match(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _pid_alive(int(m["pid"])) and age < max_age:
+            continue
+        try:
+            Path(entry.path).unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove the stale temporary file %s: %s", entry.path, exc)
+            continue
+        log.info("removed %s, left by an interrupted write", entry.path)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _write_error(target: Path, exc: OSError) -> OutputWriteError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on the device (disk full or over quota)"
+        hint = "free some space and run again: finished outputs are kept and skipped"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = f"no permission to write there ({exc.strerror})"
+        hint = "choose another -o folder or fix its permissions"
+    else:
+        reason = exc.strerror or str(exc)
+        hint = "nothing partial was left behind"
+    err = OutputWriteError(f"cannot write {target}: {reason}; {hint}")
+    err.errno = exc.errno
+    return err
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` so that no partial file is ever visible there.
 
-    The bytes go to a hidden temporary file next to the target, are flushed to disk, and
-    are then moved into place. Without ``overwrite`` an existing file is never replaced,
-    even if it appears between our check and our rename (hard-link publish).
+    The bytes go to a hidden temporary file next to the target (named with our pid, see
+    :func:`sweep_stale_temps`), are flushed to disk, and are then moved into place. Without
+    ``overwrite`` an existing file is never replaced, even if it appears between our check
+    and our rename (hard-link publish). A failed write (disk full, no permission) raises
+    :class:`~cleancut.errors.OutputWriteError` and leaves neither the target nor a temp file.
     """
     target = Path(path)
     if not overwrite and target.exists():
         raise OutputExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = _temp_name(target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
@@ -702,13 +805,22 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
                 raise OutputExistsError(
                     f"{target} appeared while writing; pass overwrite=True to replace it"
                 ) from None
-            except OSError:  # no hard links on this file system
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+                    raise
+                # no hard links on this file system (vfat, some network mounts)
                 if target.exists():
                     raise OutputExistsError(f"{target} exists") from None
                 tmp.replace(target)
+    except OutputExistsError:
+        raise
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     finally:
         try:
             tmp.unlink()
         except FileNotFoundError:
+            pass
+        except OSError:  # the folder itself is gone or unwritable: nothing of ours is left
             pass
     return target

@@ -51,6 +51,7 @@ __all__ = [
     "fetch_model",
     "installed_path",
     "sha256_file",
+    "verify_file",
     "verify_installed",
 ]
 
@@ -406,29 +407,27 @@ def _stamp_path(path: Path) -> Path:
 
 def _stat_key(path: Path) -> dict[str, int]:
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+    # ctime too: unlike mtime it cannot be set back (os.utime moves it), so a byte flipped in
+    # place and the mtime restored afterwards still changes the key.
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
-def verify_installed(spec: ModelSpec, path: Path, *, thorough: bool = False) -> bool:
-    """Check size and SHA-256 of an installed model (derived models: against their record).
+def verify_file(path: Path, expected_size: int | None, expected_sha: str, *, thorough: bool = False) -> bool:
+    """Whether ``path`` has the expected size and SHA-256, sparing the hash when it can.
 
-    Hashing 88-176 MB costs 0.1-0.2 s, so a successful check leaves a stamp of the file's
-    size, mtime and inode; while those are unchanged later checks trust the stamp (as git's
-    index does) — any rewrite, truncation or replacement of the file changes them.
-    ``thorough=True`` always hashes (``cleancut models verify``).
+    Hashing 88-176 MB costs 0.1-0.2 s, so a successful check leaves a stamp
+    (``.NAME.verified``) of the file's size, mtime, ctime and inode; while those are
+    unchanged later checks trust the stamp (as git's index does) — any rewrite, truncation
+    or replacement of the file changes them, and then the file is hashed again.
+    ``thorough=True`` always hashes.
     """
     if not path.is_file():
         return False
-    if spec.sha256 is not None:
-        expected_size, expected_sha = spec.size, spec.sha256
-    else:
-        try:
-            meta = json.loads(path.with_name(path.name + ".json").read_text())
-            expected_size, expected_sha = int(meta["size"]), str(meta["sha256"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
     stamp = _stamp_path(path)
-    stat_key = _stat_key(path)
+    try:
+        stat_key = _stat_key(path)
+    except OSError:
+        return False
     key: dict[str, object] = {**stat_key, "sha256": expected_sha}
     if not thorough:
         try:
@@ -436,20 +435,44 @@ def verify_installed(spec: ModelSpec, path: Path, *, thorough: bool = False) -> 
                 return True
         except (OSError, ValueError):
             pass
-    ok = path.stat().st_size == expected_size and sha256_file(path) == expected_sha
-    # A stamp is only trusted if the file was last written well before it: a rewrite in the
-    # same file-system timestamp tick as the stamp could otherwise keep the same mtime.
-    settled = time.time_ns() - stat_key["mtime_ns"] > 2_000_000_000
+    try:
+        ok = (expected_size is None or path.stat().st_size == expected_size) and sha256_file(
+            path
+        ) == expected_sha
+    except OSError:
+        ok = False
+    # A stamp is only trusted if the file was last changed well before it: a rewrite in the
+    # same file-system timestamp tick as the stamp could otherwise keep the same times.
+    changed = max(stat_key["mtime_ns"], stat_key["ctime_ns"])
+    settled = time.time_ns() - changed > 2_000_000_000
     if ok and settled:
+        tmp = stamp.with_name(f"{stamp.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            tmp = stamp.with_name(f"{stamp.name}.{uuid.uuid4().hex[:8]}.tmp")
             tmp.write_text(json.dumps(key))
             tmp.replace(stamp)
         except OSError:  # a read-only cache still works, just without the shortcut
-            pass
+            tmp.unlink(missing_ok=True)
     else:
         stamp.unlink(missing_ok=True)
     return ok
+
+
+def verify_installed(spec: ModelSpec, path: Path, *, thorough: bool = False) -> bool:
+    """Check size and SHA-256 of an installed model (derived models: against their record).
+
+    See :func:`verify_file` for the stamp that spares re-hashing an unchanged file.
+    ``thorough=True`` always hashes (``cleancut models verify``).
+    """
+    if not path.is_file():
+        return False
+    if spec.sha256 is not None:
+        return verify_file(path, spec.size, spec.sha256, thorough=thorough)
+    try:
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
+        expected_size, expected_sha = int(meta["size"]), str(meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return verify_file(path, expected_size, expected_sha, thorough=thorough)
 
 
 def fetch_model(

@@ -19,6 +19,9 @@ and ``except cleancut.ImageError`` both work::
     │   └── ChecksumMismatchError (ValueError)   a chunk or file is not what the registry pins
     ├── DeviceError (RuntimeError)               the requested device cannot be used (strict)
     ├── OutputExistsError (FileExistsError)      refusing to overwrite
+    ├── OutputWriteError (OSError)               an output could not be written (disk full)
+    ├── UrlRefusedError (ValueError)             a URL the policy forbids (scheme, address, size)
+    ├── UrlFetchError (ConnectionError)          an allowed URL could not be fetched
     └── CancelledError (RuntimeError)            the caller's cancel signal fired
 
 Messages say what was expected, what came, and what to do about it.
@@ -39,10 +42,13 @@ __all__ = [
     "ModelError",
     "ModelNotFoundError",
     "OutputExistsError",
+    "OutputWriteError",
     "TruncatedImageError",
     "UnknownModelError",
     "UnreadableImageError",
     "UnsupportedImageError",
+    "UrlFetchError",
+    "UrlRefusedError",
 ]
 
 
@@ -107,6 +113,21 @@ class DeviceError(CleancutError, RuntimeError):
 
 class OutputExistsError(CleancutError, FileExistsError):
     """The output file exists and overwriting was not asked for."""
+
+
+class OutputWriteError(CleancutError, OSError):
+    """An output file could not be written (no space left, no permission); nothing partial
+    is left behind, so a rerun after fixing the cause resumes."""
+
+
+class UrlRefusedError(CleancutError, ValueError):
+    """A URL the policy does not allow: another scheme than http(s), a private, loopback or
+    link-local address (unless allowed), too many redirects, or an answer over the size cap."""
+
+
+class UrlFetchError(CleancutError, ConnectionError):
+    """An allowed URL could not be fetched: no connection, an HTTP error status, or no
+    complete answer within the time limit."""
 
 
 class CancelledError(CleancutError, RuntimeError):

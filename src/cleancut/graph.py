@@ -291,7 +291,10 @@ def prepared_graph(
     tag = (spec.sha256 or "local")[:16]
     suffix = ".batch" if dynamic_batch else ""
     target = settings.cache_dir / "graphs" / f"{spec.name}.{tag}.v{_PREP_VERSION}{suffix}.onnx"
-    if target.is_file() and target.stat().st_size > 0:
+    # The cached graph is what actually runs: it is checked against the size and SHA-256
+    # recorded when it was built (a stamp spares re-hashing), so a flipped byte or a
+    # truncation is rebuilt from the verified model instead of loading bad weights.
+    if _graph_intact(target):
         return target
     try:
         model = onnx.load(str(model_path))
@@ -300,5 +303,17 @@ def prepared_graph(
     model = prune_outputs(model)
     if dynamic_batch:
         model = make_batch_dynamic(model)
-    _save_atomic(model, target)
+    size, digest = _save_atomic(model, target)
+    _write_record(target, {"size": size, "sha256": digest, "prep_version": _PREP_VERSION})
     return target
+
+
+def _graph_intact(target: Path) -> bool:
+    from .download import verify_file
+
+    try:
+        record = json.loads(target.with_name(target.name + ".json").read_text())
+        size, digest = int(record["size"]), str(record["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # built before records existed, or the record is damaged: rebuild
+    return verify_file(target, size, digest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -11,17 +12,28 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ..codecs import FORMATS, mime_type
+from ..errors import InvalidOptionError
 from ..models import MODELS
+from ..urls import fetch_url
 from .errors import ApiError
 from .options import RemoveOptions, openapi_parameters, parse_options
 from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
 from .state import AppState
-from .upload import check_declared_size, check_media_type, read_upload
+from .upload import Upload, check_declared_size, check_media_type, read_upload
 
 __all__ = ["build_router", "get_state"]
 
 _SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _BINARY: Final = {"type": "string", "format": "binary"}
+_URL_PARAM: Final[dict[str, Any]] = {
+    "name": "url",
+    "in": "query",
+    "required": False,
+    "description": "Fetch the photo from this http(s) URL instead of uploading it. Only public "
+    "addresses unless the server allows private ones; redirects are checked hop by hop; "
+    "size and time are capped like an upload (400 url_refused, 502 url_fetch_failed).",
+    "schema": {"type": "string", "format": "uri"},
+}
 
 
 class ErrorBody(BaseModel):
@@ -38,10 +50,12 @@ def get_state(request: Request) -> AppState:
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
-        400: "The body is not a readable image, is empty, or the form has no field 'file'.",
+        400: "The body is not a readable image, is empty, the form has no field 'file', or "
+        "the url is refused.",
         413: "The upload is over --max-upload-mb, or the image over --max-pixels.",
         415: "The body is not an image upload (Content-Type), or a format without its plugin (HEIC).",
         422: "An option is unknown or out of range.",
+        502: "The photo's url could not be fetched (no connection, an HTTP error, too slow).",
         503: "At capacity, not ready yet, or the time ran out waiting for a worker (Retry-After).",
         504: "The request ran out of time while being processed (--timeout).",
     }
@@ -71,10 +85,10 @@ def _require_ready(state: AppState) -> None:
 def build_router(models: tuple[str, ...]) -> APIRouter:
     router = APIRouter()
     remove_body = {
-        "required": True,
+        "required": False,
         "description": "The photo: the raw bytes with Content-Type image/* (or "
-        "application/octet-stream), or a multipart form with the image in 'file' and options "
-        "as further fields.",
+        "application/octet-stream), or a multipart form with the image in 'file' (or its "
+        "address in 'url') and options as further fields. No body with ?url=.",
         "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {
@@ -83,6 +97,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
+                        "url": _URL_PARAM["schema"],
                         **{p["name"]: p["schema"] for p in openapi_parameters(models)},
                     },
                 }
@@ -100,26 +115,41 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "description": "The encoded cut-out",
                 "content": {mime_type(f): {"schema": _BINARY} for f in FORMATS},
             },
-            **_error_responses(400, 413, 415, 422, 503, 504),
+            **_error_responses(400, 413, 415, 422, 502, 503, 504),
         },
-        openapi_extra={"parameters": openapi_parameters(models), "requestBody": remove_body},
+        openapi_extra={"parameters": [*openapi_parameters(models), _URL_PARAM], "requestBody": remove_body},
     )
     async def remove(request: Request) -> Response:
         state = get_state(request)
         settings = state.settings
+        query = dict(request.query_params)
+        url = query.pop("url", None)
         # Cheap refusals first, before a byte of the body is read.
         check_declared_size(request, settings.max_upload_bytes)
-        check_media_type(request)
+        if url is None:  # a ?url= request carries no image, so no image Content-Type either
+            check_media_type(request)
         _require_ready(state)
-        query = dict(request.query_params)
         parse_options(query, models=state.engine.models)  # a bad option is a 422 before the upload
         # The slot is taken before the body is read: then at most `capacity` uploads and
         # decoded images are ever in memory, and over capacity the answer is an immediate
         # 503 that never reads the body.
         async with state.queue.slot(settings.timeout) as slot:
-            upload = await slot.within_deadline("upload", read_upload(request, settings.max_upload_bytes))
-            options = parse_options({**query, **upload.form}, models=state.engine.models)
-            result = await state.engine.remove(slot, upload.data, options)
+            if url is None:
+                upload = await slot.within_deadline("upload", read_upload(request, settings.max_upload_bytes))
+                url = upload.form.pop("url", None)
+                if url is not None and upload.data:
+                    raise InvalidOptionError("give either the field 'file' or 'url', not both")
+            else:
+                upload = Upload(b"")
+            options = parse_options(
+                {**query, **upload.form}, models=state.engine.models, background_image=upload.background
+            )
+            data = upload.data
+            if url is not None:
+                # Blocking network I/O, on the I/O pool and within the request's deadline.
+                data = await slot.io("fetch", fetch_url, url, settings.fetch_policy)
+                upload.filename = urllib.parse.urlsplit(url).path
+            result = await state.engine.remove(slot, data, options)
         headers = {
             "Content-Disposition": f'inline; filename="{_filename(upload.filename, options)}"',
             "Cache-Control": "no-store",
@@ -127,6 +157,8 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
             "X-Image-Width": str(result.width),
             "X-Image-Height": str(result.height),
         }
+        if result.box is not None:  # where the (possibly cropped) output lies in the photo
+            headers["X-Crop-Box"] = ",".join(map(str, result.box))
         return Response(result.body, media_type=result.media_type, headers=headers)
 
     @router.get("/api/models", summary="Every model, and which this server has loaded")

@@ -98,6 +98,12 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--offline/--online", default=None, help="Never use the network (env CLEANCUT_OFFLINE).")
 @click.option("--model-url", default=None, metavar="URL", help="Base URL of the model chunks.")
 @click.option(
+    "--allow-private-urls/--no-allow-private-urls",
+    default=None,
+    help="Let ?url= fetch loopback, private and link-local addresses (default: refused; "
+    "env CLEANCUT_URL_ALLOW_PRIVATE=1). Only for a server no untrusted client can reach.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -120,6 +126,7 @@ def serve(
     cache_dir: Path | None,
     offline: bool | None,
     model_url: str | None,
+    allow_private_urls: bool | None,
     log_level: str,
 ) -> None:
     """Run the HTTP API and the web page.
@@ -141,6 +148,7 @@ def serve(
         )
         sys.exit(1)
     from ..config import Settings
+    from ..urls import UrlPolicy
     from .settings import ServerSettings
 
     try:
@@ -160,6 +168,7 @@ def serve(
             core=core,
             ort_dir=ort_dir,
             browser=browser,
+            url_policy=UrlPolicy.from_env(allow_private=allow_private_urls),
         )
     except CleancutError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -1,8 +1,9 @@
 """The models the server runs, and one cut-out split into stages for the job queue.
 
 One :class:`~cleancut.Remover` per loaded model, created once and shared by every request
-(its session is thread-safe). A request runs as three stages: decode + preprocess on the I/O
-pool, the network on the inference pool, postprocess + compose + encode on the I/O pool.
+(its session is thread-safe). A request runs as three stages: decode + preprocess (and an
+uploaded background image) on the I/O pool, the network on the inference pool, postprocess
++ compose (edges, background, framing) + encode on the I/O pool.
 When the backend is ONNX Runtime, the network is called here with ``RunOptions`` so that a
 request whose deadline passes terminates its run in progress instead of holding a worker;
 other backends (OpenVINO) stop at the next stage boundary.
@@ -13,16 +14,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
 from .. import pipeline
 from ..codecs import DecodedImage, mime_type
-from ..errors import CancelledError, CleancutError, InvalidOptionError
+from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
 from ..models import INPUT_SIZE
-from ..remover import Cutout, Remover
+from ..remover import Remover, make_cutout, make_mask
 from ..runtime import InferenceSession, Session, default_threads
 from .jobqueue import Slot
 from .options import RemoveOptions
@@ -42,6 +43,8 @@ class Result:
     width: int
     height: int
     timings: dict[str, float] = field(default_factory=dict)
+    #: The part of the photo the output shows (left, top, right, bottom): the crop box.
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -146,11 +149,19 @@ class Engine:
 
     # ------------------------------------------------------------------ stages
 
-    def _decode(self, remover: Remover, data: bytes) -> tuple[DecodedImage, np.ndarray]:
+    def _decode(
+        self, remover: Remover, data: bytes, options: RemoveOptions
+    ) -> tuple[DecodedImage, np.ndarray, RemoveOptions]:
         decoded = remover.decode(data)
         # The same resize policy as Remover.predict_mask: the server's cut-out is the library's.
         x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
-        return decoded, x
+        if options.framing is not None:  # an uploaded background image: decoded before inference
+            try:
+                framing = options.framing.loaded(max_pixels=remover.settings.max_pixels)
+            except ImageError as exc:  # same status as for the photo, saying which image it was
+                raise type(exc)(f"the background image: {exc}") from exc
+            options = replace(options, framing=framing)
+        return decoded, x, options
 
     def _infer(self, network: _Network, x: np.ndarray, slot: Slot) -> np.ndarray:
         return network.run(x, slot)
@@ -158,12 +169,20 @@ class Engine:
     def _finish(
         self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
     ) -> Result:
-        mask = pipeline.postprocess(output, decoded.height, decoded.width, exact=remover.exact_resize)
-        pixels = pipeline.compose(decoded.pixels, mask, options.type)
-        cutout = Cutout(pixels, mask, options.type, decoded.icc_profile)
+        mask = make_mask(output, decoded.pixels, options.edges, exact=remover.exact_resize)
+        cutout = make_cutout(
+            decoded.pixels,
+            mask,
+            options.type,
+            decoded.icc_profile,
+            edges=options.edges,
+            framing=options.framing,
+            max_pixels=remover.settings.max_pixels,
+        )
         body = cutout.to_bytes(options.format, quality=options.quality, bg_color=options.bg_color)
-        media = mime_type(options.format, decoded.width, decoded.height)
-        return Result(body, media, decoded.width, decoded.height)
+        # Cropping, a square canvas and the size cap change the size: report the output's own.
+        media = mime_type(options.format, cutout.width, cutout.height)
+        return Result(body, media, cutout.width, cutout.height, box=cutout.box)
 
     async def remove(self, slot: Slot, data: bytes, options: RemoveOptions) -> Result:
         """Cut out one uploaded image inside an admitted slot."""
@@ -171,7 +190,7 @@ class Engine:
         if network is None:
             raise InvalidOptionError(f"model {options.model!r} is not loaded on this server")
         remover = self.removers[options.model]
-        decoded, x = await slot.io("decode", self._decode, remover, data)
+        decoded, x, options = await slot.io("decode", self._decode, remover, data, options)
         output = await slot.inference(self._infer, network, x, slot)
         del x  # 12 MB per request: gone before encoding starts
         result = await slot.io("encode", self._finish, remover, decoded, output, options)

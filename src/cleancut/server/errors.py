@@ -2,7 +2,8 @@
 cleancut's exception tree onto status codes, kept here so every route answers alike.
 
 Bad input is never a 500: images that cannot be read are 400, too large 413, of a type we
-cannot decode 415, bad options 422, overload 503 with ``Retry-After``. A 500 means a bug.
+cannot decode 415, bad options 422, overload 503 with ``Retry-After``; a ``url`` the policy
+refuses is 400, one that cannot be fetched 502. A 500 means a bug.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..errors import (
     UnknownModelError,
     UnreadableImageError,
     UnsupportedImageError,
+    UrlFetchError,
+    UrlRefusedError,
 )
 
 __all__ = ["ApiError", "from_cleancut_error"]
@@ -50,6 +53,9 @@ _MAPPING: Final[tuple[tuple[type[CleancutError], int, str, int | None], ...]] = 
     (InvalidOptionError, 422, "invalid_option", None),
     (UnknownModelError, 422, "invalid_option", None),
     (ModelError, 503, "model_unavailable", 30),
+    (UrlRefusedError, 400, "url_refused", None),
+    # the client's URL failed, not this server: a bad gateway, not a 5xx of our own making
+    (UrlFetchError, 502, "url_fetch_failed", None),
 )
 
 

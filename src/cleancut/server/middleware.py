@@ -7,7 +7,8 @@
   own resources load under ``require-corp`` and keeps other sites from embedding them.
 * An exception that escapes a route is a bug (bad input has its own 4xx): it is logged with
   its traceback and answered as ``{"error": "internal_error", ...}`` with the same headers,
-  which Starlette's outermost error handler would not add.
+  which Starlette's outermost error handler would not add. A client that hangs up during
+  its upload (``ClientDisconnect``) is logged at info level and answered with nothing.
 
 The interactive API docs (``/docs``, ``/redoc``) load FastAPI's Swagger UI / ReDoc from a
 CDN that sends no ``Cross-Origin-Resource-Policy``; under ``require-corp`` they would not
@@ -26,6 +27,7 @@ import logging
 from collections.abc import Collection
 from typing import Final
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ISOLATION_HEADERS", "ServerMiddleware"]
@@ -71,6 +73,10 @@ class ServerMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            # The client hung up while its body was being read: nobody is left to answer and
+            # it is no bug of ours. The route's slot was given back as the exception passed.
+            log.info("client left during the upload: %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:  # the answer is half sent: nothing sensible left but to drop it

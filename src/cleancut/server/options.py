@@ -3,6 +3,10 @@
 They may come from the query string or, for multipart uploads, from form fields (a form
 field wins over a query parameter of the same name). Unknown names are refused rather than
 ignored, so a typo such as ``bgcolor`` is a 422 and not a silently transparent cut-out.
+
+The edge options (``refine`` … ``min_hole``) and framing options (``background`` …
+``preset``) are those of :func:`cleancut.remove_background`, as text. A background image is
+not a text option: it comes as a second multipart file, in the field ``background``.
 """
 
 from __future__ import annotations
@@ -10,16 +14,25 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
+from ..api import edge_options
 from ..codecs import FORMATS, OutputFormat, extension_for, normalize_format
+from ..edges import DECONTAMINATE_METHODS, REFINE_METHODS, EdgeOptions
 from ..errors import InvalidOptionError
+from ..framing import FITS, PRESETS, Framing, make_framing
 from ..models import resolve_model
 from ..pipeline import OUTPUT_TYPES, OutputType, normalize_output_type, parse_color
+from ..remover import check_options
 
 __all__ = ["OPTION_NAMES", "RemoveOptions", "openapi_parameters", "parse_options"]
 
-OPTION_NAMES: Final = ("model", "type", "format", "quality", "bg_color")
+EDGE_OPTIONS: Final = ("refine", "decontaminate", "threshold", "feather", "min_island", "min_hole")
+FRAMING_OPTIONS: Final = (
+    "background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size", "preset",
+)  # fmt: skip
+OPTION_NAMES: Final = ("model", "type", "format", "quality", "bg_color", *EDGE_OPTIONS, *FRAMING_OPTIONS)
 DEFAULT_QUALITY: Final = 0.8
 #: Values of ``bg_color`` that mean "keep the alpha channel".
 _TRANSPARENT: Final = frozenset({"", "none", "transparent"})
@@ -32,6 +45,8 @@ class RemoveOptions:
     format: OutputFormat
     quality: float
     bg_color: tuple[int, int, int] | None
+    edges: EdgeOptions | None = None
+    framing: Framing | None = None
 
     @property
     def extension(self) -> str:
@@ -48,12 +63,80 @@ def _quality(value: str) -> float:
     return q
 
 
-def parse_options(values: Mapping[str, str], *, models: Sequence[str]) -> RemoveOptions:
+def _number(name: str, value: str | None) -> float | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        raise InvalidOptionError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise InvalidOptionError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def _integer(name: str, value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidOptionError(f"{name} must be a whole number, got {value!r}") from None
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _flag(name: str, value: str | None) -> bool | None:
+    if value is None or value.strip() == "":
+        return None
+    key = value.strip().lower()
+    if key in _TRUE or key in _FALSE:
+        return key in _TRUE
+    raise InvalidOptionError(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+def _framing(values: Mapping[str, str], background_image: bytes | None) -> Framing | None:
+    text = values.get("background")
+    background: object = None
+    if background_image is not None:
+        if text:
+            raise InvalidOptionError("background is both a text field and an uploaded image: give one")
+        background = background_image
+    elif text:
+        parsed = make_framing(background=text)
+        if parsed is not None and isinstance(parsed.background, Path):
+            # Never a path on the server: that would read the server's own files.
+            raise InvalidOptionError(
+                f"background {text!r} is not a colour (white, #rrggbb, R,G,B), blur or transparent; "
+                "send an image as the multipart file field 'background'"
+            )
+        background = text
+    return make_framing(
+        values.get("preset") or None,
+        background=background,  # type: ignore[arg-type]
+        fit=values.get("fit") or None,
+        blur=_number("blur", values.get("blur")),
+        shadow=_flag("shadow", values.get("shadow")),
+        crop=_flag("crop", values.get("crop")),
+        margin=_number("margin", values.get("margin")),
+        square=_flag("square", values.get("square")),
+        padding=_number("padding", values.get("padding")),
+        max_size=_integer("max_size", values.get("max_size")),
+    )
+
+
+def parse_options(
+    values: Mapping[str, str], *, models: Sequence[str], background_image: bytes | None = None
+) -> RemoveOptions:
     """Validate raw option strings. ``models``: the loaded models, the default first.
+    ``background_image``: the encoded bytes of an uploaded background image, if any (decoded
+    later, on the I/O pool).
 
     Raises :class:`~cleancut.errors.InvalidOptionError` (answered 422) for anything wrong,
     including combinations that could only fail after the inference (``alpha8`` of an image
-    flattened onto a colour).
+    flattened onto a colour, a background behind a mask).
     """
     unknown = sorted(set(values) - set(OPTION_NAMES))
     if unknown:
@@ -74,7 +157,22 @@ def parse_options(values: Mapping[str, str], *, models: Sequence[str]) -> Remove
     color = None if raw_color is None or raw_color.strip().lower() in _TRANSPARENT else parse_color(raw_color)
     if fmt == "alpha8" and color is not None and out_type != "mask":
         raise InvalidOptionError("format alpha8 has no colour channels: leave bg_color out")
-    return RemoveOptions(model, out_type, fmt, quality, color)
+    edges = edge_options(
+        values.get("refine") or None,
+        values.get("decontaminate") or None,
+        _integer("threshold", values.get("threshold")),
+        _number("feather", values.get("feather")),
+        _number("min_island", values.get("min_island")),
+        _number("min_hole", values.get("min_hole")),
+    )
+    framing = _framing(values, background_image)
+    check_options(out_type, edges, framing)
+    if framing is not None and framing.opaque:
+        if color is not None:
+            raise InvalidOptionError("bg_color and background both set the background: give one")
+        if fmt == "alpha8":
+            raise InvalidOptionError("format alpha8 has no colour channels: leave background out")
+    return RemoveOptions(model, out_type, fmt, quality, color, edges, framing)
 
 
 def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
@@ -111,5 +209,80 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
             "Composite onto an opaque colour: a name (white), #rrggbb or R,G,B. "
             "Omit (or 'transparent') to keep the alpha channel.",
             {"type": "string", "example": "white"},
+        ),
+        param(
+            "refine",
+            "Mask upsampling: guided (default: follows the photo's edges) or bilinear (the "
+            "reference's).",
+            {"type": "string", "enum": list(REFINE_METHODS), "default": "guided"},
+        ),
+        param(
+            "decontaminate",
+            "Replace the old background's colour in soft edge pixels by the subject's "
+            "(none keeps the photo's colours).",
+            {"type": "string", "enum": list(DECONTAMINATE_METHODS), "default": "blur_fusion"},
+        ),
+        param(
+            "threshold",
+            "Make the mask hard: subject where it is at least this value.",
+            {"type": "integer", "minimum": 0, "maximum": 255},
+        ),
+        param(
+            "feather", "Soften the mask's edge: Gaussian sigma in pixels.", {"type": "number", "minimum": 0}
+        ),
+        param(
+            "min_island",
+            "Drop subject islands smaller than this fraction of the image area.",
+            {"type": "number", "minimum": 0, "maximum": 1},
+        ),
+        param(
+            "min_hole",
+            "Fill holes smaller than this fraction of the image area.",
+            {"type": "number", "minimum": 0, "maximum": 1},
+        ),
+        param(
+            "background",
+            "What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
+            "blurred), or transparent (default). For an image, upload it as the multipart file "
+            "field 'background'. Opaque outputs have alpha 255 (JPEG-ready).",
+            {"type": "string", "example": "blur"},
+        ),
+        param(
+            "fit",
+            "Background image: fill covers the canvas (cropped), fit shows all of it.",
+            {"type": "string", "enum": list(FITS), "default": "fill"},
+        ),
+        param(
+            "blur",
+            "background=blur: sigma as a fraction of the output's longer side.",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": 0.25, "default": 0.02},
+        ),
+        param("shadow", "A soft shadow under the subject.", {"type": "boolean", "default": False}),
+        param("crop", "Crop to the subject plus margin.", {"type": "boolean", "default": False}),
+        param(
+            "margin",
+            "Crop margin on each side, a fraction of the subject's longer side; implies crop.",
+            {"type": "number", "minimum": 0, "default": 0.05},
+        ),
+        param(
+            "square",
+            "Centre the subject (with crop) or the photo on a square canvas.",
+            {"type": "boolean", "default": False},
+        ),
+        param(
+            "padding",
+            "Square canvas: free border on each side, a fraction of the side; implies square.",
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
+        ),
+        param(
+            "max_size",
+            "Scale the output down to at most this many pixels.",
+            {"type": "integer", "minimum": 1},
+        ),
+        param(
+            "preset",
+            "ecommerce: white background, subject cropped and centred on a square canvas "
+            "(85 % of it), at most 2000 px; other options override it.",
+            {"type": "string", "enum": list(PRESETS)},
         ),
     ]

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import InvalidOptionError
 from ..models import DEFAULT_MODEL, resolve_model
+from ..urls import UrlPolicy
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -50,6 +51,9 @@ class ServerSettings:
     ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
     ``load_in_background``: start answering (``/healthz``, the page) while models load;
     ``False`` waits in the start-up hook, so the server is ready when it accepts requests.
+    ``url_policy``: what ``POST /api/remove?url=…`` may fetch; private and loopback
+    addresses are refused unless it allows them (``--allow-private-urls``,
+    ``CLEANCUT_URL_ALLOW_PRIVATE=1``).
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +71,7 @@ class ServerSettings:
     ort_dir: Path | None = None
     browser: bool = True
     load_in_background: bool = True
+    url_policy: UrlPolicy = field(default_factory=UrlPolicy.from_env)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -90,6 +95,15 @@ class ServerSettings:
     @property
     def default_model(self) -> str:
         return self.models[0]
+
+    @property
+    def fetch_policy(self) -> UrlPolicy:
+        """The URL policy within this server's own limits: a fetched image may be no larger
+        than an upload, and take no longer than a request."""
+        policy = self.url_policy
+        return policy.with_(
+            max_bytes=min(policy.max_bytes, self.max_upload_bytes), timeout=min(policy.timeout, self.timeout)
+        )
 
     @property
     def capacity(self) -> int:

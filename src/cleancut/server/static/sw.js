@@ -5,9 +5,9 @@
 // Network first for the page and its files, so an upgraded server is picked up at once;
 // cache first for onnxruntime-web, whose URLs carry their version and never change.
 
-const CACHE = "cleancut-app-v1";
+const CACHE = "cleancut-app-v2";
 const SHELL = ["/", "/static/app.css", "/static/icon.svg", "/static/js/app.js", "/static/js/browser-engine.js",
-  "/static/js/engine-worker.js", "/static/js/imaging.js", "/static/js/model-store.js", "/static/js/sha256.js",
+  "/static/js/engine-worker.js", "/static/js/framing.js", "/static/js/imaging.js", "/static/js/model-store.js", "/static/js/sha256.js",
   "/static/js/server-engine.js", "/api/config", "/models/resources.json"];
 
 self.addEventListener("install", (event) => {

@@ -1,8 +1,11 @@
 // The cleancut page: photos in (drop, pick, paste), cut-outs out, one after another.
 // "In your browser" runs IS-Net in a worker (nothing is uploaded); "On the server" posts the
-// photo to /api/remove. Either way the result is composed and encoded here, on a canvas.
+// photo to /api/remove. Either way the result is composed, framed (background, crop,
+// e-commerce canvas: framing.js) and encoded here, on a canvas, so it can be changed after
+// the cut-out. Refined edges are asked of the server (its refine/decontaminate options).
 
 import { BrowserEngine } from "./browser-engine.js";
+import { ECOMMERCE, frame } from "./framing.js";
 import { compose } from "./imaging.js";
 import { removeOnServer } from "./server-engine.js";
 
@@ -14,6 +17,12 @@ const ui = {
   bgInputs: [...document.querySelectorAll('input[name="bg"]')],
   color: $("#bg-color"),
   colorChip: $("#color-chip"),
+  bgImage: $("#bg-image"),
+  imageChip: $("#image-chip"),
+  crop: $("#crop"),
+  ecommerce: $("#ecommerce"),
+  refine: $("#refine"),
+  framingNote: $("#framing-note"),
   note: $("#engine-note"),
   drop: $("#drop"),
   file: $("#file"),
@@ -29,6 +38,7 @@ const state = {
   queue: [],
   running: false,
   lastInferenceMs: null,
+  bgImage: null, // ImageBitmap of the chosen background image
 };
 
 // ------------------------------------------------------------------ helpers
@@ -45,7 +55,34 @@ function background() {
   const choice = ui.bgInputs.find((i) => i.checked).value;
   if (choice === "white") return "#ffffff";
   if (choice === "color") return ui.color.value;
+  if (choice === "blur") return "blur";
+  if (choice === "image") return state.bgImage; // null (transparent) until one is chosen
   return null;
+}
+
+/** What framing.js is asked for: the e-commerce preset, or the chosen background and crop. */
+function framingOptions() {
+  if (ui.ecommerce.checked) return { ...ECOMMERCE };
+  return { background: background(), crop: ui.crop.checked, margin: 0.05 };
+}
+
+/** Options for the server's own edge stage (not available in the browser). */
+function serverParams() {
+  // The server refines by default; unticked asks for the reference's plain edges.
+  return ui.refine.checked
+    ? { refine: "guided", decontaminate: "blur_fusion" }
+    : { refine: "bilinear", decontaminate: "none" };
+}
+
+function describeFraming() {
+  const inBrowser = mode() === "browser";
+  ui.refine.disabled = inBrowser;
+  for (const input of [...ui.bgInputs, ui.color, ui.crop]) input.disabled = ui.ecommerce.checked;
+  let text = "";
+  if (inBrowser) text = "Refined edges run on the server only: choose “On the server” to use them.";
+  else if (ui.refine.checked) text = "The server refines the edges and removes the old background's colour from them.";
+  if (ui.ecommerce.checked) text = `${text} The e-commerce preset sets the background and the crop.`.trim();
+  ui.framingNote.textContent = text;
 }
 
 function formatMB(bytes) {
@@ -150,6 +187,8 @@ class Job {
     this.link = $(".download", node);
     this.doneText = $(".job-done", node);
     this.cutout = null; // canvas with the transparent cut-out
+    this.photo = null; // canvas with the photo, for the blurred background
+    this.framed = null; // the cut-out as shown and downloaded (background, crop)
     this.url = null;
     this.timer = null;
     $(".job-name", node).textContent = this.name;
@@ -204,22 +243,15 @@ class Job {
     (next ? $(".job-remove", next) : ui.file).focus();
   }
 
-  async showResult(cutoutCanvas, summary) {
+  async showResult(cutoutCanvas, summary, photoCanvas = null) {
     this.cutout = cutoutCanvas;
-    const { width, height } = cutoutCanvas;
-    this.viewer.style.aspectRatio = `${width} / ${height}`;
-    // Fit the viewer (and its slider) to the screen height as well as the column width.
-    this.figure.style.width = `min(100%, calc(62vh * ${width / height}))`;
-    this.canvas.width = width;
-    this.canvas.height = height;
-    this.canvas.getContext("2d").drawImage(cutoutCanvas, 0, 0);
+    this.photo = photoCanvas;
     this.canvas.setAttribute("role", "img");
     this.canvas.setAttribute("aria-label", `Cut-out of ${this.name}`);
     this.before.src = URL.createObjectURL(this.file);
     this.before.alt = `Original ${this.name}`;
-    this.applyBackground();
     this.stopClock();
-    await this.encode();
+    await this.render();
     this.el.classList.add("done");
     this.figure.hidden = false;
     this.actions.hidden = false;
@@ -227,26 +259,29 @@ class Job {
     announce(`${this.name}: done. ${summary}. The download is ready.`);
   }
 
-  applyBackground() {
-    const color = background();
-    this.afterWrap.classList.toggle("checker", color === null);
-    this.afterWrap.style.backgroundColor = color || "";
+  /** Frame the cut-out with the current settings, show it, and make the download. */
+  async render() {
+    const options = framingOptions();
+    if (options.background === "blur" && !this.photo) this.photo = canvasFrom(await decode(this.file));
+    const { canvas, changed } = frame(this.cutout, this.photo, options);
+    this.framed = canvas;
+    const { width, height } = canvas;
+    this.viewer.style.aspectRatio = `${width} / ${height}`;
+    // Fit the viewer (and its slider) to the screen height as well as the column width.
+    this.figure.style.width = `min(100%, calc(62vh * ${width / height}))`;
+    this.canvas.width = width;
+    this.canvas.height = height;
+    this.canvas.getContext("2d").drawImage(canvas, 0, 0);
+    // Cropped or on a new canvas, the photo no longer lines up: the result is shown alone.
+    this.viewer.classList.toggle("framed", changed);
+    this.afterWrap.classList.toggle("checker", !options.background);
+    await this.encode();
   }
 
-  /** PNG of the cut-out, flattened onto the chosen background colour if there is one. */
+  /** PNG of the framed cut-out. */
   async encode() {
     this.stage("Encoding", "PNG", null);
-    const color = background();
-    let source = this.cutout;
-    if (color) {
-      source = document.createElement("canvas");
-      source.width = this.cutout.width;
-      source.height = this.cutout.height;
-      const ctx = source.getContext("2d");
-      ctx.fillStyle = color;
-      ctx.fillRect(0, 0, source.width, source.height);
-      ctx.drawImage(this.cutout, 0, 0);
-    }
+    const source = this.framed;
     const blob = await new Promise((resolve, reject) =>
       source.toBlob((b) => (b ? resolve(b) : reject(new Error("the browser could not encode the PNG"))), "image/png"),
     );
@@ -342,6 +377,7 @@ async function runInBrowser(job) {
     canvasFrom(cutout),
     `${image.width}×${image.height} · done in ${formatSeconds(performance.now() - t0)} in your browser ` +
       `(${where}; inference ${formatSeconds(timings.inference)})`,
+    canvasFrom(image),
   );
 }
 
@@ -358,7 +394,7 @@ async function runOnServer(job) {
       job.stopClock();
       job.stage("Receiving the result", p.total ? `${formatMB(p.loaded)} / ${formatMB(p.total)} MB` : "", p.total ? p.loaded / p.total : null);
     }
-  });
+  }, serverParams());
   job.stopClock();
   const bitmap = await createImageBitmap(blob, { premultiplyAlpha: "none" });
   const canvas = document.createElement("canvas");
@@ -446,32 +482,62 @@ document.addEventListener("paste", (e) => {
 });
 
 for (const input of ui.modeInputs) {
-  input.addEventListener("change", () => state.config && describeBrowserEngine(state.engine?.info));
+  input.addEventListener("change", () => {
+    if (state.config) describeBrowserEngine(state.engine?.info);
+    describeFraming();
+  });
+}
+
+if (window.matchMedia("(pointer: coarse)").matches) {
+  $(".drop-title").textContent = "Add photos"; // nothing to drop on a phone
 }
 
 function syncColourChip() {
   ui.colorChip.style.background = ui.color.value;
 }
-async function backgroundChanged() {
+
+/** Re-frame every finished cut-out with the current settings (no new inference). */
+async function framingChanged() {
   syncColourChip();
-if (window.matchMedia("(pointer: coarse)").matches) {
-  $(".drop-title").textContent = "Add photos"; // nothing to drop on a phone
-}
+  describeFraming();
   for (const node of ui.jobs.children) {
     const job = node.job;
     if (!job?.cutout) continue;
-    job.applyBackground();
-    await job.encode();
+    try {
+      await job.render();
+    } catch (err) {
+      console.error(err);
+      job.fail(err.message || String(err));
+    }
   }
 }
-for (const input of ui.bgInputs) input.addEventListener("change", backgroundChanged);
+for (const input of ui.bgInputs) input.addEventListener("change", framingChanged);
+// "Image…" always offers the file picker, also to replace an image already chosen.
+ui.bgInputs.find((i) => i.value === "image").addEventListener("click", () => ui.bgImage.click());
+ui.bgImage.addEventListener("change", async () => {
+  const file = ui.bgImage.files[0];
+  ui.bgImage.value = "";
+  if (!file) return;
+  try {
+    state.bgImage = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    ui.framingNote.textContent = `${file.name} cannot be read as an image; the background stays transparent.`;
+    return;
+  }
+  const url = URL.createObjectURL(file);
+  ui.imageChip.style.backgroundImage = `url("${url}")`;
+  ui.bgInputs.find((i) => i.value === "image").checked = true;
+  framingChanged();
+});
 ui.color.addEventListener("input", () => {
   ui.bgInputs.find((i) => i.value === "color").checked = true;
   syncColourChip();
-  for (const node of ui.jobs.children) node.job?.applyBackground();
 });
-ui.color.addEventListener("change", backgroundChanged);
+ui.color.addEventListener("change", framingChanged);
+for (const input of [ui.crop, ui.ecommerce]) input.addEventListener("change", framingChanged);
+ui.refine.addEventListener("change", describeFraming);
 syncColourChip();
+describeFraming();
 
 if ("serviceWorker" in navigator && window.isSecureContext) {
   // Keeps the page and onnxruntime-web for offline visits (the model is in the Cache API).

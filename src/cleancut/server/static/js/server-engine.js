@@ -1,7 +1,8 @@
 // "On the server" mode: the photo is posted to /api/remove. XMLHttpRequest rather than
 // fetch, because only XHR reports upload progress.
 
-export function removeOnServer(file, onProgress) {
+// `params`: further API options (e.g. {refine: "guided"}), sent as form fields.
+export function removeOnServer(file, onProgress, params = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/remove?format=png");
@@ -29,6 +30,7 @@ export function removeOnServer(file, onProgress) {
     };
     const form = new FormData();
     form.append("file", file, file.name || "image");
+    for (const [name, value] of Object.entries(params)) form.append(name, value);
     xhr.send(form);
   });
 }
