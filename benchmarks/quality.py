@@ -77,7 +77,13 @@ def edge_color_error(
 
 def mask_scores(mask: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
     """pysodmetrics' MAE, S-measure, mean E-measure, weighted F and max F, plus IoU at 0.5."""
-    import py_sod_metrics as sod
+    try:
+        import py_sod_metrics as sod
+    except ImportError:
+        sys.exit(
+            "benchmarks/quality.py needs pysodmetrics: pip install -e '.[bench]' && "
+            "pip install --no-deps pysodmetrics (its pins on numpy/OpenCV are stale)"
+        )
 
     out: dict[str, float] = {}
     mae, sm, em, wfm, fm = sod.MAE(), sod.Smeasure(), sod.Emeasure(), sod.WeightedFmeasure(), sod.Fmeasure()

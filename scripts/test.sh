@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
-# 2. The browser tests drive Debian's Chromium (Playwright cannot download its own browser
+# 2. The quality harness's metrics (benchmarks/quality.py, tests/test_quality.py):
+#    pysodmetrics pins numpy<2.3.5, opencv<5 and scikit-image<0.26, which would downgrade
+#    the environment, yet it runs on the current versions (the test proves it); so its real
+#    dependencies are installed and it is installed without its pins.
+.venv/bin/pip install -q --disable-pip-version-check scipy scikit-image scikit-learn
+.venv/bin/pip install -q --disable-pip-version-check --no-deps 'pysodmetrics>=1.6'
+
+# 3. The browser tests drive Debian's Chromium (Playwright cannot download its own browser
 #    here). Installed when missing and we may; otherwise those tests skip with the reason.
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -20,5 +27,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-# 3. The suite. The real model is fetched once into .cache/cleancut (CDN, else `npm pack`).
+# 4. The suite. The real model is fetched once into .cache/cleancut (CDN, else `npm pack`).
 exec .venv/bin/python -m pytest "$@"

@@ -22,7 +22,7 @@ def _tool(name: str) -> str:
 
 def test_ruff_clean() -> None:
     proc = subprocess.run(
-        [_tool("ruff"), "check", "--output-format", "concise", "src", "tests", "benchmarks"],
+        [_tool("ruff"), "check", "--output-format", "concise", "src", "tests", "benchmarks", "fuzz"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -151,8 +151,13 @@ def _estimate(pixels: np.ndarray, mask: np.ndarray, options: EdgeOptions, which:
 
 
 def foreground_colors(pixels: np.ndarray, mask: np.ndarray, options: EdgeOptions) -> np.ndarray:
-    """``pixels`` with RGB replaced by the estimated subject colour where ``0 < mask < 255``
-    (unchanged elsewhere, and everywhere when ``decontaminate="none"``). Alpha, if any, is kept."""
+    """``pixels`` with RGB replaced by the estimated subject colour at semi-transparent pixels
+    (unchanged elsewhere, and everywhere when ``decontaminate="none"``). Alpha, if any, is kept.
+
+    ``multilevel`` rewrites every ``0 < mask < 255``; ``blur_fusion`` the band
+    :data:`cleancut.matting.SOFT_BAND` (4..251): beyond it a pixel shows ≤ 1.2 % of its colour
+    or holds ≤ 1.2 % of background, and IS-Net's faint 1–3 levels over the background would
+    otherwise make most of the image "soft"."""
     return _estimate(pixels, mask, options, 0)
 
 

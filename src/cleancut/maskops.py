@@ -38,21 +38,31 @@ def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     if sigma == 0:
         return mask.copy()
     # kernel size 0 lets OpenCV pick ±3σ; reflect-101 keeps an opaque border opaque.
-    out: np.ndarray = cv2.GaussianBlur(
-        mask, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT_101
-    )
+    out: np.ndarray = cv2.GaussianBlur(mask, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT_101)
     return out
 
 
 def _component_mass(
     support: np.ndarray, weight: np.ndarray, connectivity: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels of ``support``'s components and each one's summed ``weight`` (index = label)."""
+    """Labels of ``support``'s components (nonzero, uint8) and each one's summed ``weight``
+    (uint8 levels, so 255 = one whole pixel; index = label)."""
     import cv2
 
     count, labels = cv2.connectedComponents(support, connectivity=connectivity, ltype=cv2.CV_32S)
-    mass = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count)
+    # uint8 weights straight into bincount (it sums in float64 anyway): no full-size
+    # float32 copy of the mask, one pass instead of three.
+    mass = np.bincount(labels.ravel(), weights=weight.ravel(), minlength=count) / 255.0
     return labels, mass
+
+
+def _set_where(mask: np.ndarray, labels: np.ndarray, chosen: np.ndarray, value: int) -> np.ndarray:
+    """``mask`` with every pixel whose label is ``chosen`` set to ``value`` (a copy)."""
+    out = mask.copy()
+    if chosen.any():  # the common case is nothing to change: skip the full-size lookup
+        # np.take on the label image is ~3× faster than fancy indexing chosen[labels]
+        np.putmask(out, np.take(chosen, labels), np.uint8(value))
+    return out
 
 
 def remove_islands(mask: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -63,18 +73,18 @@ def remove_islands(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     soft edge goes with it instead of leaving a faint ring; measuring mass rather than pixel
     count keeps a faint haze from counting as a big island.
     """
+    import cv2
+
     _check_mask(mask)
     if not 0.0 <= min_fraction < 1.0:
         raise InvalidOptionError(f"min_island must be a fraction in [0, 1), got {min_fraction}")
     if min_fraction == 0.0:
         return mask.copy()
-    labels, mass = _component_mass((mask > 0).astype(np.uint8), mask.astype(np.float32) / 255.0, 8)
+    labels, mass = _component_mass(cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1], mask, 8)
     limit = min_fraction * mask.size
     drop = mass < limit
     drop[0] = False  # label 0 is the background (mask == 0) itself
-    out = mask.copy()
-    out[drop[labels]] = 0
-    return out
+    return _set_where(mask, labels, drop, 0)
 
 
 def fill_holes(mask: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -84,18 +94,19 @@ def fill_holes(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     Background components are 4-connected, the dual of the subject's 8-connectivity, so a
     diagonal gap in the subject's outline does not leak a hole into the surroundings.
     """
+    import cv2
+
     _check_mask(mask)
     if not 0.0 <= min_fraction < 1.0:
         raise InvalidOptionError(f"min_hole must be a fraction in [0, 1), got {min_fraction}")
     if min_fraction == 0.0:
         return mask.copy()
-    support = (mask < 255).astype(np.uint8)
-    labels, mass = _component_mass(support, (255 - mask).astype(np.float32) / 255.0, 4)
+    labels, mass = _component_mass(
+        cv2.threshold(mask, 254, 255, cv2.THRESH_BINARY_INV)[1], cv2.bitwise_not(mask), 4
+    )
     limit = min_fraction * mask.size
     fill = mass < limit
     fill[0] = False  # label 0: the opaque subject itself
     border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     fill[np.unique(border)] = False
-    out = mask.copy()
-    out[fill[labels]] = 255
-    return out
+    return _set_where(mask, labels, fill, 255)

@@ -72,86 +72,243 @@ def blur_fusion(
 
 
 def soft_tiles(soft: np.ndarray, tile: int) -> list[tuple[int, int, int, int]]:
-    """``(y0, y1, x0, x1)`` of the ``tile``-sized tiles that hold a ``True`` of ``soft``."""
+    """``(y0, y1, x0, x1)`` of the ``tile``-sized tiles that hold a nonzero of ``soft``."""
+    import cv2
+
     h, w = soft.shape
-    rows = np.arange(0, h, tile)
-    cols = np.arange(0, w, tile)
-    occupied = np.logical_or.reduceat(np.logical_or.reduceat(soft, rows, axis=0), cols, axis=1)
+    hb, wb = -(-h // tile), -(-w // tile)
+    s = soft.view(np.uint8) if soft.dtype == np.bool_ else soft
+    padded = cv2.copyMakeBorder(s, 0, hb * tile - h, 0, wb * tile - w, cv2.BORDER_CONSTANT, value=0)
+    # max over each tile's rows (a row-wise reduction numpy vectorises), then over its
+    # columns: 6 ms at 12 MP against 53 ms for two logical_or.reduceat passes.
+    occupied = padded.reshape(hb, tile, wb * tile).max(axis=1).reshape(hb, wb, tile).max(axis=2)
     return [
-        (int(y0), int(min(h, y0 + tile)), int(x0), int(min(w, x0 + tile)))
-        for (i, j) in zip(*np.nonzero(occupied), strict=True)
-        for y0, x0 in ((rows[i], cols[j]),)
+        (int(i) * tile, min(h, (int(i) + 1) * tile), int(j) * tile, min(w, (int(j) + 1) * tile))
+        for i, j in zip(*np.nonzero(occupied), strict=True)
     ]
 
 
-#: Tiled blur-fusion: tile size, and the longest side of the image the wide (r = 90) pass
-#: runs on. The r = 90 box mean varies slowly, so it is computed on an area-downscaled copy
-#: (radius scaled alike, i.e. still 90 px of the photo) and upsampled: on 24 MP this takes
-#: the whole-image pass from ~11 s to well under a second (benchmarks/edges.py); only tiles
-#: holding soft pixels then run the r = 6 pass at full resolution.
-_TILE: Final = 256
+#: Tiled blur-fusion. The r = 90 box mean varies slowly, so the wide pass runs on a copy
+#: area-downscaled by an integer ``k`` (longest side ≤ ``_WIDE_SIDE``; radius scaled alike,
+#: still 90 px of the photo) and is upsampled only where needed. Its box edges snap to k-px
+#: blocks: 1536 keeps k at 3 for 12 MP (the old fractional scale gave 2.6-px cells); on the
+#: 1600×1200 composites of benchmarks/quality.py (k = 2) the edge-band colour error moved
+#: 20.00 → 20.02, with k = 3 (side 768) 20.07 and with k = 4 (side 512) 20.11.
+#: The r = 6 pass runs at full resolution on ``_TILE``² tiles (``_MARGIN`` px of context, so
+#: their box means are the whole image's) that hold pixels of the band, ``_BATCH`` tiles at a
+#: time stacked into one tall image: a few whole-array OpenCV calls per batch instead of
+#: per tile, on arrays small enough to stay in cache (8 tiles: 2.6× faster per pixel than
+#: 128), and memory stays at a few MB whatever the image size. Batches run on ``_THREADS``
+#: threads: OpenCV and numpy release the GIL and at this size OpenCV runs each call on one
+#: core (12 MP: 0.48 → 0.28 s under load; same output).
 _WIDE_SIDE: Final = 1536
+_TILE: Final = 64
+_MARGIN: Final = 4  # cv2.blur with an even 6×6 box reads offsets −3..+2
+_BATCH: Final = 8
+_THREADS: Final = 2
+#: Pixels whose colour is re-estimated: ``lo ≤ α ≤ hi``. Outside it the estimate cannot
+#: matter: at α ≤ 3 the pixel shows ≤ 1.2 % of its colour, at α ≥ 252 the observed colour
+#: holds ≤ 1.2 % of background. IS-Net's bilinear-upsampled mask has levels 1–3 over much
+#: of the background (0 < α < 255 covered up to 82 % of a 1600×1200 composite in
+#: benchmarks/quality.py), so the band is what makes the cost follow the edge: on the
+#: 12 MP benchmark photo 16.7 % of pixels are soft, 6.9 % in 4..251. With this band and
+#: k = 2 the harness's edge-band colour error (fp16) went 20.00 → 20.02 (guided +
+#: blur_fusion) and 21.66 → 21.67 (blur_fusion alone); mask metrics are unaffected.
+SOFT_BAND: Final = (4, 251)
 
 
 def _wide_pass(image: np.ndarray, alpha: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """``F̄``, ``B̄`` of the first pass (``F = B = I``) at the image's own size."""
-    a = alpha[:, :, None]
-    blurred_alpha = _blur(alpha, r)[:, :, None]
-    blurred_f = _blur(image * a, r) / (blurred_alpha + _EPS)
-    blurred_b = _blur(image * (1.0 - a), r) / ((1.0 - blurred_alpha) + _EPS)
+    import cv2
+
+    a3 = cv2.merge([alpha, alpha, alpha])  # 3-channel: no broadcasting in the products
+    blurred_a = _blur(a3, r)
+    blurred_f = _blur(cv2.multiply(image, a3), r)
+    cv2.divide(blurred_f, blurred_a + _EPS, dst=blurred_f)
+    # the reference's order of operations: where mean(α) ≈ 1 this quotient is tiny/tiny
+    blurred_b = _blur(cv2.multiply(image, np.float32(1.0) - a3), r)
+    cv2.divide(blurred_b, (np.float32(1.0) - blurred_a) + _EPS, dst=blurred_b)
     return blurred_f, blurred_b
 
 
+def _reflect(i: np.ndarray, n: int) -> np.ndarray:
+    """Indices folded into ``0..n-1`` the way ``BORDER_REFLECT_101`` does (any distance)."""
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * (n - 1)
+    i = np.abs(i) % period
+    out: np.ndarray = np.where(i > n - 1, period - i, i)
+    return out
+
+
+def _gather(src: np.ndarray, y0: int, x0: int, size: int, dst: np.ndarray) -> None:
+    """``dst`` (``size``², same dtype) = ``src[y0:y0+size, x0:x0+size]``, reflect-101 outside."""
+    import cv2
+
+    h, w = src.shape[:2]
+    ya, yb, xa, xb = max(0, y0), min(h, y0 + size), max(0, x0), min(w, x0 + size)
+    if ya == y0 and xa == x0 and yb == y0 + size and xb == x0 + size:
+        np.copyto(dst, src[ya:yb, xa:xb])
+        return
+    top, left = ya - y0, xa - x0
+    bottom, right = y0 + size - yb, x0 + size - xb
+    if min(yb - ya, xb - xa) > max(top, bottom, left, right):
+        cv2.copyMakeBorder(src[ya:yb, xa:xb], top, bottom, left, right, cv2.BORDER_REFLECT_101, dst=dst)
+        return
+    rows = _reflect(np.arange(y0, y0 + size), h)  # tiny images: reflect index by index
+    cols = _reflect(np.arange(x0, x0 + size), w)
+    np.copyto(dst, src[rows[:, None], cols[None, :]])
+
+
 def blur_fusion_tiled(
-    pixels: np.ndarray, mask: np.ndarray, out: np.ndarray, which: int, radii: tuple[int, int] = BLUR_RADII
+    pixels: np.ndarray,
+    mask: np.ndarray,
+    out: np.ndarray,
+    which: int,
+    radii: tuple[int, int] = BLUR_RADII,
+    band: tuple[int, int] = SOFT_BAND,
 ) -> None:
     """Blur-fusion on uint8 ``pixels`` ``[H, W, 3|4]`` and ``mask`` ``[H, W]``: writes the
     foreground (``which=0``) or background (``1``) estimate into ``out[..., :3]`` where
-    ``0 < mask < 255``, leaving every other pixel alone.
+    ``band[0] ≤ mask ≤ band[1]`` (:data:`SOFT_BAND`; ``(1, 254)`` is every soft pixel),
+    leaving every other pixel alone.
 
-    Same formulas as :func:`blur_fusion`; the wide pass runs on a copy whose longest side
-    is at most 1536 px, the narrow one per 256² tile that holds soft pixels (with 1 + r/2
-    pixels of context, so its box means are the whole-image ones).
+    Same formulas as :func:`blur_fusion`: the first-pass ``F``, ``B`` of every pixel the
+    narrow box reads are computed, so inside the band the only departure from the
+    whole-image pass is the wide pass's resolution (:func:`_wide_fields`).
     """
     import cv2
 
-    h, w = mask.shape
-    soft = (mask > 0) & (mask < 255)
-    tiles = soft_tiles(soft, _TILE)
+    lo, hi = max(1, int(band[0])), min(254, int(band[1]))
+    r = radii[1]
+    if r // 2 + 1 > _MARGIN:
+        raise ValueError(f"narrow radius {r} needs more than {_MARGIN} px of tile context")
+    tiles = soft_tiles(cv2.inRange(mask, lo, hi) > 0, _TILE)
     if not tiles:
         return
-    scale = min(1.0, _WIDE_SIDE / max(h, w))
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = cv2.resize(pixels[:, :, :3], (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    small_a = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    wide_f, wide_b = _wide_pass(small, small_a, max(1, round(radii[0] * scale)))
-    margin = radii[1] // 2 + 1
-    inv = np.float32(1.0 / 255.0)
-    fx, fy = sw / w, sh / h
-    for y0, y1, x0, x1 in tiles:
-        ty0, ty1 = max(0, y0 - margin), min(h, y1 + margin)
-        tx0, tx1 = max(0, x0 - margin), min(w, x1 + margin)
-        # INTER_AREA maps pixel centres, src = (dst + 0.5) · s − 0.5: upsample on that grid
-        m = np.array([[fx, 0.0, (tx0 + 0.5) * fx - 0.5], [0.0, fy, (ty0 + 0.5) * fy - 0.5]], dtype=np.float64)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        size = (tx1 - tx0, ty1 - ty0)
-        bf = cv2.warpAffine(wide_f, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        bb = cv2.warpAffine(wide_b, m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        image = pixels[ty0:ty1, tx0:tx1, :3].astype(np.float32) * inv
-        alpha = mask[ty0:ty1, tx0:tx1].astype(np.float32) * inv
-        a = alpha[:, :, None]
-        f1 = bf + a * (image - a * bf - (1.0 - a) * bb)
-        np.clip(f1, 0.0, 1.0, out=f1)
-        f2, b2 = _blur_fusion_pass(image, f1, bb, alpha, radii[1])
-        if which == 0:
-            est = f2
-        else:
-            est = b2 + (1.0 - a) * (image - a * f2 - (1.0 - a) * b2)
-            np.clip(est, 0.0, 1.0, out=est)
-        iy0, iy1, ix0, ix1 = y0 - ty0, y1 - ty0, x0 - tx0, x1 - tx0
-        sel = soft[y0:y1, x0:x1]
-        vals = est[iy0:iy1, ix0:ix1][sel] * 255.0 + 0.5
-        out[y0:y1, x0:x1, :3][sel] = vals.astype(np.uint8)
+    rgb = pixels if pixels.shape[2] == 3 else np.ascontiguousarray(pixels[:, :, :3])
+    wide_f, wide_b, k = _wide_fields(rgb, mask, radii[0])
+    # low-res context for the crops below (a patch reaches TILE + MARGIN px past the
+    # image's edge), edge replicated like warpAffine's BORDER_REPLICATE
+    pad = -(-(_TILE + _MARGIN) // k) + 2
+    wide_f = cv2.copyMakeBorder(wide_f, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    wide_b = cv2.copyMakeBorder(wide_b, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    f32 = np.float32
+    inv = f32(1.0 / 255.0)
+    size = _TILE + 2 * _MARGIN
+
+    def run(batch: list[tuple[int, int, int, int]]) -> None:
+        n = len(batch)
+        rows = n * size
+        img8 = np.empty((rows, size, 3), np.uint8)
+        a8 = np.empty((rows, size), np.uint8)
+        f_bar = np.empty((rows, size, 3), np.float32)
+        b_bar = np.empty((rows, size, 3), np.float32)
+        for j, (y0, _, x0, _) in enumerate(batch):
+            py, px = y0 - _MARGIN, x0 - _MARGIN
+            sl = slice(j * size, (j + 1) * size)
+            _gather(rgb, py, px, size, img8[sl])
+            _gather(mask, py, px, size, a8[sl])
+            # F̄, B̄ on the patch: a bilinear ×k resize of the low-res crop. INTER_AREA by k
+            # averaged k×k blocks, so full-res x sits at (x + 0.5)/k − 0.5 of the low-res
+            # grid, which is cv2.resize's own grid for a crop starting at a block edge (c0·k):
+            # the bilinear warpAffine computed (bit-identical for k | 32, where its 1/32
+            # weights are exact), 2.4× faster (18 µs vs 42 µs a 72² patch).
+            # (Context outside the image gets the edge's F̄, B̄ rather than the mirrored
+            # pixel's: both vary over ~90 px, the difference is below a level.)
+            cy, cx = py // k - 1, px // k - 1
+            oy, ox = py - cy * k, px - cx * k
+            ny, nx = -(-(oy + size) // k), -(-(ox + size) // k)
+            crop = (slice(cy + pad, cy + pad + ny), slice(cx + pad, cx + pad + nx))
+            up_f = cv2.resize(wide_f[crop], (nx * k, ny * k), interpolation=cv2.INTER_LINEAR)
+            up_b = cv2.resize(wide_b[crop], (nx * k, ny * k), interpolation=cv2.INTER_LINEAR)
+            f_bar[sl] = up_f[oy : oy + size, ox : ox + size]
+            b_bar[sl] = up_b[oy : oy + size, ox : ox + size]
+        # The stack as one tall image: a box at a tile's inner pixel reads only its own
+        # patch (margin ≥ 3), so patches do not leak into each other where it is used.
+        # Batches of 8 tiles keep every array cache-sized: the same operations on 128-tile
+        # batches ran 2.6× slower per pixel. α is made 3-channel once: numpy's broadcast
+        # multiply [n, m, 3] × [n, m, 1] was 3× slower than a plain one (measured).
+        fb, bb = f_bar, b_bar
+        alpha = np.multiply(a8, inv, dtype=f32)
+        a3 = cv2.merge([alpha, alpha, alpha])
+        na3 = f32(1.0) - a3  # numpy: cv2 would read a scalar as (s, 0, 0, 0)
+        image = np.multiply(img8, inv, dtype=f32)
+        # first pass at every patch pixel: F₁ = F̄ + α·((I − B̄) − α·(F̄ − B̄)), clipped
+        t = cv2.subtract(image, bb)
+        d = cv2.subtract(fb, bb)
+        cv2.multiply(d, a3, dst=d)
+        cv2.subtract(t, d, dst=t)
+        cv2.multiply(t, a3, dst=t)
+        cv2.add(t, fb, dst=t)
+        _clip01(t)
+        cv2.multiply(t, a3, dst=t)  # α·F₁
+        cv2.multiply(bb, na3, dst=d)  # (1 − α)·B̄
+        mean_f = _blur(t, r)
+        mean_b = _blur(d, r)
+        mean_a = cv2.merge([_blur(alpha, r)] * 3)
+        # second pass: F̄₂ = mean(α·F₁)/mean(α), B̄₂ = mean((1 − α)·B̄)/(1 − mean(α))
+        cv2.divide(mean_f, mean_a + _EPS, dst=mean_f)
+        cv2.divide(mean_b, (f32(1.0) - mean_a) + _EPS, dst=mean_b)
+        # F̂ = F̄₂ + α·(I − α·F̄₂ − (1 − α)·B̄₂)
+        res = cv2.subtract(image, cv2.multiply(a3, mean_f))
+        cv2.subtract(res, cv2.multiply(na3, mean_b), dst=res)
+        cv2.multiply(res, a3, dst=res)
+        est = cv2.add(mean_f, res, dst=mean_f)
+        _clip01(est)
+        if which != 0:  # B̂ = B̄₂ + (1 − α)·(I − α·F̂ − (1 − α)·B̄₂)
+            res = cv2.subtract(image, cv2.multiply(a3, est))
+            cv2.subtract(res, cv2.multiply(na3, mean_b), dst=res)
+            cv2.multiply(res, na3, dst=res)
+            est = cv2.add(mean_b, res, dst=mean_b)
+            _clip01(est)
+        est8 = cv2.convertScaleAbs(est, alpha=255.0)  # ≥ 0 here: rounds and saturates
+        sel = cv2.inRange(a8, lo, hi)
+        for j, (y0, y1, x0, x1) in enumerate(batch):
+            inner = (
+                slice(j * size + _MARGIN, j * size + _MARGIN + y1 - y0),
+                slice(_MARGIN, _MARGIN + x1 - x0),
+            )
+            np.copyto(out[y0:y1, x0:x1, :3], est8[inner], where=sel[inner][:, :, None] > 0)
+
+    batches = [tiles[i : i + _BATCH] for i in range(0, len(tiles), _BATCH)]
+    # Batches are independent and write disjoint tiles of ``out`` (see _THREADS).
+    workers = min(_THREADS, len(batches))
+    if workers <= 1:
+        for batch in batches:
+            run(batch)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, batches))
+
+
+def _clip01(x: np.ndarray) -> None:
+    """Clip to 0..1 in place (two cv2 thresholds: 5× faster than np.clip on float32)."""
+    import cv2
+
+    cv2.threshold(x, 1.0, 1.0, cv2.THRESH_TRUNC, dst=x)
+    cv2.threshold(x, 0.0, 0.0, cv2.THRESH_TOZERO, dst=x)
+
+
+def _wide_fields(rgb: np.ndarray, mask: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """First-pass ``F̄``, ``B̄`` (float32 0..1) on a copy area-downscaled by an integer ``k``
+    (longest side ≤ ``_WIDE_SIDE``), and ``k``. An integer factor takes OpenCV's block-mean
+    path: the 12 MP resize went from 37 ms to ~5 ms; the image is cropped to a multiple of
+    ``k`` (< k px lost on two sides, nothing to a 90-px mean)."""
+    import cv2
+
+    h, w = mask.shape
+    k = max(1, math.ceil(max(h, w) / _WIDE_SIDE))
+    sh, sw = max(1, h // k), max(1, w // k)
+    crop_h, crop_w = min(h, sh * k), min(w, sw * k)
+    small = cv2.resize(rgb[:crop_h, :crop_w], (sw, sh), interpolation=cv2.INTER_AREA)
+    small_a = cv2.resize(mask[:crop_h, :crop_w], (sw, sh), interpolation=cv2.INTER_AREA)
+    f, b = _wide_pass(
+        small.astype(np.float32) / 255.0, small_a.astype(np.float32) / 255.0, max(1, round(r / k))
+    )
+    return f, b, k
 
 
 def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -192,6 +349,7 @@ _WHOLE_LEVEL_PIXELS: Final = 1 << 20
 #: Context around a tile: a red-black sweep moves information at most 2 px, so 2 px per
 #: sweep plus slack leaves the tile's own pixels as a whole-level sweep would.
 _SWEEP_MARGIN: Final = 8
+_SWEEP_TILE: Final = 256
 
 
 def _sweep(
@@ -321,7 +479,7 @@ def multilevel_tiled(
                    regularization, gradient_weight)  # fmt: skip
             continue
         soft = (a8 > 0) & (a8 < 255)
-        for y0, y1, x0, x1 in soft_tiles(soft, _TILE):
+        for y0, y1, x0, x1 in soft_tiles(soft, _SWEEP_TILE):
             ty0, ty1 = max(0, y0 - _SWEEP_MARGIN), min(h, y1 + _SWEEP_MARGIN)
             tx0, tx1 = max(0, x0 - _SWEEP_MARGIN), min(w, x1 + _SWEEP_MARGIN)
             fs, bs = f[ty0:ty1, tx0:tx1].copy(), b[ty0:ty1, tx0:tx1].copy()
