@@ -31,12 +31,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ from cleancut.codecs import TEMP_SUFFIX
 from cleancut.download import fetch_model, installed_path, verify_installed
 from cleancut.models import MODELS
 from conftest import EXAMPLES, TEST_CACHE
+from mirror import Mirror
 
 SPEC = MODELS["isnet_fp16"]
 CLI = [sys.executable, "-c", "from cleancut.cli import main; main()"]
@@ -178,41 +176,10 @@ def test_sigkill_mid_batch_then_rerun_loses_nothing(model_settings: Settings, tm
 # --------------------------------------------------------------------------- corrupt model
 
 
-class MirrorServer:
-    """The real model chunks (``mirror_dir``) over HTTP on 127.0.0.1, counting requests."""
-
-    def __init__(self, root: Path) -> None:
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                super().do_GET()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-
-    def chunk_requests(self) -> int:
-        return sum(1 for r in self.requests if "resources.json" not in r)
-
-    def __enter__(self) -> MirrorServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def mirror(mirror_dir: Path) -> Iterator[MirrorServer]:
-    with MirrorServer(mirror_dir) as m:
+def mirror(mirror_dir: Path) -> Iterator[Mirror]:
+    """The real model chunks (``mirror_dir``) over HTTP on 127.0.0.1, counting requests."""
+    with Mirror(mirror_dir) as m:
         yield m
 
 
@@ -260,7 +227,7 @@ def _tmp_cache(model_settings: Settings, tmp_path: Path, mirror_url: str, *names
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_corrupt_published_model_is_detected_and_fetched_again(
-    model_settings: Settings, mirror: MirrorServer, tmp_path: Path, damage: str
+    model_settings: Settings, mirror: Mirror, tmp_path: Path, damage: str
 ) -> None:
     settings = _tmp_cache(model_settings, tmp_path, mirror.url, SPEC.filename)
     model = installed_path(SPEC, settings)
@@ -271,13 +238,13 @@ def test_corrupt_published_model_is_detected_and_fetched_again(
 
     _damage(model, damage)
     assert fetch_model(SPEC, settings) == model
-    assert mirror.chunk_requests() == 22, "the damaged model was not fetched again"
+    assert len(mirror.chunk_requests()) == 22, "the damaged model was not fetched again"
     assert model.stat().st_size == SPEC.size and _sha(model) == SPEC.sha256
 
 
 @pytest.mark.parametrize("damage", ["flip-keep-mtime", "truncate"])  # each rebuilds 176 MB
 def test_corrupt_model_is_noticed_by_the_next_run(
-    model_settings: Settings, remover: Remover, mirror: MirrorServer, tmp_path: Path, damage: str
+    model_settings: Settings, remover: Remover, mirror: Mirror, tmp_path: Path, damage: str
 ) -> None:
     """On a CPU, ``isnet_fp16`` runs from its fp32 widening ``isnet.onnx``: damage to that
     file (what actually runs) is noticed by the next process that loads it, which rebuilds
