@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -80,11 +80,19 @@ class OutputOptions:
     quality: float = 0.8
     bg_color: tuple[int, int, int] | None = None
     png_compress_level: int = DEFAULT_PNG_LEVEL
-    #: Mask refinement and edge colours (``None``: the reference's mask, the photo's colours).
+    #: Mask refinement and edge colours (``None``: :class:`~cleancut.edges.EdgeOptions`'
+    #: defaults, guided refinement and blur-fusion decontamination).
     edges: EdgeOptions | None = None
-    #: Background, crop, canvas and size cap. Load a background image once beforehand
-    #: (:meth:`~cleancut.framing.Framing.loaded`), or every job decodes it again.
+    #: Background, crop, canvas and size cap.
     framing: Framing | None = None
+
+    def loaded(self, max_pixels: int) -> OutputOptions:
+        """These options with a background image (path or bytes) decoded, so that a batch
+        decodes it once, not once per job (:meth:`~cleancut.framing.Framing.loaded`)."""
+        if self.framing is None:
+            return self
+        framing = self.framing.loaded(max_pixels=max_pixels)
+        return self if framing is self.framing else replace(self, framing=framing)
 
 
 @dataclass(frozen=True)
@@ -288,6 +296,27 @@ def _describe(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
+def _result(
+    job: Job,
+    fut: Future[tuple[dict[str, float], bytes | None]],
+    started: float,
+    overwrite: bool,
+    timings: dict[str, float] | None = None,
+) -> JobResult:
+    """The :class:`JobResult` of a job's finishing work: written, skipped (its output
+    appeared meanwhile) or failed, with the reason. Interrupts and cancellation propagate."""
+    try:
+        finished, data = fut.result()
+    except (KeyboardInterrupt, SystemExit, CancelledError):
+        raise
+    except BaseException as exc:
+        if isinstance(exc, OutputExistsError) and not overwrite:
+            return JobResult(job, "skipped", str(exc), time.perf_counter() - started)
+        return JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
+    merged = {**timings, **finished} if timings is not None else finished
+    return JobResult(job, "written", None, time.perf_counter() - started, merged, data)
+
+
 def _failed(exc: BaseException) -> Future[tuple[dict[str, float], bytes | None]]:
     fut: Future[tuple[dict[str, float], bytes | None]] = Future()
     fut.set_exception(exc)
@@ -311,6 +340,7 @@ def run_jobs(
     before the next image; results already finished are still reported.
     """
     job_list = list(jobs)
+    options = options.loaded(remover.settings.max_pixels)
     batch = max(1, remover.session.max_batch) if job_list else 1
     streams = remover.session.streams if job_list and batch == 1 else 1
     if streams > 1:
@@ -348,17 +378,7 @@ def run_jobs(
         def drain(limit: int) -> Iterator[JobResult]:
             while len(encoding) > limit:
                 job, fut, started, timings = encoding.popleft()
-                try:
-                    finished, data = fut.result()
-                    timings.update(finished)
-                    yield JobResult(job, "written", None, time.perf_counter() - started, timings, data)
-                except BaseException as exc:
-                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                        raise
-                    if isinstance(exc, OutputExistsError) and not overwrite:
-                        yield JobResult(job, "skipped", str(exc), time.perf_counter() - started)
-                    else:
-                        yield JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
+                yield _result(job, fut, started, overwrite, timings)
 
         try:
             refill()
@@ -479,17 +499,6 @@ def _run_streams(
                 pending.append((job, pool.submit(whole, job), None, time.perf_counter()))
                 running[0] += 1
 
-    def outcome(job: Job, fut: Future[tuple[dict[str, float], bytes | None]], started: float) -> JobResult:
-        try:
-            timings, data = fut.result()
-        except (KeyboardInterrupt, SystemExit, CancelledError):
-            raise
-        except BaseException as exc:
-            if isinstance(exc, OutputExistsError) and not overwrite:
-                return JobResult(job, "skipped", str(exc), time.perf_counter() - started)
-            return JobResult(job, "failed", _describe(exc), time.perf_counter() - started)
-        return JobResult(job, "written", None, time.perf_counter() - started, timings, data)
-
     with ThreadPoolExecutor(streams + 1, thread_name_prefix="cleancut-stream") as pool:
         try:
             refill()
@@ -501,7 +510,7 @@ def _run_streams(
                 else:
                     running[0] -= 1
                     try:
-                        result = outcome(job, fut, started)
+                        result = _result(job, fut, started, overwrite)
                     except CancelledError:
                         # Report the images that did finish (in order), then stop.
                         for _, waiting, _, _ in pending:
@@ -510,7 +519,7 @@ def _run_streams(
                         for j, other, _, t in pending:
                             if other is not None and not other.cancelled():
                                 try:
-                                    yield outcome(j, other, t)
+                                    yield _result(j, other, t, overwrite)
                                 except CancelledError:
                                     pass
                         pending.clear()

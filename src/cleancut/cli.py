@@ -264,7 +264,7 @@ def remove_cmd(
         if color is not None and framing is not None and framing.opaque:
             raise InvalidOptionError("--bg-color and --background both set the background: give one")
         check_options(normalize_output_type(output_type), edges, framing)
-        if framing is not None:  # a background image is decoded once for the whole batch
+        if framing is not None:  # decoded now: a bad background image fails before the model loads
             framing = framing.loaded(max_pixels=settings.max_pixels)
         on_ray = _check_engine(engine, output, address, num_workers)
         # the Ray engine plans its own jobs: its inputs and -o may be URIs (s3://…)

@@ -468,7 +468,9 @@ class CutoutActor:
         self.remover = Remover(
             model, device=device, backend=backend, strict=strict, threads=threads, settings=settings
         ).load()
-        self.options = options if options is not None else local_batch.OutputOptions()
+        # a background image is decoded once per actor, not once per row
+        opts = options if options is not None else local_batch.OutputOptions()
+        self.options = opts.loaded(settings.max_pixels)
         self.overwrite = overwrite
         self.prefetch = max(1, prefetch)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
