@@ -648,3 +648,22 @@ def test_fast_preprocess_is_within_one_level_of_the_exact_port() -> None:
     diff = np.abs(fast - exact) * 256
     assert diff.max() <= 1.0 + 1e-4
     assert (diff > 0.5).mean() < 0.01
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_fast_preprocess_warps_four_channels_with_the_three_channel_values(channels: int) -> None:
+    """The fast path widens RGB to RGBA before OpenCV's warp (its vectorised case); R, G, B
+    come out exactly as a three-channel warp gives them, and an alpha channel is ignored."""
+    import cv2
+
+    from cleancut.pipeline import _resize_fast, downsample_planes
+
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (517, 733, channels), dtype=np.uint8)
+    want = cv2.split(_resize_fast(np.ascontiguousarray(img[:, :, :3]), 1024, 1024))
+    got = downsample_planes(img, 1024)
+    assert len(got) == 3
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    x = preprocess(img, 1024, exact=False)
+    np.testing.assert_array_equal(x[0] * 256 + 128, np.stack(want).astype(np.float32))

@@ -302,3 +302,34 @@ def test_random_small_images(
     data = encode_png(pixels, level=level, png_filter=png_filter, block_rows=block_rows, threads=2)
     expected = pixels[:, :, 0] if channels == 1 else pixels
     np.testing.assert_array_equal(pillow_decode(data), expected)
+
+
+def test_one_core_blocks_use_one_thread_and_write_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``parallel.one_core()`` (a folder batch's stream worker) the encoder deflates on
+    the calling thread only; the bytes are the same as with the default threads."""
+    import threading
+
+    from cleancut import parallel, png
+
+    pixels = cutout(900, 300)
+    seen: set[str] = set()
+    original = png._compressor
+
+    def spy(level: int, strategy: int) -> object:
+        seen.add(threading.current_thread().name)
+        return original(level, strategy)
+
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 4)
+    monkeypatch.setattr(png, "_compressor", spy)
+    default = encode_png(pixels, block_rows=50)
+    assert any(name.startswith("cleancut-png") for name in seen)
+    seen.clear()
+    with parallel.one_core():
+        assert parallel.inner_threads() == 1
+        with parallel.one_core():  # nests
+            pass
+        assert parallel.inner_threads() == 1
+        single = encode_png(pixels, block_rows=50)
+    assert parallel.inner_threads() == 4
+    assert seen == {threading.current_thread().name}
+    assert single == default

@@ -27,6 +27,7 @@ from . import codecs, pipeline
 from .codecs import DecodedImage, OutputFormat
 from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
 from .models import INPUT_SIZE
+from .parallel import one_core
 from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
 from .remover import DEFAULT_PNG_LEVEL, Remover, make_cutout, make_mask
@@ -473,11 +474,13 @@ def _run_streams(
 
     def whole(job: Job) -> tuple[dict[str, float], bytes | None]:
         check_cancel(cancel, job.name)
-        prepared = _decode(job, remover)
-        t0 = time.perf_counter()
-        y = remover.infer(prepared.x, cancel=cancel)
-        timings = {**prepared.timings, "inference": time.perf_counter() - t0}
-        finished, data = _finish(job, prepared.decoded, y, options, overwrite, remover.exact_resize)
+        # Every core already works on whole images: one thread per image's stages.
+        with one_core():
+            prepared = _decode(job, remover)
+            t0 = time.perf_counter()
+            y = remover.infer(prepared.x, cancel=cancel)
+            timings = {**prepared.timings, "inference": time.perf_counter() - t0}
+            finished, data = _finish(job, prepared.decoded, y, options, overwrite, remover.exact_resize)
         timings.update(finished)
         return timings, data
 

@@ -23,6 +23,8 @@ from typing import Final
 
 import numpy as np
 
+from .parallel import inner_threads
+
 __all__ = ["BLUR_RADII", "blur_fusion", "blur_fusion_tiled", "multilevel", "multilevel_tiled", "soft_tiles"]
 
 #: The paper's two passes: a wide first estimate, then a local refinement.
@@ -273,7 +275,7 @@ def blur_fusion_tiled(
 
     batches = [tiles[i : i + _BATCH] for i in range(0, len(tiles), _BATCH)]
     # Batches are independent and write disjoint tiles of ``out`` (see _THREADS).
-    workers = min(_THREADS, len(batches))
+    workers = min(_THREADS, inner_threads(), len(batches))
     if workers <= 1:
         for batch in batches:
             run(batch)

@@ -41,7 +41,6 @@ and 0.27 s on two.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +49,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from .errors import InvalidOptionError
+from .parallel import inner_threads, usable_cores
 
 _isal: Any
 try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)
@@ -77,14 +77,6 @@ _MAX_SIDE: Final[int] = 2**31 - 1  # PNG's limit on width and height
 _ADLER_BASE: Final[int] = 65521
 
 
-def usable_cores() -> int:
-    """The number of CPU cores this process may run on (its affinity mask where known)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def encode_png(
     pixels: np.ndarray,
     *,
@@ -102,10 +94,11 @@ def encode_png(
     array is copied one block at a time, never whole). ``level``: zlib's 0..9 (0 stores).
     ``icc_profile``: written as an ``iCCP`` chunk right after ``IHDR`` (it must suit the
     colour type: an RGB profile for RGB/RGBA). ``threads``: worker threads, default the
-    usable cores. ``png_filter``, ``strategy``: the PNG row filter (one for every row) and
-    the zlib strategy; the defaults are the measured best for photo cut-outs (see the
-    module's docstring). ``block_rows``: rows per deflate block (default: about 2 MiB of
-    filtered data); it changes the bytes a little, ``threads`` never does.
+    usable cores (one inside :func:`cleancut.parallel.one_core`). ``png_filter``,
+    ``strategy``: the PNG row filter (one for every row) and the zlib strategy; the defaults
+    are the measured best for photo cut-outs (see the module's docstring). ``block_rows``:
+    rows per deflate block (default: about 2 MiB of filtered data); it changes the bytes a
+    little, ``threads`` never does.
 
     Raises :class:`~cleancut.errors.InvalidOptionError` for anything else.
     """
@@ -125,7 +118,7 @@ def encode_png(
             f"got {pixels.dtype} {pixels.shape}"
         )
     level = _int_option("level", level, 0, 9)
-    threads = usable_cores() if threads is None else _int_option("threads", threads, 1, 1024)
+    threads = inner_threads() if threads is None else _int_option("threads", threads, 1, 1024)
     if not isinstance(png_filter, str) or png_filter not in _FILTER_CODES:
         raise InvalidOptionError(f"png_filter must be one of {', '.join(_FILTER_CODES)}, got {png_filter!r}")
     if not isinstance(strategy, str) or strategy not in _STRATEGIES:

@@ -161,14 +161,13 @@ def guided_upsample(
         raise InvalidOptionError(f"pixels must be uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
     if radius < 1 or eps <= 0:
         raise InvalidOptionError(f"guided filter needs radius >= 1 and eps > 0, got {radius}, {eps}")
-    from .pipeline import _resize_fast
+    from .pipeline import downsample_planes
 
     p = quantize(y).astype(np.float32)
     p *= np.float32(1.0 / 255.0)  # the same levels the bilinear path starts from
     s = p.shape[0]
     height, width = pixels.shape[:2]
-    small = _resize_fast(np.ascontiguousarray(pixels[:, :, :3]), s, s)
-    channels = [c.astype(np.float32) * np.float32(1.0 / 255.0) for c in cv2.split(small)]
+    channels = [c.astype(np.float32) * np.float32(1.0 / 255.0) for c in downsample_planes(pixels, s)]
     a_r, a_g, a_b, b = _coefficient_planes(channels, p, radius, eps)
     # Guide in 0..255 and output in levels: a·(I/255)·255 = a·I, so a_k only loses its
     # grey weight, and b is multiplied by the guide's fourth channel, 255.
