@@ -12,6 +12,9 @@ network runs once on it (its 1024² output is reused).
    (``refine.guided_upsample``), blur-fusion (``matting.blur_fusion_tiled`` on the guided
    mask) and islands+holes (``maskops``), with how far the new output is from the old
    (max |Δ| in levels; blur-fusion compared on the band ``matting.SOFT_BAND`` it writes).
+   The guided row also changed its parameters: the first version fitted at 1024² with a
+   5×5 window, the current one at ``refine.GUIDED_FIT_SIZE``² (a wider window that
+   benchmarks/quality.py scores better), so its Δ is a different mask, not rounding.
 2. Each option's ``make_mask`` and ``foreground_colors`` (current code; skipped with
    ``--ab-only``); ``bilinear`` is the reference upsampling alone.
 
@@ -76,7 +79,7 @@ def _old_blur(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def _old_guided_coefficients(
-    guide: np.ndarray, p: np.ndarray, radius: int = refine.GUIDED_RADIUS, eps: float = refine.GUIDED_EPS
+    guide: np.ndarray, p: np.ndarray, radius: int = 2, eps: float = 1e-3
 ) -> np.ndarray:
     """Colour guided-filter coefficients: ``guide`` float32 ``[h, w, 3]`` in 0..1, ``p``
     float32 ``[h, w]`` → ``[h, w, 4]`` (``a_r, a_g, a_b, b``), already box-averaged."""
@@ -115,8 +118,8 @@ def old_guided_upsample(
     y: np.ndarray,
     pixels: np.ndarray,
     *,
-    radius: int = refine.GUIDED_RADIUS,
-    eps: float = refine.GUIDED_EPS,
+    radius: int = 2,  # the first version's fit: at the network's 1024², 5×5 window
+    eps: float = 1e-3,
     rows_per_block: int = 512,
 ) -> np.ndarray:
     """Network output ``[..., S, S]`` (0..1) and the full photo ``[H, W, 3|4]`` uint8 →

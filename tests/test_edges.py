@@ -120,17 +120,18 @@ def test_tiled_blur_fusion_tiny_and_odd_images(shape: tuple[int, int]) -> None:
 
 
 def test_tiled_blur_fusion_downscaled_wide_pass_stays_close() -> None:
-    """Above 1536 px the r = 90 pass runs on an integer-factor downscale (here ×2); the
+    """Above 768 px the r = 90 pass runs on an integer-factor downscale (here ×3); the
     result stays within a few levels of the whole-image pass. Measured on this scene: mean
-    2.0, 99th percentile 10 (the fractional-scale path it replaced: 1.5 and 8); on the
-    harness composites the edge-band colour error moved by 0.02."""
+    3.3, 99th percentile 17 (×2, the earlier 1536-px limit: 2.0 and 10; the fractional-scale
+    path before that: 1.5 and 8). Against the true colours of the harness composites the
+    edge-band colour error moved 18.74 → 18.80 from ×2 to ×3 (benchmarks/quality.py)."""
     image, _, _, alpha = _scene(400, 1600, seed=3)
     whole, _ = matting.blur_fusion(image.astype(np.float32) / 255, alpha.astype(np.float32) / 255)
     band = (alpha >= matting.SOFT_BAND[0]) & (alpha <= matting.SOFT_BAND[1])
     tiled = image.copy()
     matting.blur_fusion_tiled(image, alpha, tiled, 0)
     diff = np.abs(tiled[band].astype(int) - np.round(whole[band] * 255).astype(int))
-    assert diff.mean() < 2.5 and np.percentile(diff, 99) <= 12, (diff.mean(), np.percentile(diff, 99))
+    assert diff.mean() < 4 and np.percentile(diff, 99) <= 20, (diff.mean(), np.percentile(diff, 99))
 
 
 def test_tiled_blur_fusion_threads_and_rgba_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,13 +173,20 @@ def test_bilinear_without_controls_equals_postprocess_exactly() -> None:
                               pipeline.postprocess(y, 37, 91, exact=exact))  # fmt: skip
 
 
-def _guided_reference(y: np.ndarray, pixels: np.ndarray, r: int = 2, eps: float = 1e-3) -> np.ndarray:
-    """The fast guided filter written out in float64: the 3×3 solve per pixel with
-    ``np.linalg.solve`` and an exact bilinear upsampling of ``a``, ``b`` on the reference
-    grid (``src = dst·S/D``), ``q = aᵀI + b`` rounded half up."""
+def _guided_reference(
+    y: np.ndarray, pixels: np.ndarray, r: int = 2, eps: float = 1e-3, k: int = 1
+) -> np.ndarray:
+    """The fast guided filter written out in float64: the network output and its guide
+    ``k×k`` block-averaged, the 3×3 solve per pixel with ``np.linalg.solve`` and an exact
+    bilinear upsampling of ``a``, ``b`` on the reference grid (``src = dst·S/D``) shifted by
+    the averaging's offset (``u/k − (k − 1)/2k``, clamped at the border), ``q = aᵀI + b``
+    rounded half up."""
     p = pipeline.quantize(y).astype(np.float64) / 255
-    s = p.shape[0]
-    guide = pipeline._resize_fast(np.ascontiguousarray(pixels[:, :, :3]), s, s).astype(np.float64) / 255
+    size = p.shape[0]
+    guide = pipeline._resize_fast(np.ascontiguousarray(pixels[:, :, :3]), size, size).astype(np.float64) / 255
+    s = size // k
+    p = p.reshape(s, k, s, k).mean(axis=(1, 3))
+    guide = guide.reshape(s, k, s, k, 3).mean(axis=(1, 3))
 
     def box(x: np.ndarray) -> np.ndarray:
         out: np.ndarray = cv2.blur(x, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT_101)
@@ -194,8 +202,8 @@ def _guided_reference(y: np.ndarray, pixels: np.ndarray, r: int = 2, eps: float 
     coef = np.dstack([box(a), box(mean_p - (a * mean_i).sum(axis=2))])
 
     def grid(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.arange(dst) * (src / dst)
-        lo = np.minimum(np.floor(pos).astype(int), src - 1)
+        pos = np.clip(np.arange(dst) * (size / dst) / k - (k - 1) / (2 * k), 0, src - 1)
+        lo = np.floor(pos).astype(int)
         return lo, np.minimum(lo + 1, src - 1), pos - lo
 
     h, w = pixels.shape[:2]
@@ -219,6 +227,11 @@ def test_guided_fast_path_matches_the_float64_formula() -> None:
         ref = _guided_reference(y, image)
         diff = np.abs(fast.astype(int) - ref)
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
+        # the fit at a quarter (the default for IS-Net's 1024² output) or half the size
+        for k in (2, 4):
+            fit = refine.guided_upsample(y, image, fit_size=size // k)
+            diff = np.abs(fit.astype(int) - _guided_reference(y, image, k=k))
+            assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (k, diff.max(), (diff > 0).mean())
         rgba = np.dstack([image, np.full(alpha.shape, 3, np.uint8)])
         assert np.array_equal(refine.guided_upsample(y, rgba), fast)
         # and the [h, w, 4] coefficient helper agrees with the planar fit it wraps

@@ -54,9 +54,9 @@ class EdgeOptions:
     subject islands / fill holes smaller than this fraction of the image area.
 
     Defaults from ``benchmarks/quality.py`` (14 composites, all three models, fp16 shown):
-    ``guided`` improves every mask metric (MAE 0.1585 → 0.1565, S 0.753 → 0.759, IoU 0.631 →
-    0.642) and the edge-band colour error (23.3 → 21.8); ``blur_fusion`` lowers that error to
-    21.7 on its own and to 20.0 with ``guided`` (``multilevel``: 21.7, ~30× slower: 11.6 s
+    ``guided`` improves every mask metric (MAE 0.1585 → 0.1552, S 0.753 → 0.764, IoU 0.631 →
+    0.648) and the edge-band colour error (23.3 → 20.6); ``blur_fusion`` lowers that error to
+    21.7 on its own and to 18.8 with ``guided`` (``multilevel``: 21.7, ~30× slower: 11.6 s
     against 0.37 s at 12 MP).
     ``threshold=128`` trades S-measure and max F for MAE and raises the colour error,
     ``feather=1`` worsens every score, islands/holes at 5e-4 change nothing measurable: off.

@@ -1,17 +1,19 @@
 """Guided upsampling of the network's mask to full resolution (fast guided filter).
 
 He & Sun 2015, "Fast Guided Filter": the local linear model ``q = aᵀ·I + b`` is fitted at
-low resolution — between the network's own ``S×S`` output and the ``S×S`` image the network
-saw — then ``a`` and ``b`` (which vary slowly) are upsampled and applied to the
-full-resolution photo. The mask's edge then follows the photo's edge at full resolution
-instead of the bilinear ramp of the ``S×S`` grid, at O(pixels) cost: the ``S×S`` fit is a
-fixed cost (3×3 colour-guide solve per pixel), the full-resolution part is one four-channel
-bilinear upsample and a multiply-add per channel, all OpenCV calls on row blocks.
+low resolution — between the network's ``S×S`` output and the ``S×S`` image the network saw,
+both box-averaged down to :data:`GUIDED_FIT_SIZE`² — then ``a`` and ``b`` (which vary
+slowly) are upsampled and applied to the full-resolution photo. The mask's edge then follows
+the photo's edge at full resolution instead of the bilinear ramp of the ``S×S`` grid, at
+O(pixels) cost: the low-resolution fit is a fixed cost (3×3 colour-guide solve per pixel),
+the full-resolution part is one four-channel bilinear upsample and a multiply-add per
+channel, all OpenCV calls on row blocks.
 
-Both resizes use the reference's sampling grid (``src = dst · S/D``, no half-pixel offset;
-:func:`cleancut.pipeline._resize_fast`), the grid the network input was made on, so the
-low-resolution guide is pixel-for-pixel the network's input and ``a``/``b`` land where the
-bilinear mask would.
+The guide is made on the reference's sampling grid (``src = dst · S/D``, no half-pixel
+offset; :func:`cleancut.pipeline.downsample_planes`), the grid the network input was made
+on, so before the box-averaging it is pixel-for-pixel the network's input; the upsampling
+of ``a``/``b`` maps back through the same grid and the averaging's offset, so they land
+where the bilinear mask would.
 """
 
 from __future__ import annotations
@@ -25,12 +27,30 @@ from .pipeline import quantize
 
 __all__ = ["GUIDED_EPS", "GUIDED_RADIUS", "guided_upsample"]
 
-#: Window radius at the network's resolution (1024²): a 5×5 window, about the width of the
-#: network's soft edge there. With eps 1e-3 (guide in 0..1: a colour step of ~0.03 already
-#: steers the fit, flat regions keep the network's value) this setting improved every mask
-#: metric and the edge-band colour error on all three models in benchmarks/quality.py
-#: (fp16, 14 composites: MAE 0.1585 → 0.1565, IoU 0.631 → 0.642, edge error 23.3 → 21.8).
-#: Other radii/eps were not swept.
+#: The fit's resolution: the network's 1024² output and guide box-averaged 4× per side.
+#: Window radius at that resolution: 5×5 there, a 20-px window at the network's 1024².
+#: With eps 1e-3 (guide in 0..1: a colour step of ~0.03 already steers the fit, flat
+#: regions keep the network's value). Swept with benchmarks/quality.py (fp16, 14
+#: composites, guided + blur-fusion with its wide pass at side 1536 — 18.80 instead of 18.74
+#: at the current 768; MAE / IoU / edge-band colour error):
+#:
+#: ====================  ======  =====  ==========
+#: fit, radius            MAE     IoU    edge error
+#: ====================  ======  =====  ==========
+#: bilinear (no guide)   .1585   .631   23.26
+#: 1024², r 2 (before)   .1565   .642   20.02
+#: 512², r 1             .1548   .645   19.36
+#: 512², r 2             .1547   .647   19.03
+#: 512², r 3             .1548   .647   18.85
+#: 256², r 1             .1550   .647   19.10
+#: **256², r 2**         .1552   .648   18.74
+#: ====================  ======  =====  ==========
+#:
+#: A wider window helps most where the soft region is wide (fur edge error 23.67 → 20.46,
+#: hair 21.00 → 19.30) and costs a little on hard-edged emoji (16.93 → 17.23); the fit at
+#: 256² is 16× less work than at 1024² (183 ms → 12 ms of one core for a photo, the
+#: largest part of the default edge stage in a folder batch).
+GUIDED_FIT_SIZE: Final = 256
 GUIDED_RADIUS: Final = 2
 GUIDED_EPS: Final = 1e-3
 
@@ -139,10 +159,15 @@ def guided_upsample(
     *,
     radius: int = GUIDED_RADIUS,
     eps: float = GUIDED_EPS,
+    fit_size: int = GUIDED_FIT_SIZE,
     rows_per_block: int = _ROWS_PER_BLOCK,
 ) -> np.ndarray:
     """Network output ``[..., S, S]`` (0..1) and the full photo ``[H, W, 3|4]`` uint8 →
     ``[H, W]`` uint8 mask whose edges follow the photo.
+
+    The fit runs at ``fit_size``² (``S`` and the guide box-averaged by ``S / fit_size``,
+    which must be a whole number; otherwise, as for an output smaller than ``fit_size``,
+    at ``S``²) with ``radius`` and ``eps`` there.
 
     Where the photo is flat the result equals the bilinear mask up to rounding (``a = 0``,
     ``b`` = the local mean of the mask); a clean 0/255 mask stays clean because the result
@@ -163,11 +188,23 @@ def guided_upsample(
         raise InvalidOptionError(f"guided filter needs radius >= 1 and eps > 0, got {radius}, {eps}")
     from .pipeline import downsample_planes
 
+    if isinstance(fit_size, bool) or not isinstance(fit_size, int) or fit_size < 1:
+        raise InvalidOptionError(f"fit_size must be a positive integer, got {fit_size!r}")
     p = quantize(y).astype(np.float32)
     p *= np.float32(1.0 / 255.0)  # the same levels the bilinear path starts from
-    s = p.shape[0]
+    size = p.shape[0]
     height, width = pixels.shape[:2]
-    channels = [c.astype(np.float32) * np.float32(1.0 / 255.0) for c in downsample_planes(pixels, s)]
+    channels = [c.astype(np.float32) * np.float32(1.0 / 255.0) for c in downsample_planes(pixels, size)]
+    k = size // fit_size if size % fit_size == 0 else 1
+    if k > 1:
+        # k×k block means (OpenCV's integer-factor area path): fit pixel j covers network
+        # pixels k·j … k·j + k − 1, centred at k·j + (k − 1)/2 on the network's grid.
+        p, *channels = (
+            np.asarray(cv2.resize(a, (fit_size, fit_size), interpolation=cv2.INTER_AREA), dtype=np.float32)
+            for a in (p, *channels)
+        )
+    s = p.shape[0]
+    shift = (k - 1) / (2 * k)  # network coordinate u ↦ fit coordinate u/k − shift
     a_r, a_g, a_b, b = _coefficient_planes(channels, p, radius, eps)
     # Guide in 0..255 and output in levels: a·(I/255)·255 = a·I, so a_k only loses its
     # grey weight, and b is multiplied by the guide's fourth channel, 255.
@@ -184,8 +221,10 @@ def guided_upsample(
         stop = min(height, start + rows)
         n = stop - start
         c, g, qb, ob = coef[:n], guide[:n], q[:n], offset[:n]
-        # the reference grid (src = dst·S/D), the block's row offset in the inverse map
-        inverse = np.array([[s / width, 0.0, 0.0], [0.0, s / height, start * s / height]], dtype=np.float64)
+        # the reference grid (src = dst·S/D) then the fit's offset; the block's row offset
+        inverse = np.array(
+            [[s / width, 0.0, -shift], [0.0, s / height, start * s / height - shift]], dtype=np.float64
+        )
         cv2.warpAffine(packed, inverse, (width, n), dst=c, flags=flags, borderMode=cv2.BORDER_REPLICATE)
         if pixels.shape[2] == 3:
             cv2.cvtColor(pixels[start:stop], cv2.COLOR_RGB2RGBA, dst=g)  # alpha 255
