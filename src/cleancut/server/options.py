@@ -212,8 +212,7 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
         ),
         param(
             "refine",
-            "Mask upsampling: guided (default: follows the photo's edges) or bilinear (the "
-            "reference's).",
+            "Mask upsampling: guided (default: follows the photo's edges) or bilinear (the reference's).",
             {"type": "string", "enum": list(REFINE_METHODS), "default": "guided"},
         ),
         param(
