@@ -1259,3 +1259,120 @@ def test_seeds_decode() -> None:
 def test_codecs_module_exports() -> None:
     for name in codecs.__all__:
         assert hasattr(codecs, name), name
+
+
+# --------------------------------------------------------------------------- plain JPEG fast path
+
+
+def _photo_like(h: int, w: int, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1), (xx + yy) % 256], axis=2)
+    noise = rng.integers(-20, 21, (h, w, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def imdecode_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts OpenCV JPEG decodes (the fast path) while the test runs."""
+    import cv2
+
+    calls: list[int] = []
+    real = cv2.imdecode
+
+    def spy(buf: np.ndarray, flags: int) -> np.ndarray | None:
+        calls.append(flags)
+        return real(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", spy)
+    return calls
+
+
+def _srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"quality": 90},
+        {"quality": 95, "subsampling": 0},  # 4:4:4
+        {"quality": 75, "subsampling": 1},  # 4:2:2
+        {"quality": 85, "progressive": True},
+        {"quality": 80, "optimize": True, "icc_profile": "srgb"},
+        {"quality": 90, "exif": "orientation-1"},
+    ],
+    ids=["420", "444", "422", "progressive", "optimized+icc", "exif-upright"],
+)
+def test_plain_jpeg_is_decoded_by_opencv_bit_for_bit_like_pillow(
+    tmp_path: Path, imdecode_calls: list[int], kw: dict[str, object]
+) -> None:
+    """Upright RGB JPEGs (files and bytes) go through OpenCV's decoder: the same pixels as
+    Pillow's, the ICC profile kept, odd sizes included."""
+    opts = dict(kw)
+    if opts.get("icc_profile") == "srgb":
+        opts["icc_profile"] = _srgb_icc()
+    if opts.get("exif") == "orientation-1":
+        exif = Image.Exif()
+        exif[0x0112] = 1
+        opts["exif"] = exif.tobytes()
+    data = save(_photo_like(173, 259, seed=len(kw)), "JPEG", **opts)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    want = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    for source in (path, data, str(path)):
+        got = decode(source, max_pixels=MAX)
+        np.testing.assert_array_equal(got.pixels, want)
+        assert got.pixels.flags.c_contiguous and got.format == "JPEG"
+        assert got.icc_profile == opts.get("icc_profile")
+    assert len(imdecode_calls) == 3
+    for bundled in sorted(Path(__file__).resolve().parents[1].joinpath("examples").glob("*.jpg")):
+        np.testing.assert_array_equal(
+            decode(bundled, max_pixels=MAX).pixels, np.asarray(Image.open(bundled).convert("RGB"))
+        )
+
+
+def test_jpegs_outside_the_plain_case_are_decoded_by_pillow(
+    tmp_path: Path, imdecode_calls: list[int]
+) -> None:
+    """Rotated by EXIF, trailing bytes after the end marker, gray, CMYK, a caller's stream,
+    over the pixel limit, truncated: Pillow's path, with its results and its errors."""
+    img = _photo_like(60, 90, seed=3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = save(img, "JPEG", quality=90, exif=exif.tobytes())
+    got = decode(rotated, max_pixels=MAX)
+    np.testing.assert_array_equal(
+        got.pixels, np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(rotated))).convert("RGB"))
+    )
+    assert got.pixels.shape == (90, 60, 3)
+
+    plain = save(img, "JPEG", quality=90)
+    trailing = plain + b"\x00" * 7
+    np.testing.assert_array_equal(
+        decode(trailing, max_pixels=MAX).pixels, decode(plain, max_pixels=MAX).pixels
+    )
+    gray = decode(save(img.convert("L"), "JPEG"), max_pixels=MAX)
+    assert gray.pixels.shape == (60, 90, 3)
+    cmyk = decode(save(img.convert("CMYK"), "JPEG"), max_pixels=MAX)
+    assert cmyk.pixels.shape == (60, 90, 3)
+    path = tmp_path / "p.jpg"
+    path.write_bytes(plain)
+    with open(path, "rb") as stream:
+        np.testing.assert_array_equal(decode(stream, max_pixels=MAX).pixels, np.asarray(Image.open(path)))
+    with pytest.raises(ImageTooLargeError):
+        decode(plain, max_pixels=60 * 90 - 1)
+    with pytest.raises(TruncatedImageError):
+        decode(plain[: len(plain) * 2 // 3], max_pixels=MAX)
+    assert len(imdecode_calls) == 1  # only the plain bytes decoded above took the fast path
+
+
+def test_a_jpeg_opencv_refuses_falls_back_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flags: None)
+    img = _photo_like(40, 50, seed=4)
+    data = save(img, "JPEG", quality=90)
+    np.testing.assert_array_equal(
+        decode(data, max_pixels=MAX).pixels, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    )
