@@ -468,8 +468,10 @@ def _run_streams(
     throughput on the 2-core machine (issue 3; ``benchmarks/throughput.py``). There is one
     worker more than streams, so while one worker decodes or encodes the streams still
     each have an image queued: measured side by side, streams + 1 workers ran at 105 % and
-    112 % of inference-only (2 callers), streams workers at 93 % and 98 %. Results come back
-    in input order; at most ``2 · streams + 1`` images are in flight, so memory is flat.
+    112 % of inference-only (2 callers), streams workers at 93 % and 98 %. Each worker runs
+    its image's stages on its own thread (:func:`cleancut.parallel.one_core`): the PNG
+    encoder and blur-fusion do not fan out to cores that the streams keep busy. Results come
+    back in input order; at most ``2 · streams + 1`` images are in flight, so memory is flat.
     """
 
     def whole(job: Job) -> tuple[dict[str, float], bytes | None]:
