@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cleancut import png as cleancut_png  # noqa: E402
-from cleancut.png import PngFilter, PngStrategy, encode_png, usable_cores  # noqa: E402
+from cleancut.parallel import usable_cores  # noqa: E402
+from cleancut.png import PngFilter, PngStrategy, encode_png  # noqa: E402
 
 Encoder = Callable[[np.ndarray], bytes]
 

@@ -120,8 +120,10 @@ def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> n
     """
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
         raise InvalidOptionError(f"preprocess expects uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
+    import cv2
+
     if exact:
-        planes = _split(resize_bilinear(np.ascontiguousarray(pixels[:, :, :3]), size, size))
+        planes = cv2.split(resize_bilinear(np.ascontiguousarray(pixels[:, :, :3]), size, size))
     else:
         planes = downsample_planes(pixels, size)
     # Plane by plane straight into the NCHW tensor, one OpenCV pass each
@@ -129,8 +131,6 @@ def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> n
     # 3.6 ms at 1024² against 6.5 ms for numpy's subtract-then-scale and 13 ms for
     # converting the interleaved image and transposing it. It counts in a folder batch,
     # where these stages share the cores with the model.
-    import cv2
-
     x = np.empty((1, 3, size, size), dtype=np.float32)
     for c, plane in enumerate(planes):
         cv2.addWeighted(plane, 1.0 / STD, plane, 0.0, -MEAN / STD, dst=x[0, c], dtype=cv2.CV_32F)
@@ -181,13 +181,6 @@ def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | No
 _FAST_UPSAMPLE_PIXELS: Final = 1 << 21
 
 
-def _split(image: np.ndarray) -> list[np.ndarray]:
-    """The channel planes of an interleaved ``[H, W, C]`` image, each contiguous."""
-    import cv2
-
-    return list(cv2.split(image))
-
-
 def downsample_planes(pixels: np.ndarray, size: int) -> list[np.ndarray]:
     """The R, G, B planes of ``pixels`` (``[H, W, 3|4]`` uint8) resized to ``size``² on the
     reference grid with OpenCV (:func:`_resize_fast`), what the network sees.
@@ -201,7 +194,7 @@ def downsample_planes(pixels: np.ndarray, size: int) -> list[np.ndarray]:
 
     if pixels.shape[2] == 3:
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2RGBA)
-    return _split(_resize_fast(np.ascontiguousarray(pixels), size, size))[:3]
+    return list(cv2.split(_resize_fast(np.ascontiguousarray(pixels), size, size))[:3])
 
 
 def _resize_fast(src: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -49,7 +49,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from .errors import InvalidOptionError
-from .parallel import inner_threads, usable_cores
+from .parallel import inner_threads
 
 _isal: Any
 try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)
@@ -57,7 +57,7 @@ try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)
 except ImportError:  # pragma: no cover - isal has wheels for every common platform
     _isal = None
 
-__all__ = ["PngFilter", "PngStrategy", "encode_png", "usable_cores"]
+__all__ = ["PngFilter", "PngStrategy", "encode_png"]
 
 PngFilter = Literal["none", "sub", "up", "average", "paeth"]
 PngStrategy = Literal["default", "rle", "filtered", "huffman"]
