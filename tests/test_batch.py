@@ -8,6 +8,7 @@ an output that exists, an input that would be overwritten, and a stdout job (3 i
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -399,10 +400,11 @@ def test_only_prechecked_jobs_need_no_model(tmp_path: Path, remover: Remover) ->
     """Skips and refusals are answered without decoding or inference."""
     existing = touch(tmp_path / "a.png", b"old")
     src = touch(tmp_path / "x.jpg", b"not even an image")
-    jobs = [Job(src, existing, "x.jpg"), Job(existing, existing, "a.png")]
+    same = touch(tmp_path / "b.png", b"an input")
+    jobs = [Job(src, existing, "x.jpg"), Job(same, same, "b.png")]
     results = list(run_jobs(jobs, remover, OutputOptions()))
     assert [r.status for r in results] == ["skipped", "failed"]
-    assert existing.read_bytes() == b"old"
+    assert existing.read_bytes() == b"old" and same.read_bytes() == b"an input"
 
 
 # --------------------------------------------------------------------------- throughput mode
@@ -466,3 +468,73 @@ def test_throughput_mode_cancel(tmp_path: Path, throughput_remover: Remover) -> 
 def test_mode_is_checked() -> None:
     with pytest.raises(InvalidOptionError, match="mode must be one of latency, throughput"):
         Remover(mode="fast")
+
+
+# ------------------------------------------------------------- inputs are never outputs (issue 12)
+
+
+def test_output_into_the_input_folder_never_names_an_input(tmp_path: Path) -> None:
+    """``-o`` the input folder itself: outputs take the ``.cutout`` mark (as beside their
+    input), so no output is an input and a rerun does not take the outputs as inputs."""
+    d = tmp_path / "d"
+    jpg, png, sub = touch(d / "a.jpg"), touch(d / "a.png"), touch(d / "s" / "b.jpg")
+    for out in (d, d / "s" / ".."):
+        jobs, _ = plan_jobs([d], out)
+        assert pairs(jobs) == [
+            (jpg, out / "a.cutout.png"),
+            (png, out / "a.png.cutout.png"),
+            (sub, out / "s" / "b.cutout.png"),
+        ]
+    # the files the explicit inputs' folder receives are named the same way
+    jobs, _ = plan_jobs([jpg, png], d)
+    assert pairs(jobs) == [(jpg, d / "a.cutout.png"), (png, d / "a.png.cutout.png")]
+    jobs, _ = plan_jobs([png], f"{d}/")
+    assert pairs(jobs) == [(png, d / "a.cutout.png")]
+    # a rerun after the outputs were written plans the same inputs, nothing more
+    for j in plan_jobs([d], d)[0]:
+        assert j.output is not None
+        touch(j.output)
+    assert [j.source for j in plan_jobs([d], d)[0]] == [jpg, png, sub]
+
+
+def test_an_output_that_is_another_input_is_refused(tmp_path: Path, remover: Remover) -> None:
+    """``e/a.jpg`` and ``d/a.png`` into ``-o d``: e/a.jpg's output would be d/a.png, an input
+    of the same run; it fails alone, whatever ``overwrite`` says (no model work needed)."""
+    d, e = tmp_path / "d", tmp_path / "e"
+    other = touch(e / "a.jpg", b"not even an image")
+    png = touch(d / "a.png", b"an input, never to be written")
+    jobs, _ = plan_jobs([other, d], d)
+    assert pairs(jobs) == [(other, d / "a.png"), (png, d / "a.cutout.png")]
+    touch(d / "a.cutout.png", b"done before")
+    # a hard link is the same file under another name
+    link = d / "link.png"
+    os.link(png, link)
+    jobs.append(Job(touch(e / "link.jpg", b"not an image"), link, "link.jpg"))
+    for overwrite in (False, True):
+        results = list(run_jobs(jobs, remover, OutputOptions(), overwrite=overwrite))
+        assert [r.job for r in results] == jobs
+        for r, target in ((results[0], d / "a.png"), (results[2], link)):
+            assert r.status == "failed", r
+            assert r.error is not None and str(target) in r.error and "is an input of this batch" in r.error
+        # d/a.png itself: skipped (its output exists), or with overwrite tried and not an image
+        assert results[1].status == ("failed" if overwrite else "skipped")
+        assert png.read_bytes() == b"an input, never to be written"
+
+
+def test_a_symlink_loop_fails_alone(tmp_path: Path, remover: Remover) -> None:
+    """``ln -s loop.jpg d/loop.jpg``: planning lists it and the run fails that one entry with
+    a clear reason (no RuntimeError from Path.resolve), the rest goes on."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "loop.jpg").symlink_to("loop.jpg")
+    touch(d / "z.png", b"exists")
+    out = tmp_path / "out"
+    touch(out / "z.png", b"done before")
+    for target in (out, d):
+        jobs, _ = plan_jobs([d], target)
+        assert [j.source for j in jobs] == [d / "loop.jpg", d / "z.png"]
+    jobs, _ = plan_jobs([d], out)
+    results = list(run_jobs(jobs, remover, OutputOptions()))
+    assert [r.status for r in results] == ["failed", "skipped"]
+    assert results[0].error is not None and "loop.jpg" in results[0].error
+    assert "symbolic links" in results[0].error

@@ -5,7 +5,13 @@ decoding of the next images and encoding/writing of the previous ones run on wor
 threads while the model works on the current one (onnxruntime, Pillow and numpy release the
 GIL). Queues are bounded, so memory stays flat however long the list. One bad file yields a
 ``failed`` result and the batch goes on. Outputs that already exist are skipped unless
-``overwrite``, so a rerun resumes; an input is never overwritten.
+``overwrite``, so a rerun resumes.
+
+No input is ever written: an output that lands in its input's own folder takes the
+``.cutout`` mark (``NAME.cutout.EXT``, also when ``-o`` is the input folder), files carrying
+that mark are never inputs, so a rerun does not cut out its own earlier outputs; and
+:func:`run_jobs` refuses, whatever ``overwrite`` says, any job whose output is one of the
+batch's inputs (the same path, a symlink to it or a hard link of it).
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ IMAGE_EXTENSIONS: Final = frozenset(
         ".pnm",
     }
 )
-#: Marker in default output names; files carrying it are never taken as inputs.
+#: Marker in the names of outputs written into their input's own folder; files carrying it
+#: are never taken as inputs when a folder is scanned.
 CUTOUT_MARK: Final = ".cutout"
 STDIO: Final = "-"
 
@@ -126,12 +133,21 @@ def _is_image_name(path: Path) -> bool:
     )
 
 
+def _real(path: Path) -> Path:
+    """``path`` with every symlink resolved as far as it goes; never raises (a symlink loop
+    stays unresolved, where ``Path.resolve`` would raise ``RuntimeError`` on Python 3.11)."""
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return path.absolute()
+
+
 def _scan(folder: Path, exclude: Path | None) -> list[Path]:
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         rootp = Path(root)
         dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (exclude is None or (rootp / d).resolve() != exclude)
+            d for d in dirs if not d.startswith(".") and (exclude is None or _real(rootp / d) != exclude)
         )
         found.extend(rootp / f for f in sorted(files) if _is_image_name(rootp / f))
     return found
@@ -155,6 +171,9 @@ def plan_jobs(
     * a folder or several inputs: ``-o`` is a folder and outputs keep their relative names
       with the format's extension; without ``-o`` each goes beside its input as
       ``NAME.cutout.EXT``. Files already named ``*.cutout.*`` are never inputs.
+    * an output that would land in its input's own folder (``-o`` the input folder itself,
+      or ``-o DIR/`` for a file in DIR) is named ``NAME.cutout.EXT`` as well, so no output is
+      an input of this run or of a rerun.
     """
     items = [str(i) for i in inputs]
     if not items:
@@ -179,7 +198,10 @@ def plan_jobs(
         if out_path is None:
             target = _beside(src, fmt_out)
         elif into_dir:
-            target = out_path / f"{src.stem}{codecs.extension_for(fmt_out)}"
+            name = f"{src.stem}{codecs.extension_for(fmt_out)}"
+            if _real(out_path) == _real(src.parent):
+                name = _beside(src, fmt_out).name
+            target = out_path / name
         else:
             target = out_path
         return [Job(src, target, items[0])], fmt_out
@@ -190,21 +212,31 @@ def plan_jobs(
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise InvalidOptionError(f"-o {out_path} must be a folder when there are several inputs")
     ext = codecs.extension_for(fmt_out)
-    exclude = out_path.resolve() if out_path is not None else None
+    exclude = _real(out_path) if out_path is not None else None
     jobs: list[Job] = []
     taken: dict[Path, str] = {}
+    real_dirs: dict[Path, Path] = {}
+
+    def real_dir(folder: Path) -> Path:
+        if folder not in real_dirs:
+            real_dirs[folder] = _real(folder)
+        return real_dirs[folder]
+
     for item in items:
         p = Path(item)
         pairs = [(f, f.relative_to(p)) for f in _scan(p, exclude)] if p.is_dir() else [(p, Path(p.name))]
         for src, rel in pairs:
-            if out_path is None:
-                target = _beside(src, fmt_out)
-                # photo.jpg and photo.png in one folder: photo.cutout.png, photo.jpg.cutout.png
-                fallback = src.with_name(f"{src.name}{CUTOUT_MARK}{ext}")
-            else:
+            if out_path is not None:
                 target = out_path / rel.with_suffix(ext)
                 # photo.jpg and photo.png in one folder: photo.png, photo.jpg.png
                 fallback = out_path / rel.with_name(rel.name + ext)
+            if out_path is None or real_dir(target.parent) == real_dir(src.parent):
+                # beside its input (no -o, or -o the input's own folder): the .cutout mark,
+                # so that the output is neither an input nor taken as one on a rerun
+                folder = src.parent if out_path is None else target.parent
+                target = folder / f"{src.stem}{CUTOUT_MARK}{ext}"
+                # photo.jpg and photo.png in one folder: photo.cutout.png, photo.png.cutout.png
+                fallback = folder / f"{src.name}{CUTOUT_MARK}{ext}"
             target = _unique(target, fallback, taken)
             taken[target] = str(src)
             jobs.append(Job(src, target, str(src)))
@@ -227,10 +259,44 @@ def _unique(target: Path, fallback: Path, taken: dict[Path, str]) -> Path:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    if _real(a) == _real(b):
+        return True
     try:
-        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
-    except OSError:
+        return b.exists() and a.samefile(b)
+    except (OSError, ValueError):  # a symlink loop, no permission, a NUL byte
         return False
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Inputs:
+    """Every input of one batch, by real path and by file identity (hard links), so that no
+    job writes an output over an input of the batch: its own or another job's."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.paths: dict[Path, Path] = {}
+        self.ids: dict[tuple[int, int], Path] = {}
+        for job in jobs:
+            if job.source is None:
+                continue
+            self.paths.setdefault(_real(job.source), job.source)
+            fid = _file_id(job.source)
+            if fid is not None:
+                self.ids.setdefault(fid, job.source)
+
+    def clash(self, output: Path) -> Path | None:
+        """The input that ``output`` is, if any."""
+        found = self.paths.get(_real(output))
+        if found is None and self.ids:
+            fid = _file_id(output)
+            found = self.ids.get(fid) if fid is not None else None
+        return found
 
 
 def _read_stdin() -> bytes:
@@ -338,14 +404,17 @@ def run_jobs(
     Decoding runs ``prefetch`` images ahead and encoding/writing up to ``prefetch`` behind
     the inference, on worker threads. When the session takes batches (a GPU with a
     dynamic-batch graph) consecutive images are inferred together. Cancellation stops
-    before the next image; results already finished are still reported.
+    before the next image; results already finished are still reported. A job whose output
+    is an input of ``jobs`` (its own or another's) fails without any work, even with
+    ``overwrite``.
     """
     job_list = list(jobs)
+    inputs = _Inputs(job_list)
     options = options.loaded(remover.settings.max_pixels)
     batch = max(1, remover.session.max_batch) if job_list else 1
     streams = remover.session.streams if job_list and batch == 1 else 1
     if streams > 1:
-        yield from _run_streams(job_list, remover, options, overwrite, cancel, streams)
+        yield from _run_streams(job_list, remover, options, overwrite, cancel, streams, inputs)
         return
     workers = 1 if batch == 1 else min(4, os.cpu_count() or 1)
     prefetch = max(prefetch, 2 * batch)
@@ -369,7 +438,7 @@ def run_jobs(
                 job = next(it, None)
                 if job is None:
                     return
-                early = _precheck(job, overwrite)
+                early = _precheck(job, overwrite, inputs)
                 if early is not None:
                     pending.append((job, None, early))
                 else:
@@ -458,6 +527,7 @@ def _run_streams(
     overwrite: bool,
     cancel: CancelSignal | None,
     streams: int,
+    inputs: _Inputs,
 ) -> Iterator[JobResult]:
     """The folder pipeline for a session with several streams (OpenVINO, throughput mode).
 
@@ -497,7 +567,7 @@ def _run_streams(
             job = next(it, None)
             if job is None:
                 return
-            early = _precheck(job, overwrite)
+            early = _precheck(job, overwrite, inputs)
             if early is not None:
                 pending.append((job, None, early, 0.0))
             else:
@@ -537,10 +607,18 @@ def _run_streams(
                     leftover.cancel()
 
 
-def _precheck(job: Job, overwrite: bool) -> JobResult | None:
+def _precheck(job: Job, overwrite: bool, inputs: _Inputs | None = None) -> JobResult | None:
     """Answer jobs that need no model work: skips and refusals."""
     if job.source is not None and job.output is not None and _same_file(job.source, job.output):
         return JobResult(job, "failed", f"refusing to overwrite the input {job.source}; choose another -o")
+    other = inputs.clash(job.output) if inputs is not None and job.output is not None else None
+    if other is not None:
+        return JobResult(
+            job,
+            "failed",
+            f"refusing to write {job.output}: it is an input of this batch ({other}); "
+            "choose another -o (inputs are never written, whatever --overwrite says)",
+        )
     if job.output is not None and job.output.exists() and not overwrite:
         return JobResult(job, "skipped", f"{job.output} exists (use --overwrite to replace it)")
     return None
