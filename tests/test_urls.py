@@ -27,6 +27,7 @@ from cleancut import urls as urls_module
 from cleancut.errors import InvalidOptionError
 from cleancut.urls import UrlPolicy, fetch_url
 from conftest import EXAMPLES
+from slowpeers import TrickleSource
 
 LOCAL = UrlPolicy(allowed_networks=("127.0.0.1/32",), timeout=10.0)
 
@@ -309,6 +310,32 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(server: LocalServer) -> N
         with pytest.raises(UrlFetchError, match="within 1 s"):
             fetch_url(f"{server.base}{path}", LOCAL.with_(timeout=1.0))
         assert 0.9 < time.monotonic() - started < 3.0
+
+
+_HTTP10 = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n"
+_CLOSE_SIZED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n"
+)
+_CLOSE_UNSIZED = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "head", [_HTTP10, _CLOSE_SIZED, _CLOSE_UNSIZED], ids=["http1.0", "close-sized", "close-unsized"]
+)
+def test_a_trickling_source_that_closes_its_connection_is_cut_off_at_the_deadline(head: bytes) -> None:
+    # HTTP/1.0 and `Connection: close` answers make http.client drop its socket reference
+    # once the headers are read (the body is read through the response alone): the deadline
+    # must still end the fetch. The source sends a byte every 0.2 s for up to 8 s.
+    with TrickleSource(head, interval=0.2, limit=40) as source:
+        started = time.monotonic()
+        with pytest.raises(UrlFetchError, match="within 1 s"):
+            fetch_url(source.url, LOCAL.with_(timeout=1.0))
+        assert time.monotonic() - started < 2.0
+        # and the fetcher hung up: the source's trickle ends at once, not after its 40 bytes
+        deadline = time.monotonic() + 2
+        while source.open and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert source.open == 0
 
 
 def test_fetch_failures_are_url_fetch_errors(server: LocalServer) -> None:

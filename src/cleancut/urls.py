@@ -13,8 +13,9 @@ A server that fetches URLs for its clients can be pointed at what only the serve
   the certificate against the host name;
 * follows redirects itself, vetting every hop the same way, at most ``max_redirects``;
 * caps the body (a ``Content-Length`` over the cap is refused before reading; the bytes
-  are counted as they arrive) and the total time (a watchdog closes the connection at the
-  deadline, so a server trickling one byte at a time cannot hold it longer).
+  are counted as they arrive) and the total time (a watchdog shuts the socket down at the
+  deadline, and every body read waits no longer than the time left, so a server trickling
+  one byte at a time cannot hold it longer, whatever its HTTP version or ``Connection``).
 
 Errors: :class:`~cleancut.errors.UrlRefusedError` (the policy forbids it) and
 :class:`~cleancut.errors.UrlFetchError` (allowed, but it could not be fetched).
@@ -188,51 +189,63 @@ def _resolve(host: str, port: int, policy: UrlPolicy, deadline: float) -> list[I
 # --------------------------------------------------------------------------- connections
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
-    """An HTTP connection to a vetted address, sending the URL's own Host header."""
-
-    def __init__(self, host: str, port: int, ip: IPAddress, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self._ip = ip
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((str(self._ip), self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    """An HTTPS connection to a vetted address; the certificate is checked for the host name."""
-
-    def __init__(self, host: str, port: int, ip: IPAddress, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._ip = ip
-        self._ssl = context
-
-    def connect(self) -> None:
-        sock = socket.create_connection((str(self._ip), self.port), self.timeout)
-        try:
-            self.sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
+def _shut(sock: socket.socket) -> None:
+    """End every blocking read on ``sock`` at once (from any thread)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed, or never connected
+        pass
 
 
 class _Watchdog:
-    """Closes a connection when the deadline passes, ending any blocking read at once."""
+    """Ends a fetch at its deadline: shuts the connection's socket down, which ends any
+    blocking read at once.
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+    The watchdog keeps its own reference to the socket (handed over by the connection as soon
+    as it exists): ``http.client`` drops ``conn.sock`` once the headers of an HTTP/1.0 or
+    ``Connection: close`` answer are read, and the body is then read through the response
+    alone, so ``conn.sock`` cannot be relied on to reach it. Reads are also given socket
+    timeouts no longer than the time left (:meth:`bound`), so even a late timer thread
+    cannot let a fetch outlive its deadline by more than one read.
+    """
+
+    def __init__(self, deadline: float) -> None:
         self.fired = False
-        self._conn = conn
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
         self._timer.daemon = True
 
-    def _fire(self) -> None:
-        self.fired = True
-        sock = self._conn.sock
+    def adopt(self, sock: socket.socket) -> None:
+        """Watch ``sock``; if the deadline has already passed, shut it down at once."""
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            _shut(sock)
+
+    def bound(self) -> None:
+        """Limit the next blocking read to the time left (raise if none is left)."""
+        remaining = self.deadline - time.monotonic()
+        with self._lock:
+            sock = self._sock
+        if remaining <= 0:
+            self._fire()
+            raise TimeoutError("deadline")
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            sock.settimeout(remaining)
+
+    @property
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.deadline
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            _shut(sock)
 
     def __enter__(self) -> _Watchdog:
         self._timer.start()
@@ -240,6 +253,46 @@ class _Watchdog:
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to a vetted address, sending the URL's own Host header; its socket
+    is handed to the watchdog the moment it exists."""
+
+    def __init__(self, host: str, port: int, ip: IPAddress, watchdog: _Watchdog) -> None:
+        super().__init__(host, port, timeout=max(watchdog.deadline - time.monotonic(), 0.001))
+        self._ip = ip
+        self._watchdog = watchdog
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((str(self._ip), self.port), self.timeout)
+        self._watchdog.adopt(self.sock)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """An HTTPS connection to a vetted address; the certificate is checked for the host name."""
+
+    def __init__(
+        self, host: str, port: int, ip: IPAddress, watchdog: _Watchdog, context: ssl.SSLContext
+    ) -> None:
+        timeout = max(watchdog.deadline - time.monotonic(), 0.001)
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._ip = ip
+        self._ssl = context
+        self._watchdog = watchdog
+
+    def connect(self) -> None:
+        sock = socket.create_connection((str(self._ip), self.port), self.timeout)
+        try:
+            # Wrapped without the handshake, so that the watchdog holds the TLS socket (the
+            # plain one is detached by wrapping) before a slow handshake can begin.
+            tls = self._ssl.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = tls
+        self._watchdog.adopt(tls)
+        tls.do_handshake()
 
 
 def _split(url: str) -> tuple[str, str, int, str]:
@@ -315,13 +368,13 @@ def _get(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
+        watchdog = _Watchdog(deadline)
         conn: http.client.HTTPConnection
         if scheme == "https":
             assert context is not None
-            conn = _PinnedHTTPS(host, port, ip, remaining, context)
+            conn = _PinnedHTTPS(host, port, ip, watchdog, context)
         else:
-            conn = _PinnedHTTP(host, port, ip, remaining)
-        watchdog = _Watchdog(conn, remaining)
+            conn = _PinnedHTTP(host, port, ip, watchdog)
         try:
             with watchdog:
                 try:
@@ -335,13 +388,13 @@ def _get(
                         },
                     )
                 except (OSError, http.client.HTTPException) as exc:
-                    if watchdog.fired:
+                    if watchdog.expired:
                         break
                     last = exc  # refused or unreachable: try the next vetted address
                     continue
                 return _answer(conn, host, policy, watchdog)
         except (OSError, http.client.HTTPException) as exc:
-            if watchdog.fired:
+            if watchdog.expired:
                 break
             raise UrlFetchError(f"fetching from {host} failed: {exc}") from exc
         finally:
@@ -367,6 +420,7 @@ def _answer(
     parts: list[bytes] = []
     size = 0
     while True:
+        watchdog.bound()
         block = resp.read1(_BLOCK)
         if not block:
             break
@@ -374,7 +428,7 @@ def _answer(
         if size > policy.max_bytes:
             raise UrlRefusedError(f"the answer from {host} is over the limit of {policy.max_bytes:,} bytes")
         parts.append(block)
-    if watchdog.fired:  # the read ended because the watchdog cut the connection
+    if watchdog.expired:  # the read ended because the watchdog cut the connection
         raise OSError("deadline")
     if resp.length:  # the connection ended before the declared length, without an error
         raise UrlFetchError(f"the answer from {host} ended before its Content-Length")
