@@ -619,3 +619,55 @@ def test_bad_framing_options_are_usage_errors(tmp_path: Path, args: list[str], f
     assert fragment in result.stderr
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]  # nothing written
+
+
+# ------------------------------------------------------------- inputs are never outputs (issue 12)
+
+
+def test_output_into_the_input_folder_never_writes_an_input(tmp_path: Path) -> None:
+    """``d/a.jpg`` and ``d/a.png``, ``cleancut d -o d --overwrite``: the cut-outs are
+    ``a.cutout.png`` and ``a.png.cutout.png``, no input is touched, an output that would be
+    another input (``e/a.jpg`` → ``d/a.png``) is one error line, and reruns (into d, or
+    beside) find exactly the two inputs again."""
+    d, e = tmp_path / "d", tmp_path / "e"
+    copy_photo(d, ASTRONAUT, "a.jpg")
+    load(CHELSEA).save(d / "a.png")
+    copy_photo(e, COFFEE, "a.jpg")
+    before = {p: p.read_bytes() for p in (d / "a.jpg", d / "a.png", e / "a.jpg")}
+    first = run(e / "a.jpg", d, "-o", d, "--overwrite")
+    assert first.exit_code == 1, first.output
+    (line,) = error_lines(first)
+    assert str(e / "a.jpg") in line and f"{d / 'a.png'}: it is an input of this batch" in line
+    assert "2 written, 0 skipped, 1 failed, of 3" in first.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in d.iterdir()) == ["a.cutout.png", "a.jpg", "a.png", "a.png.cutout.png"]
+    assert load(d / "a.cutout.png").size == load(ASTRONAUT).size
+    assert load(d / "a.png.cutout.png").size == load(CHELSEA).size
+    for args in ([d, "-o", d], [d]):
+        again = run(*args)
+        assert again.exit_code == 0, again.output
+        assert "0 written, 2 skipped, 0 failed, of 2" in again.stderr
+    assert sorted(p.name for p in d.iterdir()) == ["a.cutout.png", "a.jpg", "a.png", "a.png.cutout.png"]
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_symlink_loop_and_odd_file_names_keep_one_line_each(tmp_path: Path) -> None:
+    """A symlink loop is one ``error:`` line and the files after it are still cut out; a
+    newline or bytes that are not UTF-8 in a file name are escaped, so that every status
+    line stays one line."""
+    d, out = tmp_path / "d", tmp_path / "out"
+    d.mkdir()
+    (d / "a-loop.jpg").symlink_to("a-loop.jpg")
+    small = load(CHELSEA).resize((120, 80))
+    small.save(d / "b\nline.png")
+    small.save(os.fsdecode(os.fsencode(d) + b"/c\xff.png"))
+    result = run(d, "-o", out)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("error: ") and "a-loop.jpg" in lines[0] and "symbolic links" in lines[0]
+    assert lines[1] == f"written: {d}/b\\nline.png -> {out}/b\\nline.png"
+    assert lines[2] == f"written: {d}/c\\xff.png -> {out}/c\\xff.png"
+    assert lines[3].startswith("2 written, 0 skipped, 1 failed, of 3")
+    assert sorted(os.fsencode(p.name) for p in out.iterdir()) == [b"b\nline.png", b"c\xff.png"]

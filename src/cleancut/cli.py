@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,35 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+#: Unicode categories that break a line or cannot be printed: controls, surrogates (the
+#: non-UTF-8 bytes of a file name), line and paragraph separators.
+_UNSAFE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def _escape_char(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    if c in "\n\r\t":
+        return repr(c)[1:-1]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one printable line: control characters, line and paragraph separators
+    escaped (``\\n``, ``\\x1b``, ``\\u2028``) and the bytes of a file name that are not
+    UTF-8 shown as ``\\xff``, so that a file named with a newline or in another encoding
+    keeps its status on one line (and can be written to a UTF-8 stream at all)."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(c) if unicodedata.category(c) in _UNSAFE else c for c in text)
+
+
+def _echo(text: str) -> None:
+    """One line on stderr (see :func:`_one_line`)."""
+    click.echo(_one_line(text), err=True)
+
+
 def _settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--max-pixels",
@@ -100,10 +130,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except InvalidOptionError as exc:  # a usage error, like click's own: exit 2
-        click.echo(f"error: {exc}", err=True)
+        _echo(f"error: {exc}")
         sys.exit(2)
     except CleancutError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("cancelled", err=True)
@@ -320,7 +350,7 @@ def remove_cmd(
             strict=strict_device,
             threads=threads,
             settings=settings,
-            mode=mode,
+            scheduling=mode,
         )
         remover.load(progress=_Progress(quiet))
 
@@ -336,21 +366,21 @@ def remove_cmd(
                 if result.status == "failed":
                     msg = result.error or "failed"
                     where = "" if result.job.name in msg else f"{result.job.name}: "
-                    bar.write(f"error: {where}{msg}", file=sys.stderr)
+                    bar.write(_one_line(f"error: {where}{msg}"), file=sys.stderr)
                 elif result.data is not None:
                     sys.stdout.buffer.write(result.data)
                     sys.stdout.buffer.flush()
                 elif not quiet and not show_bar and len(jobs) > 1:
-                    click.echo(f"{result.status}: {result.job.name} -> {result.job.output}", err=True)
+                    _echo(f"{result.status}: {result.job.name} -> {result.job.output}")
         elapsed = time.perf_counter() - started
         single_ok = len(jobs) == 1 and counts["failed"] == 0
         # One input: its error line (or stdout) says it all; a summary is for several.
         single_quiet = len(jobs) == 1 and (counts["failed"] or jobs[0].output is None)
         if not quiet and not single_quiet:
             if single_ok and counts["written"]:
-                click.echo(f"wrote {jobs[0].output} ({elapsed:.1f} s)", err=True)
+                _echo(f"wrote {jobs[0].output} ({elapsed:.1f} s)")
             elif single_ok:
-                click.echo(f"skipped: {jobs[0].output} exists (use --overwrite)", err=True)
+                _echo(f"skipped: {jobs[0].output} exists (use --overwrite)")
             else:
                 click.echo(
                     f"{counts['written']} written, {counts['skipped']} skipped, "
@@ -406,19 +436,18 @@ def _remove_on_ray(
             if result.status == "failed":
                 msg = result.error or "failed"
                 where = "" if result.input in msg else f"{result.input}: "
-                bar.write(f"error: {where}{msg}", file=sys.stderr)
+                bar.write(_one_line(f"error: {where}{msg}"), file=sys.stderr)
             elif not quiet and not show_bar:
-                click.echo(f"{result.status}: {result.input} -> {result.output}", err=True)
+                _echo(f"{result.status}: {result.input} -> {result.output}")
     finally:
         bar.close()
     total = sum(counts.values())
     if total == 0:
         sys.exit(1)
     if not quiet:
-        click.echo(
+        _echo(
             f"{counts['written']} written, {counts['skipped']} skipped, {counts['failed']} failed, "
-            f"of {total} in {time.perf_counter() - started:.1f} s (manifest: {manifest_location(output)})",
-            err=True,
+            f"of {total} in {time.perf_counter() - started:.1f} s (manifest: {manifest_location(output)})"
         )
     if counts["failed"]:
         sys.exit(1)
