@@ -7,6 +7,7 @@ with their soft edges and near-zero noise.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cleancut import InvalidOptionError, Remover, pipeline
+from cleancut import ImageTooLargeError, InvalidOptionError, Remover, pipeline
 from cleancut.framing import (
+    MAX_SIZE,
     SUBJECT_LEVEL,
     Framing,
     apply,
@@ -428,6 +430,14 @@ def test_blend_is_exact() -> None:
         ({"padding": 0.5}, "padding must be a number in [0, 0.5)"),
         ({"max_size": 0}, "max_size must be a positive number of pixels"),
         ({"max_size": 1.5}, "max_size"),
+        ({"max_size": MAX_SIZE + 1}, "at most 65535"),
+        ({"max_size": 10**5000}, "at most 65535, got an integer of 16610 bits"),
+        ({"margin": 10**400}, "margin must be a number in [0, 10]"),
+        ({"margin": float("inf")}, "margin"),
+        ({"padding": 0.5 - 1e-17}, "padding"),  # rounds to 0.5
+        ({"shadow_softness": 0}, "shadow_softness"),
+        ({"shadow_offset": (0.0, float("nan"))}, "shadow_offset[1]"),
+        ({"max_pixels": 0}, "max_pixels must be a positive integer"),
         ({"shadow_opacity": 2}, "shadow_opacity"),
         ({"shadow_offset": (0.1,)}, "shadow_offset must be a (right, down) pair"),
         ({"crop": "yes"}, "crop must be True or False"),
@@ -470,3 +480,97 @@ def test_ecommerce_output_encodes_as_jpeg(real: dict[str, tuple[np.ndarray, np.n
     im = Image.open(io.BytesIO(data))
     assert im.format == "JPEG" and im.size == (300, 300)
     assert np.asarray(im.convert("RGB"))[:3, :3].min() >= 250  # white corner
+
+
+# --------------------------------------------------------------------------- canvas bound (issue 12)
+
+
+def test_a_padding_near_one_half_is_refused_with_the_limit_named() -> None:
+    """padding=0.49999999 divided by 1 − 2·padding: a 16 px photo asked for a 8e8 px canvas
+    (a 500 over HTTP). The canvas is computed in integers and refused before allocation."""
+    mask = disc(16, 16, 8, 8, 4)
+    for padding in (0.49999999, 0.49999999999999994):
+        with pytest.raises(ImageTooLargeError, match=r"over the pixel limit of 100,000,000 \(max_pixels\)"):
+            apply(photo(16, 16), mask, Framing(square=True, padding=padding))
+        with pytest.raises(ImageTooLargeError, match="lower padding"):
+            frame_mask(mask, Framing(square=True, padding=padding))
+
+
+def test_the_canvas_obeys_the_configured_pixel_limit() -> None:
+    """apply's ``max_pixels`` (and a limit carried by ``loaded``) bounds the output canvas:
+    padding 0.4 makes a 100² photo a 500² canvas, over a 10,000-pixel limit."""
+    mask = disc(100, 100, 50, 50, 30)
+    framing = Framing(square=True, padding=0.4)
+    with pytest.raises(ImageTooLargeError, match="500×500 px, over the pixel limit of 10,000"):
+        apply(photo(100, 100), mask, framing, max_pixels=10_000)
+    with pytest.raises(ImageTooLargeError, match="limit of 10,000"):
+        frame_mask(mask, framing.loaded(max_pixels=10_000))
+    # the smaller limit wins, and a size cap that brings the canvas under it is enough
+    assert framing.loaded(max_pixels=10_000).loaded(max_pixels=10**8).canvas_limit == 10_000
+    capped = Framing(square=True, padding=0.4, max_size=100).loaded(max_pixels=10_000)
+    assert apply(photo(100, 100), mask, capped).pixels.shape == (100, 100, 4)
+    # crop + margin + square: the canvas is 21× the subject's side at margin 10
+    with pytest.raises(ImageTooLargeError, match="lower padding 0 or margin 10"):
+        apply(photo(100, 100), mask, Framing(crop=True, margin=10, square=True), max_pixels=100_000)
+
+
+def test_a_capped_canvas_is_never_made_at_the_source_scale() -> None:
+    """padding 0.49 with max_size: the canvas is 50× the photo's side at the source scale
+    (here 10000² = 100 MP, 400 MB of RGBA) but 200² in the output; only the output size is
+    ever allocated, and the subject still sits in the middle with its 2 % share."""
+    import tracemalloc
+
+    pixels, mask = photo(200, 200), disc(200, 200, 100, 100, 90, soft=1)
+    framing = Framing(background="blur", square=True, padding=0.49, max_size=200)
+    tracemalloc.start()
+    try:
+        framed = apply(pixels, mask, framing)
+        fm, _ = frame_mask(mask, Framing(square=True, padding=0.49, max_size=200))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert framed.pixels.shape == (200, 200, 4) and framed.geometry.size == (200, 200)
+    assert fm.shape == (200, 200) and fm[100, 100] == 255 and fm[0, 0] == 0 and fm[:, :95].max() == 0
+
+
+def test_a_capped_canvas_matches_the_uncapped_one_scaled() -> None:
+    """Placing the photo at the output scale gives what scaling the full canvas gave."""
+    pixels, mask = photo(120, 200), disc(120, 200, 60, 130, 40)
+    framing = Framing(background=(0, 0, 255), crop=True, margin=0.2, square=True, padding=0.1)
+    full = apply(pixels, mask, framing).pixels
+    capped = apply(pixels, mask, dataclasses.replace(framing, max_size=40)).pixels
+    import cv2
+
+    ref = cv2.resize(full, capped.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(ref.astype(int) - capped).mean() < 6
+
+
+def test_a_fill_background_of_extreme_aspect_is_not_scaled_whole() -> None:
+    """fill scaled the whole background to cover the canvas: a 1×2000 px strip behind a
+    100² canvas became 100×200000 first. Only the covering part is scaled now."""
+    import tracemalloc
+
+    strip = np.zeros((2000, 1, 3), np.uint8)
+    strip[:1000] = (255, 0, 0)
+    strip[1000:] = (0, 255, 0)
+    empty = np.zeros((100, 100), np.uint8)
+    tracemalloc.start()
+    try:
+        out = apply(photo(100, 100), empty, Framing(background=strip, fit="fill")).pixels
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, f"peak {peak / 2**20:.0f} MB"
+    assert out.shape == (100, 100, 4)
+    # the centre of the strip, 100× up: its red row fading into its green row
+    assert (out[:3, :, 0] > 240).all() and (out[-3:, :, 1] > 240).all()
+    assert (np.diff(out[:, 0, 1].astype(int)) >= 0).all()
+
+
+def test_a_tiny_blur_and_shadow_do_not_divide_by_zero() -> None:
+    mask = disc(64, 64, 32, 32, 16)
+    out = apply(photo(64, 64), mask, Framing(background="blur", blur=5e-324, shadow=True, max_size=1))
+    assert out.pixels.shape == (1, 1, 4)
+    soft = Framing(shadow=True, shadow_softness=5e-324, max_size=3)
+    assert apply(photo(64, 64), mask, soft).pixels.shape == (3, 3, 4)

@@ -10,7 +10,12 @@ does it, as pure functions on numpy arrays (OpenCV resizes and blurs):
    ``1 − 2·padding`` of it, centred on the subject box (with ``crop``) or on the image.
    Where the canvas reaches past the photo, there is only background.
 4. **Size cap** (``max_size``): the canvas is scaled down (never up) so that its longer side
-   is at most ``max_size`` (``INTER_AREA``).
+   is at most ``max_size`` (``INTER_AREA``). The canvas is made at that size directly (the
+   photo's part of it scaled, the rest filled at output size), never at the source scale.
+   **Pixel limit**: an output canvas of more than ``max_pixels`` pixels (the configured
+   limit, :attr:`Framing.max_pixels`) is refused with
+   :class:`~cleancut.errors.ImageTooLargeError` before anything canvas-sized is allocated,
+   whatever the padding, margin and size cap.
 5. **Background**: transparent (alpha is the mask), a colour, an image (``fill``: scaled to
    cover the canvas and centre-cropped; ``fit``: scaled to fit inside it, the bars filled
    with the image's mean colour), or ``blur``: the photo itself blurred (Gaussian, sigma
@@ -37,11 +42,14 @@ from typing import Final, Literal, Union, cast
 
 import numpy as np
 
-from .errors import InvalidOptionError
+from .config import DEFAULT_MAX_PIXELS
+from .errors import ImageTooLargeError, InvalidOptionError
 from .pipeline import parse_color
 
 __all__ = [
     "FITS",
+    "MAX_MARGIN",
+    "MAX_SIZE",
     "PRESETS",
     "SUBJECT_LEVEL",
     "Background",
@@ -64,6 +72,14 @@ SUBJECT_LEVEL: Final = 10
 Fit = Literal["fill", "fit"]
 FITS: Final[tuple[Fit, ...]] = ("fill", "fit")
 PRESETS: Final = ("ecommerce",)
+#: The largest ``margin`` (a fraction of the subject's longer side on every side).
+MAX_MARGIN: Final = 10.0
+#: The largest ``max_size``: the longest side JPEG can hold (WebP holds 16383); a cap above
+#: any real canvas changes nothing, and a bigger number is a typo.
+MAX_SIZE: Final = 65_535
+#: Blur and shadow sigmas are at least this many output pixels: a Gaussian narrower than
+#: this changes no uint8 level, and a tiny ``blur`` must not divide the working scale by 0.
+_MIN_SIGMA_PX: Final = 0.1
 #: Words that mean "no background" (keep the alpha channel).
 _TRANSPARENT: Final = frozenset({"", "none", "transparent"})
 
@@ -113,7 +129,16 @@ class Framing:
     cropping; ``padding`` a fraction of the square canvas's side kept free on every side;
     ``blur`` the background blur's sigma as a fraction of the canvas's longer side;
     ``shadow_offset`` (right, down) and ``shadow_softness`` (sigma) are fractions of the
-    subject box's longer side. Values are checked on creation (:meth:`validate`).
+    subject box's longer side. Values are checked on creation (:meth:`validate`), the one
+    place their bounds live: ``blur`` in (0, 0.25], ``shadow_opacity`` in [0, 1],
+    ``shadow_offset`` each in [-1, 1], ``shadow_softness`` in (0, 1], ``margin`` in
+    [0, :data:`MAX_MARGIN`], ``padding`` in [0, 0.5), ``max_size`` an integer in
+    1..:data:`MAX_SIZE`.
+
+    ``max_pixels``: the largest output canvas, in pixels (``None``: the library's default
+    limit, 100,000,000). :meth:`loaded` lowers it to the configured pixel limit, so the
+    canvas obeys the same ``max_pixels`` as the photo; a bigger one is refused with
+    :class:`~cleancut.errors.ImageTooLargeError` before it is allocated.
     """
 
     background: Background = None
@@ -128,6 +153,7 @@ class Framing:
     square: bool = False
     padding: float = 0.0
     max_size: int | None = None
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "background", parse_background(self.background))
@@ -164,14 +190,25 @@ class Framing:
             )
         for name, v in zip(("shadow_offset[0]", "shadow_offset[1]"), self.shadow_offset, strict=True):
             _check_range(name, v, -1.0, 1.0)
-        _check_range("margin", self.margin, 0.0, 10.0, hint="a fraction of the subject's size, e.g. 0.05")
+        _check_range(
+            "margin", self.margin, 0.0, MAX_MARGIN, hint="a fraction of the subject's size, e.g. 0.05"
+        )
         _check_range("padding", self.padding, 0.0, 0.5, high_open=True, hint="e.g. 0.075 on each side")
         if self.max_size is not None and (
             isinstance(self.max_size, bool)
             or not isinstance(self.max_size, int | np.integer)
-            or self.max_size < 1
+            or not 1 <= self.max_size <= MAX_SIZE
         ):
-            raise InvalidOptionError(f"max_size must be a positive number of pixels, got {self.max_size!r}")
+            raise InvalidOptionError(
+                f"max_size must be a positive number of pixels, at most {MAX_SIZE}, "
+                f"got {_shown(self.max_size)}"
+            )
+        if self.max_pixels is not None and (
+            isinstance(self.max_pixels, bool)
+            or not isinstance(self.max_pixels, int | np.integer)
+            or self.max_pixels < 1
+        ):
+            raise InvalidOptionError(f"max_pixels must be a positive integer, got {_shown(self.max_pixels)}")
         for flag in ("shadow", "crop", "square"):
             if not isinstance(getattr(self, flag), bool | np.bool_):
                 raise InvalidOptionError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
@@ -194,15 +231,31 @@ class Framing:
         """True when applying it changes nothing (the plain cut-out)."""
         return not (self.opaque or self.shadow or self.crop or self.square or self.max_size is not None)
 
+    @property
+    def canvas_limit(self) -> int:
+        """The largest output canvas, in pixels: :attr:`max_pixels` or the default limit."""
+        return int(self.max_pixels) if self.max_pixels is not None else DEFAULT_MAX_PIXELS
+
     def loaded(self, *, max_pixels: int) -> Framing:
         """This framing with a background image given as a path or bytes decoded (through
-        :func:`cleancut.codecs.decode`), so that many cut-outs decode it once."""
+        :func:`cleancut.codecs.decode`), so that many cut-outs decode it once, and its
+        canvas bound to ``max_pixels`` (the smaller limit wins when it already had one)."""
+        limit = max_pixels if self.max_pixels is None else min(int(self.max_pixels), max_pixels)
         bg = self.background
         if not isinstance(bg, Path | bytes):
-            return self
+            return self if limit == self.max_pixels else dataclasses.replace(self, max_pixels=limit)
         from . import codecs
 
-        return dataclasses.replace(self, background=codecs.decode(bg, max_pixels=max_pixels).pixels)
+        decoded = codecs.decode(bg, max_pixels=max_pixels).pixels
+        return dataclasses.replace(self, background=decoded, max_pixels=limit)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, shortened: an error message must not echo a 4000-digit number."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _check_range(
@@ -216,13 +269,16 @@ def _check_range(
     hint: str = "",
 ) -> None:
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    v = float(cast(float, value)) if ok else math.nan
+    try:
+        v = float(cast(float, value)) if ok else math.nan
+    except OverflowError:  # an int too large for a float
+        v = math.inf
     if not math.isfinite(v) or v < low or v > high or (low_open and v == low) or (high_open and v == high):
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         extra = f" ({hint})" if hint else ""
         raise InvalidOptionError(
-            f"{name} must be a number in {lo}{low:g}, {high:g}{hi}, got {value!r}{extra}"
+            f"{name} must be a number in {lo}{low:g}, {high:g}{hi}, got {_shown(value)}{extra}"
         )
 
 
@@ -297,8 +353,9 @@ class Geometry:
 
     ``subject``: the subject box (``None``: no subject). ``box``: the part of the photo kept
     (the crop, clamped to the image; the whole image without ``crop``). ``window``: the
-    canvas (may reach past the image when ``square``). ``size``: the output ``(width,
-    height)`` after the size cap; ``scale``: output pixels per source pixel (≤ 1).
+    canvas in source pixels (may reach past the image when ``square``; only ever
+    arithmetic, never allocated at that scale). ``size``: the output ``(width, height)``
+    after the size cap; ``scale``: output pixels per source pixel (≤ 1).
     """
 
     subject: Box | None
@@ -309,7 +366,11 @@ class Geometry:
 
 
 def geometry(mask: np.ndarray, framing: Framing) -> Geometry:
-    """The crop box, canvas and output size for ``mask`` (``[H, W]`` uint8) — pure arithmetic."""
+    """The crop box, canvas and output size for ``mask`` (``[H, W]`` uint8) — pure arithmetic
+    (Python integers: a padding near 0.5 makes a huge number, not an allocation).
+
+    Raises :class:`~cleancut.errors.ImageTooLargeError` when the output canvas would have
+    more than :attr:`Framing.canvas_limit` pixels."""
     h, w = mask.shape[:2]
     subject = subject_box(mask)
     box: Box = (0, 0, w, h)
@@ -335,7 +396,25 @@ def geometry(mask: np.ndarray, framing: Framing) -> Geometry:
     if framing.max_size is not None and max(ww, wh) > framing.max_size:
         scale = framing.max_size / max(ww, wh)
     size = (max(1, round(ww * scale)), max(1, round(wh * scale)))
+    limit = framing.canvas_limit
+    if size[0] * size[1] > limit:
+        what = []
+        if framing.square:
+            what.append(f"padding {framing.padding:g}")
+        if framing.crop and framing.square:
+            what.append(f"margin {framing.margin:g}")
+        lower = f"lower {' or '.join(what)}, " if what else ""
+        raise ImageTooLargeError(
+            f"the framed output would be {_count(size[0])}×{_count(size[1])} px, over the pixel limit "
+            f"of {limit:,} (max_pixels) for a {w}×{h} image: {lower}set max_size "
+            f"(now {framing.max_size}), or raise max_pixels"
+        )
     return Geometry(subject, box, window, size, scale)
+
+
+def _count(n: int) -> str:
+    """A pixel count for a message: exact when sane, else its order of magnitude."""
+    return f"{n}" if n < 10**12 else f"~{float(n):.1e}"
 
 
 def _cut(a: np.ndarray, window: Box, region: Box, *, reflect: bool = False) -> np.ndarray:
@@ -366,6 +445,53 @@ def _cut(a: np.ndarray, window: Box, region: Box, *, reflect: bool = False) -> n
     return out
 
 
+def _place(
+    a: np.ndarray, window: Box, region: Box, size: tuple[int, int], *, reflect: bool = False
+) -> np.ndarray:
+    """``a`` seen through ``window`` (as :func:`_cut`) and scaled to ``size``, made at
+    ``size`` directly: the part of the photo inside is scaled on its own and the rest of the
+    canvas is filled at the output scale, so a canvas scaled down by ``max_size`` never
+    exists at the source scale (a padding of 0.49 makes it 2500× the photo's area)."""
+    import cv2
+
+    x0, y0, x1, y1 = window
+    ow, oh = size
+    if (x1 - x0, y1 - y0) == (ow, oh):
+        return _cut(a, window, region, reflect=reflect)
+    sx, sy = ow / (x1 - x0), oh / (y1 - y0)
+    h, w = a.shape[:2]
+    if reflect:
+        rx0, ry0, rx1, ry1 = 0, 0, w, h
+    else:
+        rx0, ry0 = max(region[0], x0, 0), max(region[1], y0, 0)
+        rx1, ry1 = min(region[2], x1, w), min(region[3], y1, h)
+        if rx1 <= rx0 or ry1 <= ry0:
+            return np.zeros((oh, ow, *a.shape[2:]), dtype=a.dtype)
+    # Where the kept part lands on the output canvas (may reach past it with reflect).
+    px0, py0 = round((rx0 - x0) * sx), round((ry0 - y0) * sy)
+    px1, py1 = round((rx1 - x0) * sx), round((ry1 - y0) * sy)
+    if reflect:
+        px1, py1 = max(px1, px0 + 1), max(py1, py0 + 1)
+    # Clip to the canvas, in output pixels, then back to the source part that fills it.
+    cx0, cy0, cx1, cy1 = max(px0, 0), max(py0, 0), min(px1, ow), min(py1, oh)
+    if not reflect and (cx1 <= cx0 or cy1 <= cy0):
+        return np.zeros((oh, ow, *a.shape[2:]), dtype=a.dtype)
+    if reflect:
+        scaled = _resize(np.ascontiguousarray(a), (px1 - px0, py1 - py0))
+        # the scaled photo at (px0, py0), mirrored past its edges to fill the canvas
+        return _cut(scaled, (-px0, -py0, ow - px0, oh - py0), (0, 0, px1 - px0, py1 - py0), reflect=True)
+    # only the source rows/columns that land on the canvas are scaled
+    fx0 = min(rx1 - 1, rx0 + math.floor((cx0 - px0) / sx))
+    fy0 = min(ry1 - 1, ry0 + math.floor((cy0 - py0) / sy))
+    fx1 = max(fx0 + 1, min(rx1, rx0 + math.ceil((cx1 - px0) / sx)))
+    fy1 = max(fy0 + 1, min(ry1, ry0 + math.ceil((cy1 - py0) / sy)))
+    inner = _resize(np.ascontiguousarray(a[fy0:fy1, fx0:fx1]), (cx1 - cx0, cy1 - cy0))
+    out: np.ndarray = cv2.copyMakeBorder(
+        np.ascontiguousarray(inner), cy0, oh - cy1, cx0, ow - cx1, cv2.BORDER_CONSTANT, value=0
+    )
+    return out
+
+
 def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
@@ -379,7 +505,7 @@ def _resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def frame_mask(mask: np.ndarray, framing: Framing) -> tuple[np.ndarray, Geometry]:
     """The mask cropped, placed and scaled as :func:`apply` places the pixels."""
     geo = geometry(mask, framing)
-    return _resize(_cut(mask, geo.window, geo.box), geo.size), geo
+    return _place(mask, geo.window, geo.box, geo.size), geo
 
 
 # --------------------------------------------------------------------------- compositing
@@ -525,6 +651,8 @@ def _blur_background(photo: np.ndarray, mask: np.ndarray, size: tuple[int, int],
 def _image_background(image: np.ndarray, size: tuple[int, int], fit: Fit) -> np.ndarray:
     """A background image scaled to ``size``: ``fill`` covers it (centre-cropped), ``fit``
     fits inside it, centred, with the bars in the image's mean colour."""
+    import cv2
+
     from .pipeline import flatten
 
     rgb = flatten(image, (255, 255, 255)) if image.shape[2] == 4 else image  # alpha onto white
@@ -533,9 +661,18 @@ def _image_background(image: np.ndarray, size: tuple[int, int], fit: Fit) -> np.
     if fit == "fill":
         s = max(ow / iw, oh / ih)
         rw, rh = max(ow, round(iw * s)), max(oh, round(ih * s))
-        big = _resize(rgb, (rw, rh))
         x0, y0 = (rw - ow) // 2, (rh - oh) // 2
-        return np.ascontiguousarray(big[y0 : y0 + oh, x0 : x0 + ow])
+        if s <= 1:
+            big = _resize(rgb, (rw, rh))
+            return np.ascontiguousarray(big[y0 : y0 + oh, x0 : x0 + ow])
+        # Scaling up, only the covering part is made (as resize maps pixel centres): scaling
+        # the whole image first made a 1×2000 px strip behind a 100² canvas 100×200000.
+        sx, sy = rw / iw, rh / ih
+        warp = np.array([[sx, 0.0, 0.5 * sx - 0.5 - x0], [0.0, sy, 0.5 * sy - 0.5 - y0]])
+        out: np.ndarray = cv2.warpAffine(
+            np.ascontiguousarray(rgb), warp, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return out
     s = min(ow / iw, oh / ih)
     rw, rh = min(ow, max(1, round(iw * s))), min(oh, max(1, round(ih * s)))
     mean = np.round(rgb.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
@@ -556,7 +693,7 @@ def _shadow(alpha: np.ndarray, framing: Framing, subject_px: float) -> np.ndarra
     import cv2
 
     h, w = alpha.shape
-    sigma = framing.shadow_softness * subject_px
+    sigma = max(_MIN_SIGMA_PX, framing.shadow_softness * subject_px)
     sw, sh = _work_size(w, h, min(1.0, _WORK_SIGMA / sigma))
     small = cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA) if (sw, sh) != (w, h) else alpha
     dx = framing.shadow_offset[0] * subject_px * sw / w
@@ -624,11 +761,11 @@ def apply(
         # never a tie, so this equals pipeline.apply_mask's integer formula exactly.
         keep = cv2.multiply(np.ascontiguousarray(keep), np.ascontiguousarray(pixels[:, :, 3]), scale=1 / 255)
 
-    colours = _resize(_cut(pixels[:, :, :3], geo.window, geo.window), geo.size)
+    colours = _place(pixels[:, :, :3], geo.window, geo.window, geo.size)
     # Outside the crop box and past the photo's edges nothing is kept (alpha 0), also when
     # keeping the background.
-    alpha = _resize(_cut(keep, geo.window, geo.box), geo.size)
-    framed_mask = _resize(_cut(mask, geo.window, geo.box), geo.size)
+    alpha = _place(keep, geo.window, geo.box, geo.size)
+    framed_mask = _place(mask, geo.window, geo.box, geo.size)
     ow, oh = geo.size
 
     bg = framing.background
@@ -657,9 +794,11 @@ def apply(
             raise InvalidOptionError("photo must have the same size as the mask")
         # Reflect both past the photo's edges, so a square canvas is filled with blurred
         # surroundings and the reflected subject is left out of the blur like the real one.
-        win_photo = _cut(np.ascontiguousarray(source[:, :, :3]), geo.window, geo.window, reflect=True)
-        win_mask = _cut(mask, geo.window, geo.window, reflect=True)
-        back = _blur_background(win_photo, win_mask, geo.size, framing.blur * max(ow, oh))
+        win_photo = _place(
+            np.ascontiguousarray(source[:, :, :3]), geo.window, geo.window, geo.size, reflect=True
+        )
+        win_mask = _place(mask, geo.window, geo.window, geo.size, reflect=True)
+        back = _blur_background(win_photo, win_mask, geo.size, max(_MIN_SIGMA_PX, framing.blur * max(ow, oh)))
     elif isinstance(bg, np.ndarray):
         back = _image_background(bg, geo.size, framing.fit)
     else:  # loaded() decoded paths and bytes; anything else was refused by validate()
