@@ -96,15 +96,18 @@ def remove_background(
     ``.save("out.png")`` or encode with ``.to_bytes("webp", quality=0.9)``.
 
     Edges: ``refine`` (``bilinear``/``guided``), ``decontaminate`` (``none``/``blur_fusion``/
-    ``multilevel``), ``threshold`` (0..255), ``feather`` (px), ``min_island``/``min_hole``
-    (fractions of the image area); what is not given keeps
+    ``multilevel``), ``threshold`` (0..255), ``feather`` (px, 0..500), ``min_island``/``min_hole``
+    (fractions of the image area, [0, 1)); what is not given keeps
     :class:`~cleancut.edges.EdgeOptions`' default (guided refinement and blur-fusion
     decontamination on: they improve every score of ``benchmarks/quality.py``;
     ``refine="bilinear", decontaminate="none"`` gives the reference's plain cut-out). Framing: ``background``
     (a colour, ``"blur"``, an image path/bytes/array, or ``"transparent"``), ``fit``
-    (``fill``/``fit``), ``blur`` (sigma, fraction of the size), ``shadow``, ``crop``,
-    ``margin`` (fraction of the subject's size; implies ``crop``), ``square``, ``padding``
-    (fraction of the canvas; implies ``square``), ``max_size`` (px), ``preset="ecommerce"``.
+    (``fill``/``fit``), ``blur`` (sigma, fraction of the size, (0, 0.25]), ``shadow``, ``crop``,
+    ``margin`` (fraction of the subject's size, 0..10; implies ``crop``), ``square``, ``padding``
+    (fraction of the canvas, [0, 0.5); implies ``square``), ``max_size`` (px, 1..65535),
+    ``preset="ecommerce"``. A value out of its range (NaN and infinities included) raises
+    :class:`~cleancut.errors.InvalidOptionError` before any work; a framed canvas of more
+    than ``settings.max_pixels`` pixels raises :class:`~cleancut.errors.ImageTooLargeError`.
     """
     rem = _remover(model, device, strict, threads, settings, backend)
     return rem.remove(

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from .edges import DECONTAMINATE_METHODS, REFINE_METHODS
+from .edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from .errors import InvalidOptionError
-from .framing import FITS, PRESETS, make_framing
+from .framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, make_framing
 from .runtime import BACKENDS, DEVICES
 
 __all__ = ["ENGINES", "cut_options", "engine_options", "ray_options"]
@@ -77,7 +77,11 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The edge and framing options of ``cleancut remove``, handed to the command as two
     objects: ``edges`` (:class:`~cleancut.edges.EdgeOptions` or ``None``) and ``framing``
     (:class:`~cleancut.framing.Framing` or ``None``). A bad value or combination is a usage
-    error (exit 2) naming the option, before any model is loaded."""
+    error (exit 2) naming the option, before any model is loaded.
+
+    The numbers are parsed as plain ``float``/``int`` and bounded only by the dataclasses'
+    ``validate()`` (the one place of each bound, shared with the library and the HTTP API),
+    so NaN, infinities and huge values get the same refusal everywhere."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -90,7 +94,7 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
             preset = frame.pop("preset")
             framing = make_framing(preset, **frame)
         except InvalidOptionError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_flagged(exc)}", err=True)
             sys.exit(2)
         if framing is not None and isinstance(framing.background, Path) and not framing.background.is_file():
             click.echo(
@@ -114,17 +118,18 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )
     option(
         "--max-size",
-        type=click.IntRange(min=1),
+        type=int,
         default=None,
         metavar="PX",
-        help="Scale the output down so its longer side is at most PX (never up).",
+        help=f"Scale the output down so its longer side is at most PX (never up; 1..{MAX_SIZE}).",
     )
     option(
         "--padding",
         type=float,
         default=None,
         metavar="F",
-        help="Square canvas: free border on each side, a fraction of the side (0..0.5); implies --square.",
+        help="Square canvas: free border on each side, a fraction of the side, in [0, 0.5); implies "
+        "--square. A canvas of more than --max-pixels pixels is refused (set --max-size).",
     )
     option(
         "--square/--no-square",
@@ -136,7 +141,7 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=float,
         default=None,
         metavar="F",
-        help="Crop margin on each side, a fraction of the subject's longer side "
+        help=f"Crop margin on each side, a fraction of the subject's longer side, 0..{MAX_MARGIN:g} "
         "(default 0.05); implies --crop.",
     )
     option(
@@ -154,7 +159,8 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
         type=float,
         default=None,
         metavar="F",
-        help="--background blur: the blur's sigma, a fraction of the output's longer side (default 0.02).",
+        help="--background blur: the blur's sigma, a fraction of the output's longer side, "
+        "in (0, 0.25] (default 0.02).",
     )
     option(
         "--fit",
@@ -173,28 +179,28 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )
     option(
         "--min-hole",
-        type=click.FloatRange(0, 1, max_open=True),
+        type=float,
         default=None,
         metavar="F",
-        help="Fill holes in the subject smaller than this fraction of the image area.",
+        help="Fill holes in the subject smaller than this fraction of the image area, in [0, 1).",
     )
     option(
         "--min-island",
-        type=click.FloatRange(0, 1, max_open=True),
+        type=float,
         default=None,
         metavar="F",
-        help="Drop subject islands smaller than this fraction of the image area.",
+        help="Drop subject islands smaller than this fraction of the image area, in [0, 1).",
     )
     option(
         "--feather",
-        type=click.FloatRange(min=0),
+        type=float,
         default=None,
         metavar="PX",
-        help="Soften the mask's edge: a Gaussian of this sigma in pixels.",
+        help=f"Soften the mask's edge: a Gaussian of this sigma in pixels, 0..{MAX_FEATHER:g}.",
     )
     option(
         "--threshold",
-        type=click.IntRange(0, 255),
+        type=int,
         default=None,
         metavar="0..255",
         help="Make the mask hard: subject where it is at least this value.",
@@ -213,3 +219,13 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
         help="Mask upsampling: guided (default: follows the photo's edges) or bilinear (the reference's).",
     )
     return wrapper
+
+
+def _flagged(exc: InvalidOptionError) -> str:
+    """The message with the flag it is about first (``--min-island: min_island must be …``):
+    the dataclasses name their fields, the user typed the flag."""
+    message = str(exc)
+    name = message.split(" ", 1)[0]
+    if name in _EDGE_PARAMS or name in _FRAMING_PARAMS:
+        return f"--{name.replace('_', '-')}: {message}"
+    return message

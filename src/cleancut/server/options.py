@@ -19,9 +19,9 @@ from typing import Any, Final
 
 from ..api import edge_options
 from ..codecs import FORMATS, OutputFormat, extension_for, normalize_format
-from ..edges import DECONTAMINATE_METHODS, REFINE_METHODS, EdgeOptions
+from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS, EdgeOptions
 from ..errors import InvalidOptionError
-from ..framing import FITS, PRESETS, Framing, make_framing
+from ..framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, Framing, make_framing
 from ..models import resolve_model
 from ..pipeline import OUTPUT_TYPES, OutputType, normalize_output_type, parse_color
 from ..remover import check_options
@@ -64,15 +64,14 @@ def _quality(value: str) -> float:
 
 
 def _number(name: str, value: str | None) -> float | None:
+    """The text as a float; its range (NaN and infinities included) is checked once, by the
+    option's dataclass, as for the library and the CLI."""
     if value is None or value.strip() == "":
         return None
     try:
-        v = float(value)
+        return float(value)
     except ValueError:
-        raise InvalidOptionError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise InvalidOptionError(f"{name} must be a finite number, got {value!r}")
-    return v
+        raise InvalidOptionError(f"{name} must be a number, got {value[:40]!r}") from None
 
 
 def _integer(name: str, value: str | None) -> int | None:
@@ -80,8 +79,8 @@ def _integer(name: str, value: str | None) -> int | None:
         return None
     try:
         return int(value)
-    except ValueError:
-        raise InvalidOptionError(f"{name} must be a whole number, got {value!r}") from None
+    except ValueError:  # also a string of more than 4300 digits
+        raise InvalidOptionError(f"{name} must be a whole number, got {value[:40]!r}") from None
 
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -223,21 +222,23 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
         ),
         param(
             "threshold",
-            "Make the mask hard: subject where it is at least this value.",
+            "Make the mask hard: subject where it is at least this value (0..255).",
             {"type": "integer", "minimum": 0, "maximum": 255},
         ),
         param(
-            "feather", "Soften the mask's edge: Gaussian sigma in pixels.", {"type": "number", "minimum": 0}
+            "feather",
+            f"Soften the mask's edge: Gaussian sigma in pixels, 0..{MAX_FEATHER:g}.",
+            {"type": "number", "minimum": 0, "maximum": MAX_FEATHER},
         ),
         param(
             "min_island",
-            "Drop subject islands smaller than this fraction of the image area.",
-            {"type": "number", "minimum": 0, "maximum": 1},
+            "Drop subject islands smaller than this fraction of the image area, in [0, 1).",
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         ),
         param(
             "min_hole",
-            "Fill holes smaller than this fraction of the image area.",
-            {"type": "number", "minimum": 0, "maximum": 1},
+            "Fill holes smaller than this fraction of the image area, in [0, 1).",
+            {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         ),
         param(
             "background",
@@ -253,15 +254,16 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
         ),
         param(
             "blur",
-            "background=blur: sigma as a fraction of the output's longer side.",
+            "background=blur: sigma as a fraction of the output's longer side, in (0, 0.25].",
             {"type": "number", "exclusiveMinimum": 0, "maximum": 0.25, "default": 0.02},
         ),
         param("shadow", "A soft shadow under the subject.", {"type": "boolean", "default": False}),
         param("crop", "Crop to the subject plus margin.", {"type": "boolean", "default": False}),
         param(
             "margin",
-            "Crop margin on each side, a fraction of the subject's longer side; implies crop.",
-            {"type": "number", "minimum": 0, "default": 0.05},
+            f"Crop margin on each side, a fraction of the subject's longer side, 0..{MAX_MARGIN:g}; "
+            "implies crop.",
+            {"type": "number", "minimum": 0, "maximum": MAX_MARGIN, "default": 0.05},
         ),
         param(
             "square",
@@ -270,13 +272,15 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
         ),
         param(
             "padding",
-            "Square canvas: free border on each side, a fraction of the side; implies square.",
+            "Square canvas: free border on each side, a fraction of the side, in [0, 0.5); implies "
+            "square. A canvas of more pixels than the server's max_pixels is refused (413): set "
+            "max_size.",
             {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
         ),
         param(
             "max_size",
-            "Scale the output down to at most this many pixels.",
-            {"type": "integer", "minimum": 1},
+            f"Scale the output down so its longer side is at most this many pixels (1..{MAX_SIZE}).",
+            {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
         ),
         param(
             "preset",
