@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,90 @@ def test_cli_engine_ray(local_ray: Any, tree: Path, model_settings: Settings, tm
     assert sorted(r["status"] for r in rows) == ["failed", "written"]
     res = CliRunner().invoke(cli, [*args, "--overwrite"])
     assert "1 written, 0 skipped, 1 failed, of 2" in res.output
+
+
+# ------------------------------------------------------------- inputs are never outputs (issue 12)
+
+
+def test_output_into_the_input_folder_is_named_apart(tmp_path: Path) -> None:
+    """``-o`` the input folder: the local batch's ``.cutout`` names, as a path or a URI, so
+    no output is an input and a rerun does not take the outputs as inputs."""
+    d = tmp_path / "d"
+    for rel in ("a.jpg", "a.png", "s/b.jpg"):
+        touch(d / rel)
+    expected = [("a.jpg", "a.cutout.png"), ("a.png", "a.png.cutout.png"), ("s/b.jpg", "s/b.cutout.png")]
+    jobs, _ = plan_ray_jobs([d], d)
+    assert [(j.input, j.output) for j in jobs] == [(str(d / i), str(d / o)) for i, o in expected]
+    assert [Path(j.output) for j in jobs] == [j.output for j in plan_jobs([d], d)[0]]
+    uri = f"file://{d}"
+    jobs, _ = plan_ray_jobs([uri], uri + "/")
+    assert [(j.input, j.output) for j in jobs] == [(f"{uri}/{i}", f"{uri}/{o}") for i, o in expected]
+    for _, o in expected:
+        touch(d / o)
+    assert len(plan_ray_jobs([d], d)[0]) == len(plan_ray_jobs([uri], uri)[0]) == 3
+
+
+def test_fifo_symlink_loop_and_an_input_as_output(
+    local_ray: Any, model_settings: Settings, tmp_path: Path
+) -> None:
+    """A FIFO named x.jpg and a symlink loop in the input folder each fail alone with a reason
+    (as paths and as ``file://`` URIs; reading the FIFO would block for ever), and an output
+    that is another input of the run is refused. A watchdog opens the FIFO's writing end if
+    the run is still going after two minutes, so that a regression fails instead of hanging."""
+    d, e = tmp_path / "d", tmp_path / "e"
+    touch(d / "chelsea.jpg", (EXAMPLES / "chelsea.jpg").read_bytes())
+    touch(d / "x.png", b"an input, never to be written")
+    touch(d / "x.cutout.png", b"done before")
+    touch(e / "x.jpg", b"not read: its output is an input")
+    os.mkfifo(d / "fifo.jpg")
+    (d / "loop.jpg").symlink_to("loop.jpg")
+    finished = threading.Event()
+    unblocked: list[str] = []
+
+    def watchdog() -> None:
+        if finished.wait(120):
+            return
+        while not finished.is_set():
+            try:
+                fd = os.open(d / "fifo.jpg", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader waiting (yet)
+                finished.wait(1)
+                continue
+            os.close(fd)  # the blocked reader sees the end of the file
+            unblocked.append("the run blocked on the FIFO")
+            finished.wait(1)
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    try:
+        local = list(run_ray([e / "x.jpg", d], d, settings=model_settings, **ENGINE))
+        uri = f"file://{d}"
+        remote = list(run_ray([uri], f"file://{tmp_path}/out", settings=model_settings, **ENGINE))
+    finally:
+        finished.set()
+        guard.join()
+    assert unblocked == []
+    got = {Path(r.input).name: r for r in local}
+    assert {k: r.status for k, r in got.items()} == {
+        "x.jpg": "failed",
+        "chelsea.jpg": "written",
+        "fifo.jpg": "failed",
+        "loop.jpg": "failed",
+        "x.png": "skipped",
+    }
+    assert f"{d / 'x.png'}: it is an input of this batch" in str(got["x.jpg"].error)
+    assert got["chelsea.jpg"].output == str(d / "chelsea.cutout.png")
+    assert "not a file" in str(got["fifo.jpg"].error)
+    assert "symbolic links" in str(got["loop.jpg"].error)
+    assert (d / "x.png").read_bytes() == b"an input, never to be written"
+    got = {r.input.rsplit("/", 1)[-1]: r for r in remote}
+    assert {k: r.status for k, r in got.items()} == {
+        "chelsea.jpg": "written",
+        "fifo.jpg": "failed",
+        "loop.jpg": "failed",
+        "x.png": "failed",  # not an image
+    }
+    assert f"not a file: {uri}/fifo.jpg" in str(got["fifo.jpg"].error)
+    assert f"{uri}/loop.jpg" in str(got["loop.jpg"].error) and "symbolic links" in str(got["loop.jpg"].error)
+    with Image.open(tmp_path / "out" / "chelsea.png") as img:
+        assert img.mode == "RGBA"

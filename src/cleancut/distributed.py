@@ -13,7 +13,10 @@ the result: temp file + rename on local paths, a single put on object stores.
 A row never raises: a bad file comes back as a ``failed`` row carrying the error text.
 The driver appends every row, as it streams in, to a JSON Lines manifest in the output
 folder, so a killed run keeps what finished and a rerun skips outputs that exist (and
-redoes failed rows). Inputs are never written to.
+redoes failed rows). Inputs are never written to: outputs into an input's own folder take
+the local batch's ``.cutout`` mark, and a row whose output is any input of the run is
+refused. A FIFO or other non-regular entry of a listed folder fails its row ("not a file")
+instead of blocking a worker.
 
 URIs: local paths and ``file://``; any fsspec filesystem every worker can reach
 (``s3://``, ``gs://``, ``az://``, …). ``memory://`` is refused (each Ray worker has its own),
@@ -211,6 +214,10 @@ def _remote_pairs(item: str, exclude: str | None) -> list[tuple[str, Path]]:
             raise InputNotFoundError(f"no such file or folder: {item}")
         return [(item, Path(root.rstrip("/").rsplit("/", 1)[-1]))]
     prefix = root.rstrip("/") + "/"
+    if exclude is not None and exclude.rstrip("/") + "/" == prefix:
+        # -o the input folder itself: it is scanned (its outputs carry the .cutout mark);
+        # only an output folder *inside* an input is left out
+        exclude = None
     rels: list[str] = []
     for found in fs.find(root):
         path = str(found)
@@ -234,7 +241,9 @@ def plan_ray_jobs(
     hidden files and folders and ``*.cutout.*`` skipped, the output folder left out when it
     lies inside an input); outputs keep their relative names with the format's extension,
     and two inputs that would share an output get the local batch's fallback names
-    (``photo.png``, ``photo.jpg.png``). ``-o`` is always a folder here.
+    (``photo.png``, ``photo.jpg.png``). An output that would land in its input's own folder
+    (``-o`` the input folder) is named ``NAME.cutout.EXT``, as the local batch names it, so
+    it is never an input. ``-o`` is always a folder here.
     """
     items = [os.fspath(i) for i in inputs]
     if not items:
@@ -260,16 +269,37 @@ def plan_ray_jobs(
 
     jobs: list[RayJob] = []
     taken: dict[Path, str] = {}
+    folders: dict[str, str] = {}
+
+    def dest_of(target: Path) -> str:
+        return str(Path(out_root) / target) if out_local else _join(out_root, target.as_posix())
+
+    def folder(uri: str) -> str:
+        """The folder of ``uri``: the same string for a path and a ``file://`` URI of one
+        local folder (symlinks resolved), the scheme and path for other filesystems."""
+        parent = str(Path(uri).parent) if _is_local(uri) else uri.rstrip("/").rsplit("/", 1)[0]
+        if parent not in folders:
+            on_disk = _on_disk(uri)
+            if on_disk is not None:
+                folders[parent] = str(local_batch._real(on_disk.parent))
+            else:
+                folders[parent] = f"{_scheme(uri)}://{_url_to_fs(uri)[1].rstrip('/').rsplit('/', 1)[0]}"
+        return folders[parent]
+
     for item in items:
         if _is_local(item):
             pairs = _local_pairs(item, local_exclude)
         else:
             pairs = _remote_pairs(item, remote_exclude if _scheme(item) == out_scheme else None)
         for src, rel in pairs:
-            target = local_batch._unique(rel.with_suffix(ext), rel.with_name(rel.name + ext), taken)
+            target, fallback = rel.with_suffix(ext), rel.with_name(rel.name + ext)
+            if _scheme(src) not in _HTTP and folder(dest_of(target)) == folder(src):
+                # into its input's own folder: the .cutout mark, as the local batch does
+                target = rel.with_name(f"{rel.stem}{local_batch.CUTOUT_MARK}{ext}")
+                fallback = rel.with_name(f"{rel.name}{local_batch.CUTOUT_MARK}{ext}")
+            target = local_batch._unique(target, fallback, taken)
             taken[target] = src
-            dest = str(Path(out_root) / target) if out_local else _join(out_root, target.as_posix())
-            jobs.append(RayJob(src, dest, src))
+            jobs.append(RayJob(src, dest_of(target), src))
     return jobs, fmt_out
 
 
@@ -491,6 +521,11 @@ class CutoutActor:
             data = self.fetch_http(uri)
         else:
             fs, path = _url_to_fs(uri)
+            if not _is_object_store(fs):
+                # Object stores hold nothing but objects; elsewhere (file://, sftp, smb) a
+                # FIFO would block the read for ever, and a device, a folder or a dangling
+                # or looping symlink cannot be read either: the local batch's "not a file".
+                self._check_regular(fs, path, uri)
             try:
                 data = fs.cat_file(path)
             except FileNotFoundError:
@@ -498,6 +533,18 @@ class CutoutActor:
         stream = io.BytesIO(data)
         stream.name = uri
         return stream
+
+    @staticmethod
+    def _check_regular(fs: Any, path: str, uri: str) -> None:
+        try:
+            kind = fs.info(path).get("type")
+        except FileNotFoundError:
+            raise InputNotFoundError(f"no such file: {uri}") from None
+        except OSError as exc:  # a symlink loop, no permission
+            raise InputNotFoundError(f"cannot use {uri} as an input path: {exc.strerror or exc}") from None
+        if kind != "file":
+            what = f"a {kind} entry" if kind else "a special entry"
+            raise InputNotFoundError(f"not a file: {uri} ({what}, not a regular file)")
 
     def _output_exists(self, uri: str) -> bool:
         if _is_local(uri):
@@ -652,7 +699,27 @@ def _put(uri: str, data: bytes, *, overwrite: bool) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-def _precheck(job: RayJob, overwrite: bool, existing: set[str] | None) -> RayResult | None:
+class _Inputs:
+    """Every input of one run: local and ``file://`` ones by real path and file identity
+    (the local batch's own check), others by URI."""
+
+    def __init__(self, jobs: list[RayJob]) -> None:
+        on_disk = [(_on_disk(j.input), j.input) for j in jobs]
+        self.local = local_batch._Inputs([local_batch.Job(p, None, "") for p, _ in on_disk if p is not None])
+        self.names = {str(p): uri for p, uri in on_disk if p is not None}
+        self.remote = {uri.rstrip("/") for p, uri in on_disk if p is None}
+
+    def clash(self, output: str) -> str | None:
+        path = _on_disk(output)
+        if path is None:
+            return output if output.rstrip("/") in self.remote else None
+        found = self.local.clash(path)
+        return None if found is None else self.names.get(str(found), str(found))
+
+
+def _precheck(
+    job: RayJob, overwrite: bool, existing: set[str] | None, inputs: _Inputs | None = None
+) -> RayResult | None:
     """Rows that need no model work: refusals and outputs that exist."""
     src, dst = _on_disk(job.input), _on_disk(job.output)
     if (
@@ -662,6 +729,15 @@ def _precheck(job: RayJob, overwrite: bool, existing: set[str] | None) -> RayRes
     ):
         return RayResult(
             job.input, job.output, "failed", f"refusing to overwrite the input {job.input}; choose another -o"
+        )
+    other = inputs.clash(job.output) if inputs is not None else None
+    if other is not None:
+        return RayResult(
+            job.input,
+            job.output,
+            "failed",
+            f"refusing to write {job.output}: it is an input of this batch ({other}); "
+            "choose another -o (inputs are never written, whatever --overwrite says)",
         )
     if overwrite:
         return None
@@ -781,10 +857,11 @@ def run_ray(
         (r.get("input"), r.get("output")) for r in read_manifest(out) if r.get("status") == "written"
     }
     manifest = _Manifest(out, run)
+    every_input = _Inputs(jobs)
     try:
         todo: list[RayJob] = []
         for job in jobs:
-            early = _precheck(job, overwrite, existing)
+            early = _precheck(job, overwrite, existing, every_input)
             if early is None:
                 todo.append(job)
                 continue
