@@ -1376,3 +1376,34 @@ def test_a_jpeg_opencv_refuses_falls_back_to_pillow(monkeypatch: pytest.MonkeyPa
     np.testing.assert_array_equal(
         decode(data, max_pixels=MAX).pixels, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     )
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+@pytest.mark.parametrize("max_pixels", [1000, 100_000_000, 800_000_000])
+def test_too_large_quotes_the_configured_limit_and_how_to_raise_it(max_pixels: int) -> None:
+    """900 M pixels: whichever guard refuses it (Pillow's own, kept at its default below
+    89 M, raised to ``max_pixels`` above), the message quotes the configured limit and names
+    --max-pixels, never Pillow's 178956970 or 200000000."""
+    with pytest.raises(ImageTooLargeError) as info:
+        decode(craft_png(30000, 30000, 8, 2, None), max_pixels=max_pixels)
+    message = str(info.value)
+    assert f"over the limit of {max_pixels:,}" in message, message
+    assert "900,000,000 pixels" in message, message
+    assert "--max-pixels" in message and "CLEANCUT_MAX_PIXELS" in message
+    assert "178956970" not in message and "200000000" not in message and "DOS" not in message
+
+
+def test_closed_file_object_is_an_image_error(tmp_path: Path, rgb: np.ndarray) -> None:
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    with open(path, "rb") as f:
+        pass
+    buf = io.BytesIO(path.read_bytes())
+    buf.close()
+    for stream in (f, buf):
+        with pytest.raises(UnreadableImageError, match="closed") as info:
+            decode(stream, max_pixels=MAX)
+        assert isinstance(info.value, ValueError)
+        assert "open" in str(info.value)  # says what to pass instead

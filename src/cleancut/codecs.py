@@ -234,11 +234,26 @@ def _pillow_limits(max_pixels: int) -> Iterator[None]:
 
 
 def _too_large(width: int, height: int, max_pixels: int) -> ImageTooLargeError:
-    return ImageTooLargeError(
-        f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
-        f"{max_pixels:,}; raise it with max_pixels= / --max-pixels / CLEANCUT_MAX_PIXELS "
-        "if the file is trusted"
+    return ImageTooLargeError(f"image is {width}×{height} = {_over_limit(f'{width * height:,}', max_pixels)}")
+
+
+def _over_limit(pixels: str, max_pixels: int) -> str:
+    return (
+        f"{pixels} pixels, over the limit of {max_pixels:,}; raise it with max_pixels= / "
+        "--max-pixels / CLEANCUT_MAX_PIXELS if the file is trusted"
     )
+
+
+_BOMB_PIXELS: Final = re.compile(r"\((\d+) pixels\)")
+
+
+def _bomb(name: str, exc: Image.DecompressionBombError, max_pixels: int) -> ImageTooLargeError:
+    """Pillow's own guard refused the image (at twice its limit, which stays at Pillow's
+    default under a lower ``max_pixels``): our message, which quotes the configured limit
+    and how to raise it, not Pillow's 178956970 (or twice ``max_pixels``)."""
+    found = _BOMB_PIXELS.search(str(exc))
+    pixels = f"{int(found.group(1)):,}" if found else "more"
+    return ImageTooLargeError(f"{name}: image is {_over_limit(pixels, max_pixels)}")
 
 
 def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
@@ -268,20 +283,31 @@ def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
     if hasattr(source, "read"):
         src = cast("IO[bytes]", source)
         name = str(getattr(src, "name", "image stream"))
+        closed = (
+            f"{name} is a closed file object; pass an open one (read it inside its with-block), "
+            "or the path or the bytes"
+        )
+        if getattr(src, "closed", False) is True:
+            raise UnreadableImageError(closed)
         try:
             seekable = bool(src.seekable()) if hasattr(src, "seekable") else False
         except (OSError, ValueError):
             seekable = False
         stream: IO[bytes]
-        if seekable:
-            stream = src
-            stream.seek(0)
-            first = stream.read(1)
-            stream.seek(0)
-        else:
-            data = src.read()
-            first = data[:1]
-            stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else src
+        try:
+            if seekable:
+                stream = src
+                stream.seek(0)
+                first = stream.read(1)
+                stream.seek(0)
+            else:
+                data = src.read()
+                first = data[:1]
+                stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else src
+        except ValueError as exc:  # io's "I/O operation on closed file" and the like
+            raise UnreadableImageError(
+                closed if getattr(src, "closed", False) else f"{name} could not be read: {exc}"
+            ) from None
         if not isinstance(first, (bytes, bytearray)):
             raise UnsupportedImageError(
                 f"{name} is a text stream; open the file in binary mode ('rb') or pass its path"
@@ -358,7 +384,7 @@ def _open_image(fp: IO[bytes] | str | Path, name: str, max_pixels: int) -> Image
             "(expected JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC or AVIF)"
         ) from exc
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: {exc}") from exc
+        raise _bomb(name, exc, max_pixels) from exc
     except MemoryError:
         raise
     except Exception as exc:  # plugins raise many types on corrupt headers
@@ -376,7 +402,7 @@ def _load(img: Image.Image, name: str, max_pixels: int) -> None:
         with _pillow_limits(max_pixels):
             img.load()
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: {exc}") from exc
+        raise _bomb(name, exc, max_pixels) from exc
     except OSError as exc:
         if "truncated" in str(exc).lower() or "broken data stream" in str(exc).lower():
             raise TruncatedImageError(
