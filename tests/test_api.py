@@ -44,6 +44,7 @@ from conftest import EXAMPLES, model_settings_for, png_claiming
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512x512
 CHELSEA = EXAMPLES / "chelsea.jpg"  # 451x300, not square: orientation changes its shape
+COFFEE = EXAMPLES / "coffee.jpg"  # 600x400
 
 # Boxes (rows, cols) checked on the astronaut: the face and the orange suit are subject,
 # the wall at the top right and left of the face is background (checked on the mask).
@@ -112,29 +113,44 @@ def kinds(model_settings: Settings, remover: Remover) -> dict[str, Cutout]:
     }
 
 
+#: One photo per thread: different sizes and subjects, so a result handed to the wrong thread
+#: (or one thread's pixels mixed into another's) cannot pass for the right one.
+THREAD_PHOTOS = (CHELSEA, ASTRONAUT, COFFEE)
+
+
 @pytest.fixture(scope="module")
-def concurrent_masks(model_settings: Settings) -> list[np.ndarray]:
-    """Three threads share one fresh (not yet loaded) Remover and cut out the cat at once."""
+def concurrent_runs(model_settings: Settings) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Three threads share one fresh (not yet loaded) Remover and each cuts out another
+    photo at once; then the same Remover cuts out each photo alone, on this thread. Returns
+    the concurrent masks and the single-threaded ones, in THREAD_PHOTOS order."""
     shared = Remover("isnet_fp16", settings=model_settings)
-    barrier = threading.Barrier(3)
-    results: list[np.ndarray | None] = [None] * 3
+    n = len(THREAD_PHOTOS)
+    barrier = threading.Barrier(n)
+    results: list[np.ndarray | None] = [None] * n
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
             barrier.wait(timeout=30)
-            results[i] = shared.remove(CHELSEA).mask
+            results[i] = shared.remove(THREAD_PHOTOS[i]).mask
         except BaseException as exc:  # reported by the test
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
+    masks = [r for r in results if r is not None]
+    assert len(masks) == n
+    return masks, [shared.remove(p).mask for p in THREAD_PHOTOS]
+
+
+@pytest.fixture(scope="module")
+def concurrent_masks(concurrent_runs: tuple[list[np.ndarray], list[np.ndarray]]) -> list[np.ndarray]:
+    """The concurrent masks; the first is the cat's (CHELSEA)."""
+    return concurrent_runs[0]
 
 
 @pytest.fixture(scope="module")
@@ -428,11 +444,17 @@ def test_cancel_after_decode_stops_before_inference(model_settings: Settings) ->
 # --------------------------------------------------------------------------- threads
 
 
-def test_concurrent_removes_agree(concurrent_masks: list[np.ndarray]) -> None:
-    assert len(concurrent_masks) == 3
-    for m in concurrent_masks[1:]:
-        np.testing.assert_array_equal(m, concurrent_masks[0])
-    assert 0.2 < (concurrent_masks[0] >= 128).mean() < 0.95
+def test_concurrent_removes_each_get_their_own_photo(
+    concurrent_runs: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """Each thread's mask is exactly its own photo's single-threaded mask."""
+    masks, alone = concurrent_runs
+    assert len(masks) == len(alone) == len(THREAD_PHOTOS)
+    for photo, mask, reference in zip(THREAD_PHOTOS, masks, alone, strict=True):
+        with Image.open(photo) as im:
+            assert mask.shape == (im.height, im.width), photo.name
+        np.testing.assert_array_equal(mask, reference, err_msg=photo.name)
+        assert 0.05 < (mask >= 128).mean() < 0.95, photo.name
 
 
 # --------------------------------------------------------------------------- errors
