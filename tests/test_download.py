@@ -68,6 +68,25 @@ def chunks(mirror_dir: Path) -> list[dict[str, Any]]:
     return list(entry["chunks"])
 
 
+def test_mirror_holds_the_published_chunks(mirror_dir: Path, published_entry: dict[str, Any]) -> None:
+    """The mirror every download test fetches from serves the publisher's resources.json,
+    and every chunk file hashes to the value the *published* package lists (not a value
+    computed from the local model); the chunks tile the file and make up the model pinned in
+    models.py."""
+    served = json.loads((mirror_dir / "resources.json").read_text())[RESOURCE]
+    assert served == published_entry
+    whole, pos = hashlib.sha256(), 0
+    for c in published_entry["chunks"]:
+        start, end = c["offsets"]
+        assert start == pos
+        data = (mirror_dir / c["hash"]).read_bytes()
+        assert len(data) == end - start and hashlib.sha256(data).hexdigest() == c["hash"]
+        whole.update(data)
+        pos = end
+    assert pos == published_entry["size"] == SIZE
+    assert whole.hexdigest() == SHA256
+
+
 def settings_for(cache: Path, base_url: str, *, npm: str | None = None, **overrides: Any) -> Settings:
     overrides.setdefault("download_timeout", 5.0)
     settings = model_settings_for(cache, model_base_url=base_url, **overrides)
