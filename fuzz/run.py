@@ -11,10 +11,21 @@ Targets (inputs from ``tests/fuzz_strategies.py``):
 * ``decode``  — ``codecs.decode`` on damaged and crafted files, as bytes, streams and paths;
 * ``library`` — ``Remover.remove`` + ``Cutout.to_bytes`` on those plus PIL images of every
   mode, numpy arrays and non-images; decodable inputs run the real model ``--budget`` times;
-* ``cli``     — ``cleancut remove`` in-process (``CliRunner``) with damaged files and odd
-  options; exit 0 with a valid file, or 1/2 with one ``error:`` line and no traceback;
-* ``http``    — ``POST /api/remove`` (``TestClient``) as raw bodies and forms with odd
-  options; a valid answer or a JSON 4xx, never a 500.
+* ``options`` — every edge and framing option as the library's flat keywords, typed as
+  Python callers pass them, at its extremes (0, negative, tiny, huge, NaN, infinities, each
+  bound ± a hair), on 16–200 px photos and damaged files: a clean cleancut error or a valid
+  output of the right size and type (and never an out-of-range value accepted). Real model
+  runs while ``--budget`` lasts, then the stages after the network on a synthetic network
+  output (cheap, so every input reaches the mask and canvas code);
+* ``cli``     — ``cleancut remove`` in-process (``CliRunner``) with damaged files, small
+  photos and every option as text; exit 0 with a valid file, or 1/2 with one ``error:``
+  line, no traceback and no output file;
+* ``http``    — ``POST /api/remove`` (``TestClient``) as raw bodies and forms with every
+  option (and sometimes an uploaded background image); a valid answer or a JSON 4xx,
+  never a 500.
+
+The CLI and HTTP targets run the real model ``--budget`` times on decodable inputs, then
+with a pixel limit of 1 (their whole path but the network).
 
 Outcomes: ``ok`` (a correct result), ``error`` (our clear error), ``failure`` (anything
 else). Prints a table and, with ``--json``, writes the counts; exits 1 on any failure.
@@ -40,7 +51,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-TARGETS = ("decode", "library", "cli", "http")
+TARGETS = ("decode", "library", "options", "cli", "http")
 FAILURES = REPO / "fuzz" / "failures"
 
 
@@ -95,6 +106,25 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
         def judge(case: Any, fmt: Any) -> Any:
             return fz.judge_library(remover, case, work, budget, fmt)
 
+    elif target == "options":
+        from cleancut import Remover, Settings
+
+        settings_ = Settings.from_env(environ={}, cache_dir=_cache_dir(), offline=True)
+        remover = Remover("isnet_fp16", settings=settings_).load()
+        strategy = st.tuples(
+            st.one_of(fz.photo_bytes(), fz.photo_bytes(), fz.image_bytes()),
+            st.tuples(
+                fz.library_option_sets(),
+                st.sampled_from(fz.OPTION_TYPES),
+                st.sampled_from(["png", "webp", "jpeg", "rgba8", "alpha8"]),
+                st.integers(0, 2**16),
+            ),
+        )
+
+        def judge(case: Any, extra: Any) -> Any:
+            options, out_type, fmt, seed_ = extra
+            return fz.judge_options(remover, case, options, out_type, fmt, work, budget, seed_)
+
     elif target == "cli":
         from click.testing import CliRunner
 
@@ -103,7 +133,9 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
 
         runner = CliRunner()
         env = {"CLEANCUT_CACHE_DIR": str(_cache_dir()), "CLEANCUT_OFFLINE": "1"}
-        strategy = st.tuples(fz.image_bytes(), st.tuples(fz.option_sets(), st.booleans()))
+        strategy = st.tuples(
+            st.one_of(fz.image_bytes(), fz.photo_bytes()), st.tuples(fz.option_sets(), st.booleans())
+        )
         counter = [0]
 
         def judge(case: Any, extra: Any) -> Any:
@@ -156,16 +188,17 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
             "text/plain",
         ]
         strategy = st.tuples(
-            fz.image_bytes(),
+            st.one_of(fz.image_bytes(), fz.photo_bytes()),
             st.tuples(
                 fz.option_sets(),
                 st.sampled_from(["raw", "raw", "form", "form-query"]),
                 st.sampled_from(content_types),
+                st.one_of(st.none(), st.none(), fz.photo_bytes(), fz.image_bytes()),
             ),
         )
 
         def judge(case: Any, extra: Any) -> Any:
-            options, shape, ctype = extra
+            options, shape, ctype, background = extra
             try:
                 codecs.decode(case.data, max_pixels=50_000_000)
                 decodable = True
@@ -177,12 +210,14 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
                     r = client.post(
                         "/api/remove", content=case.data, headers={"Content-Type": ctype}, params=options
                     )
-                elif shape == "form":
-                    r = client.post("/api/remove", files={"file": ("x.jpg", case.data, ctype)}, data=options)
                 else:
-                    r = client.post(
-                        "/api/remove", files={"file": ("x.jpg", case.data, ctype)}, params=options
-                    )
+                    files = {"file": ("x.jpg", case.data, ctype)}
+                    if background is not None and "background" not in options:
+                        files["background"] = ("bg.img", background.data, "application/octet-stream")
+                    if shape == "form":
+                        r = client.post("/api/remove", files=files, data=options)
+                    else:
+                        r = client.post("/api/remove", files=files, params=options)
             except Exception as exc:
                 return fz.Verdict("failure", f"client raised {type(exc).__name__}: {exc}")
             return fz.judge_http_response(r)
@@ -340,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-factor", type=int, default=10, help="decode gets count x this")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--budget", type=int, default=25, help="real inferences per model target")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=25,
+        help="real inferences per model target (library, options, cli, http)",
+    )
     parser.add_argument("--hang-seconds", type=float, default=30.0)
     parser.add_argument("--memory-mb", type=int, default=6000, help="RSS that counts as a blow-up")
     parser.add_argument("--decode-address-space-mb", type=int, default=8192)

@@ -752,34 +752,326 @@ def judge_http_response(response: Any) -> Verdict:
 
 _ODD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
 
+#: Numbers every numeric option is tried with: zero, signs, the tiniest and hugest floats,
+#: NaN, infinities (also as JSON/JS spell them), and text that is almost a number.
+_EXTREMES = [
+    "0", "-0", "-1", "1", "1e-300", "5e-324", "-5e-324", "1e300", "1e309", "-1e309", "nan", "NaN",
+    "inf", "-inf", "Infinity", "0x10", "1_0", " 1 ", "", "9" * 30, "1e3",
+]  # fmt: skip
+
+
+def _around(*bounds: float) -> list[str]:
+    """Each bound, and a hair inside and outside it."""
+    out: list[str] = []
+    for b in bounds:
+        for v in (b, b - 1e-9, b + 1e-9, b * (1 - 1e-15), b * (1 + 1e-15)):
+            out.append(repr(float(v)))
+    return out
+
+
+def _number(valid: list[str], *bounds: float) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(valid),
+        st.sampled_from(valid),
+        st.sampled_from(_around(*bounds)),
+        st.sampled_from(_EXTREMES),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        _ODD_TEXT,
+    )
+
+
+def _integer(valid: list[str], *bounds: int) -> st.SearchStrategy[str]:
+    near = [str(b + d) for b in bounds for d in (-1, 0, 1)]
+    return st.one_of(
+        st.sampled_from(valid),
+        st.sampled_from(valid),
+        st.sampled_from(near),
+        st.sampled_from(_EXTREMES),
+        st.integers().map(str),
+        _ODD_TEXT,
+    )
+
+
+_FLAG = ["true", "false", "1", "0", "yes", "no", "on", "off"]
+
 
 def _option(valid: list[str], odd: list[str]) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(valid), st.sampled_from(valid), st.sampled_from(odd), _ODD_TEXT)
 
 
+#: Every option of ``POST /api/remove`` (and its CLI flag), valid values and nonsense. The
+#: valid numbers are kept small enough for a real run on a 16–200 px photo.
 OPTION_VALUES: dict[str, st.SearchStrategy[str]] = {
     "type": _option(list(OPTION_TYPES), ["Foreground", "fg", "alpha", "", "mask "]),
     "format": _option(
         ["png", "webp", "jpeg", "rgba8", "alpha8"], ["PNG", "jpg", "gif", "image/png", "", "tiff"]
     ),
-    "quality": _option(["0", "0.5", "1", "0.8"], ["-0.1", "1.01", "nan", "inf", "-inf", "1e309", "0x1", ""]),
+    "quality": _number(["0", "0.5", "1", "0.8"], 0.0, 1.0),
     "bg_color": _option(
         ["white", "#ff0000", "0,128,255", "transparent"],
         ["#fff", "#gggggg", "300,0,0", "1,2", "-1,0,0", "", "rgb(1,2,3)"],
     ),
+    "refine": _option(["guided", "bilinear"], ["Guided", "bicubic", "", "none"]),
+    "decontaminate": _option(["none", "blur_fusion", "blur-fusion"], ["multilevel ", "all", "", "yes"]),
+    "threshold": _integer(["0", "128", "255"], 0, 255),
+    "feather": _number(["0", "1.5", "30", "500"], 0.0, 16.0, 500.0),
+    "min_island": _number(["0", "0.001", "0.5", "0.999999"], 0.0, 1.0),
+    "min_hole": _number(["0", "0.001", "0.5", "0.999999"], 0.0, 1.0),
+    "background": _option(
+        ["white", "blur", "transparent", "#00ff00", "10,20,30"], ["/etc/passwd", "beach.jpg", "", "none"]
+    ),
+    "fit": _option(["fill", "fit"], ["Fill", "stretch", ""]),
+    "blur": _number(["0.02", "0.25", "1e-9"], 0.0, 0.25),
+    "shadow": _option(_FLAG, ["maybe", "2", ""]),
+    "crop": _option(_FLAG, ["maybe", "2", ""]),
+    "margin": _number(["0", "0.05", "10"], 0.0, 10.0),
+    "square": _option(_FLAG, ["maybe", "2", ""]),
+    "padding": _number(["0", "0.075", "0.45", "0.49", "0.4999"], 0.0, 0.5),
+    "max_size": _integer(["1", "64", "200", "65535"], 1, 65535),
+    "preset": _option(["ecommerce"], ["E-Commerce", "catalog", ""]),
 }
+
+#: The options that are numbers, with their bounds: (low, high, low open, high open, integer).
+NUMERIC_BOUNDS: dict[str, tuple[float, float, bool, bool, bool]] = {
+    "quality": (0.0, 1.0, False, False, False),
+    "threshold": (0, 255, False, False, True),
+    "feather": (0.0, 500.0, False, False, False),
+    "min_island": (0.0, 1.0, False, True, False),
+    "min_hole": (0.0, 1.0, False, True, False),
+    "blur": (0.0, 0.25, True, False, False),
+    "margin": (0.0, 10.0, False, False, False),
+    "padding": (0.0, 0.5, False, True, False),
+    "max_size": (1, 65535, False, False, True),
+}
+
+
+def in_bounds(name: str, value: Any) -> bool:
+    """Whether ``value`` (as the library takes it) is inside ``name``'s documented range."""
+    low, high, low_open, high_open, integer = NUMERIC_BOUNDS[name]
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    if integer and not isinstance(value, int | np.integer):
+        return False
+    try:
+        v = float(value)
+    except OverflowError:
+        return False
+    if not math.isfinite(v):
+        return False
+    return (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
 
 
 @st.composite
 def option_sets(draw: st.DrawFn) -> dict[str, str]:
     """Some of the cut-out options, with values from valid to nonsense."""
-    names = draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), unique=True, max_size=3))
+    names = draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), unique=True, max_size=6))
     return {n: draw(OPTION_VALUES[n]) for n in names}
 
 
+_BOOL_FLAGS = ("shadow", "crop", "square")
+
+
 def cli_args_for(options: dict[str, str]) -> list[str]:
-    flags = {"type": "--type", "format": "--format", "quality": "--quality", "bg_color": "--bg-color"}
+    """The CLI flags for HTTP-style options (``max_size`` → ``--max-size``; a flag option is
+    ``--crop`` or ``--no-crop`` by the truth of its text)."""
     args: list[str] = []
     for name, value in options.items():
-        args += [flags[name], value]
+        flag = "--" + name.replace("_", "-")
+        if name in _BOOL_FLAGS:
+            args.append(flag if value.strip().lower() in ("true", "1", "yes", "on") else f"--no-{name}")
+        else:
+            args.append(f"{flag}={value}")  # one token, so that "-1" is a value, not a flag
     return args
+
+
+@st.composite
+def photo_bytes(draw: st.DrawFn) -> Case:
+    """A valid small photo (16–200 px, odd aspect ratios too) as PNG, JPEG or WebP: what the
+    real model runs on, so that the options meet real masks."""
+    w, h = draw(st.integers(16, 200)), draw(st.integers(16, 200))
+    mode = draw(st.sampled_from(["RGB", "RGB", "RGBA", "L"]))
+    fmt = draw(st.sampled_from(["PNG", "JPEG", "WEBP"]))
+    img = pil_image(mode, w, h)
+    if fmt == "JPEG" and mode == "RGBA":
+        img = img.convert("RGB")
+    return Case(f"photo/{fmt}-{mode}:{w}x{h}", _save(img, fmt))
+
+
+# --------------------------------------------------------------------------- library options
+
+
+def _typed_number(name: str) -> st.SearchStrategy[Any]:
+    low, high, _, _, integer = NUMERIC_BOUNDS[name]
+    edges = [low, high, -0.0, -1, 1e-300, 5e-324, 1e300, math.nan, math.inf, -math.inf]
+    edges += [b + d for b in (low, high) for d in (-1e-9, 1e-9)]
+    if integer:
+        return st.one_of(
+            st.integers(int(low), int(high)),
+            st.sampled_from([int(low) - 1, int(high) + 1, 2**63, -(2**63), 10**400]),
+            st.sampled_from(edges),
+            st.booleans(),
+        )
+    return st.one_of(
+        st.floats(low, high),
+        st.floats(low, high),
+        st.sampled_from(edges),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-3, 3),
+        st.sampled_from([True, "0.1", None, np.float32(0.3), np.int64(2)]),
+    )
+
+
+LIBRARY_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
+    "refine": st.sampled_from(["guided", "bilinear", "Guided", "bicubic", "", 3]),
+    "decontaminate": st.sampled_from(["none", "blur_fusion", "blur-fusion", "all", ""]),
+    "threshold": _typed_number("threshold"),
+    "feather": _typed_number("feather"),
+    "min_island": _typed_number("min_island"),
+    "min_hole": _typed_number("min_hole"),
+    "background": st.sampled_from(
+        ["white", "blur", "transparent", (0, 255, 0), (1, 2), "no-such-file.png", b"not an image"]
+    ),
+    "fit": st.sampled_from(["fill", "fit", "stretch"]),
+    "blur": _typed_number("blur"),
+    "shadow": st.sampled_from([True, False, "yes"]),
+    "crop": st.sampled_from([True, False, 1]),
+    "margin": _typed_number("margin"),
+    "square": st.sampled_from([True, False, None]),
+    "padding": _typed_number("padding"),
+    "max_size": _typed_number("max_size"),
+    "preset": st.sampled_from(["ecommerce", "catalog"]),
+}
+
+
+@st.composite
+def library_option_sets(draw: st.DrawFn) -> dict[str, Any]:
+    """Flat keywords of :func:`cleancut.remove_background` & co., typed as Python callers
+    pass them, from valid to nonsense (NaN, infinities, huge integers, bools, strings)."""
+    names = draw(st.lists(st.sampled_from(sorted(LIBRARY_OPTIONS)), unique=True, max_size=6))
+    return {n: draw(LIBRARY_OPTIONS[n]) for n in names}
+
+
+def _network_output(seed: int) -> np.ndarray:
+    """A plausible IS-Net output ``[1, 1, 64, 64]`` (a soft blob, or nothing, or everything)
+    for fuzzing the stages after the network without running it."""
+    rng = np.random.default_rng(seed)
+    kind = seed % 4
+    if kind == 0:
+        return np.zeros((1, 1, 64, 64), np.float32)
+    if kind == 1:
+        return np.ones((1, 1, 64, 64), np.float32)
+    yy, xx = np.mgrid[0:64, 0:64]
+    cy, cx, r = rng.uniform(0, 64), rng.uniform(0, 64), rng.uniform(2, 40)
+    d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    y = np.clip((r - d) / 4 + 0.5, 0, 1).astype(np.float32)
+    return y[None, None]
+
+
+_GEOMETRY = ("crop", "margin", "square", "padding", "max_size", "preset")
+
+
+def judge_options(
+    remover: Any,
+    case: Case,
+    options: dict[str, Any],
+    out_type: str,
+    out_format: str,
+    folder: Path,
+    budget: Budget,
+    seed: int,
+) -> Verdict:
+    """Flat keywords through the library: a clean cleancut error, or a valid cut-out of the
+    right size and type. While ``budget`` lasts the real model runs (``remove_background``
+    & co.); after it the same stages run on a synthetic network output (``make_mask`` and
+    ``make_cutout`` on the decoded photo), which is cheap enough for thousands of inputs."""
+    from cleancut import api
+    from cleancut.framing import make_framing
+    from cleancut.remover import check_options, make_cutout, make_mask
+
+    framing_keys = ("background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size")
+    edge_kw = {k: options.get(k) for k in ("refine", "decontaminate", *EDGE_NAMES)}
+    frame_kw = {k: options[k] for k in framing_keys if k in options}
+    limit = remover.settings.max_pixels
+    try:
+        decoded = remover.decode(source_of(case, folder))
+    except CleancutError as exc:
+        return _clean(exc)
+    except Exception as exc:
+        return _unexpected(exc)
+    real = budget.take()
+    try:
+        if real:
+            fn = {
+                "foreground": api.remove_background,
+                "background": api.remove_foreground,
+                "mask": api.segment_foreground,
+            }[out_type]
+            cut = fn(source_of(case, folder), settings=remover.settings, **options)
+        else:
+            edges = api.edge_options(**edge_kw)
+            framing = make_framing(options.get("preset"), **frame_kw)
+            check_options(out_type, edges, framing)  # type: ignore[arg-type]
+            if framing is not None:
+                framing = framing.loaded(max_pixels=limit)
+            mask = make_mask(_network_output(seed), decoded.pixels, edges, exact=False)
+            cut = make_cutout(
+                decoded.pixels,
+                mask,
+                out_type,  # type: ignore[arg-type]
+                decoded.icc_profile,
+                edges=edges,
+                framing=framing,
+                max_pixels=limit,
+            )
+        encoded = cut.to_bytes(out_format, bg_color="white" if out_format == "jpeg" else None)
+    except CleancutError as exc:
+        return _clean(exc)
+    except Exception as exc:
+        return _unexpected(exc)
+    for name in NUMERIC_BOUNDS:
+        if options.get(name) is not None and not in_bounds(name, options[name]):
+            return Verdict("failure", f"accepted {name}={options[name]!r}, out of its range")
+    h, w = cut.mask.shape
+    want = (h, w) if out_type == "mask" else (h, w, 4)
+    if cut.pixels.shape != want or cut.pixels.dtype != np.uint8 or cut.mask.dtype != np.uint8:
+        return Verdict("failure", f"{out_type} pixels {cut.pixels.shape} {cut.pixels.dtype}, mask {(h, w)}")
+    if h * w > limit:
+        return Verdict("failure", f"a {w}×{h} canvas is over max_pixels {limit}")
+    framed = any(options.get(k) is not None and options.get(k) is not False for k in _GEOMETRY)
+    if not framed and (h, w) != (
+        decoded.height,
+        decoded.width,
+    ):
+        return Verdict(
+            "failure", f"no framing asked, yet {w}×{h} for a {decoded.width}×{decoded.height} photo"
+        )
+    if options.get("max_size") is not None and max(h, w) > options["max_size"]:
+        return Verdict("failure", f"{w}×{h} is over max_size {options['max_size']}")
+    asked_square = options.get("square") is True or options.get("padding") is not None
+    if asked_square and options.get("square") is not False and h != w:
+        return Verdict("failure", f"square asked, got {w}×{h}")
+    problem = check_encoded(encoded, out_format, w, h, out_type)
+    if problem:
+        return Verdict("failure", problem)
+    return Verdict("ok", "real" if real else "composed")
+
+
+EDGE_NAMES = ("threshold", "feather", "min_island", "min_hole")
+
+
+def check_encoded(data: bytes, fmt: str, w: int, h: int, out_type: str = "foreground") -> str | None:
+    """Why ``data`` is not a ``w×h`` image in ``fmt``, or None."""
+    if fmt in ("png", "webp", "jpeg"):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                size = img.size
+        except Exception as exc:
+            return f"encoded {fmt} does not decode: {exc!r}"
+        return None if size == (w, h) else f"encoded {fmt} is {size}, expected {(w, h)}"
+    channels = 1 if fmt == "alpha8" else 4
+    if out_type == "mask" and fmt == "rgba8":
+        channels = len(data) // max(1, w * h)  # a mask as rgba8: whatever the encoder makes of gray
+    if len(data) != w * h * channels:
+        return f"raw {fmt} of {len(data)} bytes for {w}×{h}×{channels}"
+    return None

@@ -6,7 +6,14 @@ result or in cleancut's clear error — never another exception, a traceback, a 
 wrong result. Decodable inputs reach the real model only a few times per target (each pass
 costs about a second); after that the CLI and the server are driven with a pixel limit of 1,
 which still runs their whole path except the network. Examples are time-boxed by
-Hypothesis's deadline (and the suite's timeout).
+Hypothesis's deadline (and the suite's timeout), and the process's memory may not grow by
+more than :data:`RSS_GROWTH_MB` over the whole module.
+
+Every edge and framing option is fuzzed (issue 12), at its extremes (0, negative, tiny,
+huge, NaN, infinities, each bound and a hair either side): through the library's flat
+keywords (typed: floats, huge integers, bools, strings; real runs while the budget lasts,
+then the stages after the network on a synthetic network output), and as text through the
+CLI and HTTP (real runs on 16–200 px photos while their budget lasts).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,8 +41,22 @@ FAST = settings(
 
 #: Real model passes per target (each about a second); later decodable inputs go elsewhere.
 LIBRARY_BUDGET = fz.Budget(3)
-CLI_BUDGET = fz.Budget(1)
-HTTP_BUDGET = fz.Budget(1)
+OPTIONS_BUDGET = fz.Budget(4)
+CLI_BUDGET = fz.Budget(2)
+HTTP_BUDGET = fz.Budget(3)
+
+#: How much the process's RSS may grow over this module (a model session is already loaded
+#: by the session fixture; a canvas blow-up is gigabytes).
+RSS_GROWTH_MB = 1500
+_BASELINE: list[int] = []
+
+
+def _assert_memory_bounded() -> None:
+    rss = psutil.Process().memory_info().rss
+    if not _BASELINE:
+        _BASELINE.append(rss)
+    growth = (rss - _BASELINE[0]) / 2**20
+    assert growth < RSS_GROWTH_MB, f"RSS grew by {growth:.0f} MB"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +66,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _assert_clean(case: fz.Case, verdict: fz.Verdict) -> None:
     assert verdict.outcome != "failure", f"{case.label}: {verdict.detail}"
+    _assert_memory_bounded()
 
 
 @settings(FAST, max_examples=400)
@@ -58,6 +81,27 @@ def test_library(case: fz.Case, fmt: str, remover: Remover, work: Path) -> None:
     _assert_clean(case, fz.judge_library(remover, case, work, LIBRARY_BUDGET, fmt))
 
 
+@settings(FAST, max_examples=150)
+@given(
+    case=st.one_of(fz.photo_bytes(), fz.photo_bytes(), fz.image_bytes()),
+    options=fz.library_option_sets(),
+    out_type=st.sampled_from(fz.OPTION_TYPES),
+    fmt=st.sampled_from(["png", "webp", "jpeg", "rgba8", "alpha8"]),
+    seed=st.integers(0, 2**16),
+)
+def test_library_options(
+    case: fz.Case,
+    options: dict[str, Any],
+    out_type: str,
+    fmt: str,
+    seed: int,
+    remover: Remover,
+    work: Path,
+) -> None:
+    verdict = fz.judge_options(remover, case, options, out_type, fmt, work, OPTIONS_BUDGET, seed)
+    _assert_clean(case, verdict)
+
+
 def _decodable(data: bytes | None) -> bool:
     try:
         codecs.decode(data or b"", max_pixels=100_000_000)
@@ -66,8 +110,8 @@ def _decodable(data: bytes | None) -> bool:
     return True
 
 
-@settings(FAST, max_examples=50)
-@given(case=fz.image_bytes(), options=fz.option_sets(), stdin=st.booleans())
+@settings(FAST, max_examples=60)
+@given(case=st.one_of(fz.image_bytes(), fz.photo_bytes()), options=fz.option_sets(), stdin=st.booleans())
 def test_cli(
     case: fz.Case, options: dict[str, str], stdin: bool, model_settings: Settings, work: Path
 ) -> None:
@@ -110,9 +154,9 @@ def http_clients(model_settings: Settings) -> Iterator[tuple[Any, Any]]:
         yield full, tiny
 
 
-@settings(FAST, max_examples=60)
+@settings(FAST, max_examples=80)
 @given(
-    case=fz.image_bytes(),
+    case=st.one_of(fz.image_bytes(), fz.photo_bytes()),
     options=fz.option_sets(),
     shape=st.sampled_from(["raw", "form", "form-query"]),
     ctype=st.sampled_from(["image/jpeg", "application/octet-stream", "image/x-anything", "text/plain"]),
