@@ -3,14 +3,17 @@ encoded for real. Pixel values are checked, not just shapes."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
+import shutil
 import struct
+import subprocess
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -1171,17 +1174,85 @@ def test_write_atomic_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores permissions")
+def _refuses_writes(folder: Path) -> bool:
+    probe = folder / ".probe"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:
+        return True
+    os.close(fd)
+    probe.unlink()
+    return False
+
+
+def _cmd(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def _failed(r: subprocess.CompletedProcess[str]) -> str | None:
+    return None if r.returncode == 0 else (r.stderr.strip() or f"exit {r.returncode}")
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[str]:
+    """Make ``folder`` refuse new files for this process, root included, and say how: mode
+    0500 (root ignores modes), else a read-only bind mount of the folder on itself (needs
+    CAP_SYS_ADMIN), else the immutable attribute (``chattr +i``: CAP_LINUX_IMMUTABLE and a
+    file system that has it). Each is checked to really refuse a write; where none does, the
+    test is skipped with every reason."""
+
+    def chmod() -> str | None:
+        folder.chmod(0o500)
+        return None
+
+    def bind_ro() -> str | None:
+        if not shutil.which("mount"):
+            return "no mount command"
+        error = _failed(_cmd("mount", "--bind", folder, folder))
+        if error is None:
+            error = _failed(_cmd("mount", "-o", "remount,bind,ro", folder))
+            if error is not None:
+                _cmd("umount", "-l", folder)
+        return error
+
+    def immutable() -> str | None:
+        return _failed(_cmd("chattr", "+i", folder)) if shutil.which("chattr") else "no chattr command"
+
+    mechanisms: list[tuple[str, Callable[[], str | None], Callable[[], object]]] = [
+        ("mode 0500", chmod, lambda: folder.chmod(0o700)),
+        ("a read-only bind mount", bind_ro, lambda: _cmd("umount", "-l", folder)),
+        ("chattr +i", immutable, lambda: _cmd("chattr", "-i", folder)),
+    ]
+    reasons: list[str] = []
+    for how, apply, undo in mechanisms:
+        error = apply()
+        if error is None and _refuses_writes(folder):
+            try:
+                yield how
+            finally:
+                undo()
+            return
+        if error is None:
+            undo()
+            error = "writes still go through" + (" (root ignores modes)" if how == "mode 0500" else "")
+        reasons.append(f"{how}: {error}")
+    pytest.skip("cannot make a folder refuse writes here: " + "; ".join(reasons))
+
+
 def test_write_atomic_read_only_folder(tmp_path: Path) -> None:
+    """A folder that refuses writes (for root too, as in CI): one clear OutputWriteError,
+    nothing left behind, and the folder writable again afterwards."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(OutputWriteError, match="no permission"):
+    with read_only_folder(folder) as how:
+        with pytest.raises(OutputWriteError, match="no permission") as info:
             write_atomic(folder / "out.png", b"x")
+        assert "choose another -o folder" in str(info.value), how
         assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o700)
+        with pytest.raises(OutputWriteError, match="no permission"):  # over an existing name too
+            write_atomic(folder / "out.png", b"x", overwrite=True)
+    assert list(folder.iterdir()) == []
+    write_atomic(folder / "out.png", b"x")  # writable again: the mechanism was undone
 
 
 def test_write_atomic_target_appearing_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
