@@ -95,8 +95,8 @@ class TrickleSource:
 
 
 class TrickleUpload:
-    """``POST path`` with ``Content-Length: size``, then the body one byte every
-    ``interval`` s (at most ``limit`` bytes), until the server answers. ``status`` is the
+    """``POST path`` with ``Content-Length: size``, then the body ``chunk`` bytes every
+    ``interval`` s (at most ``limit`` times), until the server answers. ``status`` is the
     answer's status (``None`` while none came), ``answered_after`` its time since the start."""
 
     def __init__(
@@ -107,6 +107,7 @@ class TrickleUpload:
         interval: float = 0.2,
         limit: int = 100,
         content_type: str = "image/jpeg",
+        chunk: int = 1,
     ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.started = time.monotonic()
@@ -122,6 +123,7 @@ class TrickleUpload:
         )
         self.interval = interval
         self.limit = limit
+        self.chunk = chunk
         self.thread = threading.Thread(target=self._run, name="trickle-upload", daemon=True)
         self.thread.start()
 
@@ -134,8 +136,8 @@ class TrickleUpload:
                     return
                 if self.stop.is_set():
                     return
-                self.sock.sendall(b"\xff")
-                self.sent += 1
+                self.sock.sendall(b"\xff" * self.chunk)
+                self.sent += self.chunk
         except OSError:  # reset by the server after its answer
             self.closed_by_server = True
 

@@ -8,6 +8,7 @@ queue; only the engine's stages are replaced where a test needs a job that block
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -36,6 +37,7 @@ from cleancut.server.engine import Engine
 from cleancut.server.ort_assets import ORT_FILES, ORT_WEB_VERSION, provision_ort
 from cleancut.server.state import AppState
 from conftest import EXAMPLES, TEST_CACHE
+from slowpeers import TrickleUpload, live_server, post
 
 ISOLATION = {
     "cross-origin-opener-policy": "same-origin",
@@ -103,14 +105,28 @@ def test_deadline_terminates_a_real_inference(settings: ServerSettings) -> None:
     # ONNX Runtime: the backend whose runs can be terminated mid-way (RunOptions.terminate).
     with make_client(settings.with_(timeout=0.8, browser=False, backend="onnxruntime")) as c:
         queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
-        r = c.post("/api/remove", content=png_bytes(64, 64), headers={"Content-Type": "image/png"})
-        assert r.status_code in (503, 504), r.text
-        answered = time.monotonic()
-        # ONNX Runtime's run is terminated: the worker is free long before a full pass.
-        wait_for(lambda: queue.stats().admitted == 0 and queue.stats().running == 0, timeout=5)
-        assert time.monotonic() - answered < 5
-        r = c.get("/readyz")
-        assert r.json()["queue"]["timed_out"] == 1
+        request, answer = in_thread(
+            lambda: c.post("/api/remove", content=png_bytes(64, 64), headers={"Content-Type": "image/png"})
+        )
+        # The inference really started (a 503 would mean the job never reached a worker) ...
+        wait_for(lambda: queue.stats().running == 1 or not request.is_alive(), timeout=10)
+        started = time.monotonic()
+        assert queue.stats().running == 1, "the inference never started"
+        request.join(30)
+        body = assert_error(answer[0], 504, "timeout")
+        assert "during inference" in body["detail"]
+        # ... and was ended by the deadline, not run to its end: the worker is free sooner
+        # than one uninterrupted pass of the same session takes.
+        wait_for(lambda: queue.stats().admitted == 0 and queue.stats().running == 0, timeout=30)
+        cut_short = time.monotonic() - started
+        remover = c.app.state.cleancut.engine.removers["isnet_fp16"]  # type: ignore[attr-defined]
+        x = np.zeros((1, 3, 1024, 1024), np.float32)
+        full = time.monotonic()
+        remover.session.run(x)
+        full = time.monotonic() - full
+        assert cut_short < 0.8 * full, (cut_short, full)
+        stats = c.get("/readyz").json()["queue"]
+        assert stats["timed_out"] == 1 and stats["mean_inference_s"] is None  # not a service time
 
 
 def test_raw_body_png_matches_the_library(
@@ -463,8 +479,12 @@ def test_over_capacity_is_503_with_retry_after_at_once(
         r = c.post("/api/remove", content=png_bytes(), headers={"Content-Type": "image/png"})
         assert time.monotonic() - started < 2.0  # refused at once, not queued
         body = assert_error(r, 503, "overloaded")
-        assert int(r.headers["retry-after"]) >= 1
-        assert "capacity" in body["detail"]
+        # No inference has finished yet, so nothing predicts the running one's end but its
+        # deadline (--timeout 60 s): the hint says that, not a made-up constant.
+        retry = int(r.headers["retry-after"])
+        assert 50 <= retry <= 60, retry
+        assert "capacity" in body["detail"] and f"{retry} s" in body["detail"]
+        assert "1 in progress" in body["detail"]
         gate.release.set()
         first.join(10)
         assert_error(result[0], 400, "unreadable_image")
@@ -496,6 +516,110 @@ def test_deadline_while_queued_is_503_and_the_slot_waits_for_the_worker(
         gate.release.set()
         wait_for(lambda: queue.stats().admitted == 0)
         assert queue.stats().timed_out == 2
+
+
+def test_retry_after_follows_the_queue_state() -> None:
+    # The real job queue and executors; the jobs are plain sleeps and waits.
+    from cleancut.server.jobqueue import JobQueue
+
+    async def scenario() -> None:
+        queue = JobQueue(workers=1, queue_size=1)
+        try:
+            release = threading.Event()
+            async with queue.slot(20.0) as first, queue.slot(20.0):
+                job = asyncio.ensure_future(first.inference(release.wait, 10))
+                while queue.stats().running == 0:
+                    await asyncio.sleep(0.01)
+                # Nothing has finished: the first place frees at the latest at the deadline.
+                assert 18 <= queue.reject().retry_after <= 20
+                release.set()
+                await job
+            assert queue.stats().mean_inference_s is not None  # a short job has finished
+            release.clear()
+            async with queue.slot(20.0) as first, queue.slot(20.0):
+                job = asyncio.ensure_future(first.inference(release.wait, 10))
+                while queue.stats().running == 0:
+                    await asyncio.sleep(0.01)
+                # Recent inferences took milliseconds: a place is expected within a second.
+                error = queue.reject()
+                assert error.retry_after == 1
+                assert "recent inferences took" in str(error)
+                release.set()
+                await job
+        finally:
+            queue.shutdown()
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- the upload stage
+
+
+def test_trickling_uploads_do_not_take_the_worker_slots(settings: ServerSettings) -> None:
+    # A real server (uvicorn) and raw sockets: five clients send their headers, then one
+    # byte every 0.2 s (no minimum rate here, so that they last). Two places for jobs only,
+    # yet an ordinary upload still gets its 200.
+    fast_enough = settings.with_(
+        browser=False, workers=1, queue_size=1, backend="onnxruntime", min_upload_rate=0.0
+    )
+    app = create_app(fast_enough)
+    with live_server(app) as live:
+        slow = [TrickleUpload(live.port, size=100_000, interval=0.2, limit=300) for _ in range(5)]
+        try:
+            wait_for(lambda: all(t.sent >= 2 for t in slow))
+            status, _headers, body = post(live.port, png_bytes(64, 64))
+            assert status == 200, body
+            assert all(t.status is None for t in slow)  # still uploading all along
+            ready = live.get_json("/readyz")
+            assert ready["uploads"]["active"] == 5, ready
+            assert ready["queue"]["admitted"] == 0 and ready["queue"]["accepted"] == 1, ready
+        finally:
+            for t in slow:
+                t.close()  # the clients hang up: their places are given back
+        wait_for(lambda: live.get_json("/readyz")["uploads"]["active"] == 0)
+
+
+def test_slow_uploads_get_408_and_busy_upload_places_a_truthful_503(settings: ServerSettings) -> None:
+    # Two upload places, 2 s for a body, at least 200 B/s after the first 0.5 s.
+    limited = settings.with_(
+        browser=False,
+        backend="onnxruntime",
+        max_uploads=2,
+        upload_timeout=2.0,
+        min_upload_rate=200.0,
+        upload_grace=0.5,
+    )
+    with live_server(create_app(limited)) as live:
+        # 5 B/s: far below the minimum rate, cut off soon after the grace period.
+        crawl = TrickleUpload(live.port, interval=0.2, limit=100)
+        try:
+            assert crawl.wait(10) == 408
+            assert crawl.answered_after is not None and crawl.answered_after < 1.8
+            assert b'"upload_too_slow"' in crawl.answer and b"200 B/s" in crawl.answer
+            assert crawl.closed_by_server  # the unfinished body is not waited for
+        finally:
+            crawl.close()
+        # 500 B/s: fast enough for the rate, too slow to finish 100 kB in 2 s.
+        steady = [TrickleUpload(live.port, interval=0.1, chunk=50, limit=100) for _ in range(2)]
+        try:
+            wait_for(lambda: all(t.sent >= 100 for t in steady))
+            status, headers, body = post(live.port, png_bytes(64, 64))
+            assert status == 503, body
+            assert b'"uploads_busy"' in body
+            # The hint is when the first upload place frees at the latest: its deadline.
+            assert 1 <= int(headers["retry-after"]) <= 2
+            for t in steady:
+                assert t.wait(10) == 408
+                assert b'"upload_timeout"' in t.answer and t.closed_by_server
+                assert t.answered_after is not None and 1.8 < t.answered_after < 3.5
+        finally:
+            for t in steady:
+                t.close()
+        ready = live.get_json("/readyz")["uploads"]
+        assert ready["active"] == 0
+        assert (ready["too_slow"], ready["timed_out"], ready["rejected"]) == (1, 2, 1), ready
+        status, _headers, body = post(live.port, png_bytes(64, 64))
+        assert status == 200, body
 
 
 # --------------------------------------------------------------------------- probes, models, docs
@@ -674,6 +798,9 @@ def test_serve_command_help_and_lazy_imports() -> None:
         "--max-pixels",
         "--timeout",
         "--queue-size",
+        "--max-uploads",
+        "--upload-timeout",
+        "--min-upload-rate",
     ):
         assert option in result.output
     code = (

@@ -27,7 +27,7 @@ from cleancut import urls as urls_module
 from cleancut.errors import InvalidOptionError
 from cleancut.urls import UrlPolicy, fetch_url
 from conftest import EXAMPLES
-from slowpeers import TrickleSource
+from slowpeers import TrickleSource, live_server, post
 
 LOCAL = UrlPolicy(allowed_networks=("127.0.0.1/32",), timeout=10.0)
 
@@ -427,3 +427,47 @@ def test_api_url_errors(api_clients: tuple[Any, Any], server: LocalServer, photo
         assert r.json()["error"] == code, (kwargs, r.text)
     ready = local.get("/readyz").json()["queue"]
     assert ready["admitted"] == 0 and ready["running"] == 0
+
+
+def test_api_trickling_url_sources_free_their_places(model_settings: Settings, photo: bytes) -> None:
+    # The scenario on a real server: five url= requests to a source that answers
+    # HTTP/1.0 and then sends a byte every 0.2 s (for up to 8 s). Each fetch ends at its
+    # 1.5 s deadline, every place is free afterwards, and an ordinary upload works.
+    pytest.importorskip("uvicorn")
+    from cleancut.server import ServerSettings, create_app
+
+    settings = ServerSettings(
+        core=model_settings,
+        load_in_background=False,
+        browser=False,
+        backend="onnxruntime",
+        url_policy=LOCAL.with_(timeout=1.5),
+    )
+    head = b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n"
+    with TrickleSource(head, interval=0.2, limit=40) as source, live_server(create_app(settings)) as live:
+        answers: list[tuple[int, bytes, float]] = []
+        lock = threading.Lock()
+
+        def fetch_through_the_server() -> None:
+            started = time.monotonic()
+            status, _headers, body = post(live.port, b"", path=f"/api/remove?url={source.url}", timeout=30)
+            with lock:
+                answers.append((status, body, time.monotonic() - started))
+
+        clients = [threading.Thread(target=fetch_through_the_server, daemon=True) for _ in range(5)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(30)
+        assert len(answers) == 5
+        for status, body, took in answers:
+            assert status == 502 and b"url_fetch_failed" in body and b"within 1.5 s" in body, body
+            assert took < 4.0, took
+        ready = live.get_json("/readyz")
+        assert ready["queue"]["admitted"] == 0 and ready["uploads"]["active"] == 0, ready
+        deadline = time.monotonic() + 2
+        while source.open and time.monotonic() < deadline:  # it notices at its next byte
+            time.sleep(0.02)
+        assert source.open == 0  # every connection to the source was hung up
+        status, _headers, body = post(live.port, photo, content_type="image/jpeg")
+        assert status == 200, body

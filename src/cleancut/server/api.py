@@ -14,7 +14,6 @@ from .. import __version__
 from ..codecs import FORMATS, mime_type
 from ..errors import InvalidOptionError
 from ..models import MODELS
-from ..urls import fetch_url
 from .errors import ApiError
 from .options import RemoveOptions, openapi_parameters, parse_options
 from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
@@ -52,11 +51,14 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The body is not a readable image, is empty, the form has no field 'file', or "
         "the url is refused.",
+        408: "The body (or the url fetch) did not arrive within --upload-timeout, or arrived "
+        "slower than --min-upload-rate.",
         413: "The upload is over --max-upload-mb, or the image over --max-pixels.",
         415: "The body is not an image upload (Content-Type), or a format without its plugin (HEIC).",
         422: "An option is unknown or out of range.",
         502: "The photo's url could not be fetched (no connection, an HTTP error, too slow).",
-        503: "At capacity, not ready yet, or the time ran out waiting for a worker (Retry-After).",
+        503: "At capacity (every job slot, or every upload place, taken), not ready yet, or the "
+        "time ran out waiting for a worker (Retry-After).",
         504: "The request ran out of time while being processed (--timeout).",
     }
     return {c: {"model": ErrorBody, "description": described[c]} for c in codes}
@@ -115,7 +117,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "description": "The encoded cut-out",
                 "content": {mime_type(f): {"schema": _BINARY} for f in FORMATS},
             },
-            **_error_responses(400, 413, 415, 422, 502, 503, 504),
+            **_error_responses(400, 408, 413, 415, 422, 502, 503, 504),
         },
         openapi_extra={"parameters": [*openapi_parameters(models), _URL_PARAM], "requestBody": remove_body},
     )
@@ -130,12 +132,14 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
             check_media_type(request)
         _require_ready(state)
         parse_options(query, models=state.engine.models)  # a bad option is a 422 before the upload
-        # The slot is taken before the body is read: then at most `capacity` uploads and
-        # decoded images are ever in memory, and over capacity the answer is an immediate
-        # 503 that never reads the body.
-        async with state.queue.slot(settings.timeout) as slot:
+        if state.queue.full:  # no slot for it now: refuse before a byte of the body is read
+            raise state.queue.reject()
+        # The photo arrives in the upload stage, which holds no job slot: a client that sends
+        # slowly (or a url that answers slowly) cannot keep a worker or a place in the line
+        # from anyone, and is cut off by the stage's own deadline and minimum rate.
+        async with state.uploads.place() as transfer:
             if url is None:
-                upload = await slot.within_deadline("upload", read_upload(request, settings.max_upload_bytes))
+                upload = await read_upload(request, settings.max_upload_bytes, transfer)
                 url = upload.form.pop("url", None)
                 if url is not None and upload.data:
                     raise InvalidOptionError("give either the field 'file' or 'url', not both")
@@ -146,9 +150,11 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
             )
             data = upload.data
             if url is not None:
-                # Blocking network I/O, on the I/O pool and within the request's deadline.
-                data = await slot.io("fetch", fetch_url, url, settings.fetch_policy)
+                data = await transfer.fetch(url, settings.fetch_policy)
                 upload.filename = urllib.parse.urlsplit(url).path
+        # Only a request whose photo is here takes a slot: then at most `capacity` photos are
+        # decoded at once, and over capacity the answer is an immediate 503.
+        async with state.queue.slot(settings.timeout) as slot:
             result = await state.engine.remove(slot, data, options)
         headers = {
             "Content-Disposition": f'inline; filename="{_filename(upload.filename, options)}"',
@@ -197,6 +203,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "max_upload_bytes": settings.max_upload_bytes,
                 "max_pixels": settings.max_pixels,
                 "timeout": settings.timeout,
+                "upload_timeout": settings.upload_timeout,
             },
             "browser": {
                 "state": browser_state,
@@ -231,6 +238,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "status": "ready",
                 "models": state.engine.describe(),
                 "queue": state.queue.stats().as_dict(),
+                "uploads": state.uploads.stats(),
             }
         )
 

@@ -72,7 +72,30 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     default=60.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds a request may take once admitted (503 if still queued, 504 if processing).",
+    help="Seconds a request may take once its photo has arrived and it is admitted (503 if "
+    "still queued, 504 if processing).",
+)
+@click.option(
+    "--max-uploads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests that may be receiving their photo (upload or url fetch) at once, apart "
+    "from the workers and the queue; beyond, 503 with Retry-After at once.",
+)
+@click.option(
+    "--upload-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a photo may take to arrive, uploaded or fetched from its url (408 after).",
+)
+@click.option(
+    "--min-upload-rate",
+    default=16.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="KiB/s an upload must keep up on average after its first 5 s (408 below; 0: no minimum).",
 )
 @click.option(
     "--queue-size",
@@ -118,6 +141,9 @@ def serve(
     max_upload_mb: float,
     max_pixels: int,
     timeout: float,
+    max_uploads: int,
+    upload_timeout: float,
+    min_upload_rate: float,
     queue_size: int,
     device: str,
     backend: str,
@@ -165,6 +191,9 @@ def serve(
             max_upload_bytes=int(max_upload_mb * 2**20),
             max_pixels=max_pixels,
             timeout=timeout,
+            max_uploads=max_uploads,
+            upload_timeout=upload_timeout,
+            min_upload_rate=min_upload_rate * 1024,
             core=core,
             ort_dir=ort_dir,
             browser=browser,

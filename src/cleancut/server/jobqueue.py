@@ -1,11 +1,17 @@
 """The bounded job queue: admission, the inference executor, deadlines and cancellation.
 
-Every request that will decode an image first takes a *slot*. There are ``workers +
-queue_size`` slots; when none is free the request is refused at once (:class:`QueueFullError`,
-answered 503 with ``Retry-After``) instead of waiting in memory — rembg's server, which
-queues without bound, grew to 137 GB under load (rembg #752). Because a slot is taken
-before decoding, at most that many decoded images exist at any time: memory stays flat
-whatever the load.
+Every request that will decode an image takes a *slot* once its photo has arrived (the
+upload stage, :mod:`.upload`, receives it first: a slow client never holds a slot). There
+are ``workers + queue_size`` slots; when none is free the request is refused at once
+(:class:`QueueFullError`, answered 503 with ``Retry-After``) instead of waiting in memory —
+rembg's server, which queues without bound, grew to 137 GB under load (rembg #752). Because
+a slot is taken before decoding, at most that many decoded images exist at any time: memory
+stays flat whatever the load.
+
+``Retry-After`` comes from the queue's state: when the first slot is expected to free up,
+from the recent inference times and how long the running inferences have been going, and
+never later than the nearest deadline of an admitted request (before any inference has
+finished, that deadline is all there is to go by).
 
 Inside a slot, work runs in two executors: an I/O pool (decode, pre- and post-processing,
 encoding: Pillow and numpy release the GIL) and the inference pool with exactly
@@ -26,7 +32,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,20 +44,21 @@ __all__ = ["DeadlineExceededError", "JobQueue", "QueueFullError", "QueueStats", 
 
 T = TypeVar("T")
 
-#: Retry-After before any request has finished (seconds): one IS-Net pass on a small CPU.
-_INITIAL_SERVICE_TIME = 5.0
 _MAX_RETRY_AFTER = 300
 
 
 class QueueFullError(Exception):
-    """Every slot is taken; ``retry_after`` estimates when one frees up (seconds)."""
+    """Every slot is taken; ``retry_after`` estimates when one frees up (seconds) and
+    ``basis`` says what the estimate rests on."""
 
-    def __init__(self, capacity: int, retry_after: int) -> None:
+    def __init__(self, capacity: int, running: int, retry_after: int, basis: str) -> None:
         super().__init__(
-            f"the server is at capacity ({capacity} requests in progress or waiting); "
-            f"retry in {retry_after} s"
+            f"the server is at capacity: {capacity} in progress ({running} running on a worker, "
+            f"the rest waiting for one or being decoded or encoded); a place is expected to free "
+            f"up in about {retry_after} s ({basis})"
         )
         self.retry_after = retry_after
+        self.basis = basis
 
 
 class DeadlineExceededError(Exception):
@@ -92,6 +99,9 @@ class Slot:
         self._hooks: list[Callable[[], None]] = []
         self._hooks_lock = threading.Lock()
         self._pending: Future[Any] | None = None
+        #: When its inference started and ended (monotonic seconds), for the queue's estimate.
+        self.inference_started: float | None = None
+        self.inference_ended: float | None = None
 
     # ------------------------------------------------------------------ cancellation
 
@@ -122,16 +132,6 @@ class Slot:
 
     # ------------------------------------------------------------------ stages
 
-    async def within_deadline(self, name: str, work: Awaitable[T]) -> T:
-        """Await ``work`` on the event loop (reading the upload), bounded by the deadline."""
-        remaining = self.deadline - time.monotonic()
-        try:
-            return await asyncio.wait_for(work, timeout=max(remaining, 0.0))
-        except TimeoutError:
-            self.expire()
-            self._queue._count_timeout()
-            raise DeadlineExceededError(name, self.timeout) from None
-
     async def io(self, name: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the I/O pool (decode, resize, encode)."""
         return await self._run(self._queue._io, name, fn, args)
@@ -160,12 +160,15 @@ class Slot:
             started.append(time.monotonic())
             if track:
                 self.timings["queue"] = started[0] - submitted
+                self.inference_started = started[0]
                 self._queue._running_start()
             try:
                 return fn(*args)
             finally:
-                self.timings[name] = elapsed = time.monotonic() - started[0]
+                ended = time.monotonic()
+                self.timings[name] = elapsed = ended - started[0]
                 if track:
+                    self.inference_ended = ended
                     self._queue._running_done(elapsed, ok=not self.cancel.is_set())
 
         future = executor.submit(guarded)
@@ -209,36 +212,67 @@ class JobQueue:
         self._rejected = 0
         self._timed_out = 0
         self._service: deque[float] = deque(maxlen=32)
+        self._slots: list[Slot] = []  # admitted, in admission order
 
     @property
     def full(self) -> bool:
         with self._lock:
             return self._admitted >= self.capacity
 
-    def retry_after(self) -> int:
-        """Seconds until the current line has drained: recent inference time x jobs ahead."""
+    def expected_wait(self) -> tuple[float, str]:
+        """Seconds until the first slot is expected to free up, and what that rests on.
+
+        Each admitted request frees its slot at the latest at its deadline. With recent
+        inference times known (their mean, ``m``), a running inference is expected to end
+        ``m`` after it started, one already past its inference within moments, and when a
+        worker is idle the next request to reach it ``m`` from now.
+        """
+        now = time.monotonic()
         with self._lock:
-            mean = sum(self._service) / len(self._service) if self._service else _INITIAL_SERVICE_TIME
-            waiting = max(1, self._admitted - self.workers + 1)
-        return max(1, min(_MAX_RETRY_AFTER, math.ceil(mean * waiting / self.workers)))
+            slots = list(self._slots)
+            mean = sum(self._service) / len(self._service) if self._service else None
+            running = self._running
+        if len(slots) < self.capacity:
+            return 0.0, "a place is free now"
+        candidates = [s.deadline - now for s in slots]
+        candidates += [0.0 for s in slots if s.inference_ended is not None]
+        if mean is None:
+            basis = "no inference has finished yet: at the latest when the oldest request's --timeout ends"
+        else:
+            basis = f"recent inferences took {mean:.1f} s each"
+            for s in slots:
+                if s.inference_started is not None and s.inference_ended is None:
+                    candidates.append(mean - (now - s.inference_started))
+            if running < self.workers and any(s.inference_started is None for s in slots):
+                candidates.append(mean)
+        return max(min(candidates), 0.0), basis
+
+    def retry_after(self) -> int:
+        """:meth:`expected_wait` in whole seconds, for ``Retry-After`` (1 to 300)."""
+        wait, _basis = self.expected_wait()
+        return max(1, min(_MAX_RETRY_AFTER, math.ceil(wait)))
 
     def reject(self) -> QueueFullError:
         """The error for a request refused without a slot (counted as rejected)."""
         with self._lock:
             self._rejected += 1
-        return QueueFullError(self.capacity, self.retry_after())
+            running = self._running
+        wait, basis = self.expected_wait()
+        retry = max(1, min(_MAX_RETRY_AFTER, math.ceil(wait)))
+        return QueueFullError(self.capacity, running, retry, basis)
 
     @asynccontextmanager
     async def slot(self, timeout: float) -> AsyncIterator[Slot]:
         """Take a slot or raise :class:`QueueFullError` at once; give it back on exit."""
+        slot = Slot(self, timeout)
         with self._lock:
             admitted = self._admitted < self.capacity
             if admitted:
                 self._admitted += 1
                 self._accepted += 1
+                self._slots.append(slot)
         if not admitted:
             raise self.reject()
-        slot = Slot(self, timeout)
         try:
             yield slot
         finally:
@@ -268,6 +302,7 @@ class JobQueue:
     def _release(self, slot: Slot) -> None:
         with self._lock:
             self._admitted -= 1
+            self._slots.remove(slot)
 
     def _running_start(self) -> None:
         with self._lock:

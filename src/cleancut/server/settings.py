@@ -45,7 +45,13 @@ class ServerSettings:
     ``device``/``backend``: as for :class:`~cleancut.Remover` (``auto`` picks the fastest
     backend verified on this machine).
     ``queue_size``: requests that may wait for a worker; more are answered 503 at once.
-    ``timeout``: seconds a request may take from admission to answer (504/503 after).
+    ``timeout``: seconds a request may take from admission (once its photo has arrived) to
+    the answer (504/503 after).
+    ``max_uploads``: requests that may be receiving their photo (an upload, or a ``url``
+    fetch) at once, apart from the job slots; more are answered 503 ``uploads_busy`` at once.
+    ``upload_timeout``: seconds a request's body (or its ``url`` fetch) may take to arrive
+    (408 after). ``min_upload_rate``: bytes per second a body must keep up on average once
+    the first ``upload_grace`` seconds have passed (408 after; 0: no minimum).
     ``core``: cleancut's own settings (cache folder, offline mode, npm, model URL).
     ``ort_dir``: a folder holding onnxruntime-web's files (skips ``npm pack``).
     ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
@@ -67,6 +73,10 @@ class ServerSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_SERVER_MAX_PIXELS
     timeout: float = 60.0
+    max_uploads: int = 8
+    upload_timeout: float = 60.0
+    min_upload_rate: float = 16 * 1024
+    upload_grace: float = 5.0
     core: Settings = field(default_factory=_default_core)
     ort_dir: Path | None = None
     browser: bool = True
@@ -86,6 +96,10 @@ class ServerSettings:
             (self.max_upload_bytes >= 1, f"max_upload_bytes must be positive, got {self.max_upload_bytes}"),
             (self.max_pixels >= 1, f"max_pixels must be positive, got {self.max_pixels}"),
             (self.timeout > 0, f"timeout must be positive, got {self.timeout}"),
+            (self.max_uploads >= 1, f"max_uploads must be at least 1, got {self.max_uploads}"),
+            (self.upload_timeout > 0, f"upload_timeout must be positive, got {self.upload_timeout}"),
+            (self.min_upload_rate >= 0, f"min_upload_rate must be 0 or more, got {self.min_upload_rate}"),
+            (self.upload_grace >= 0, f"upload_grace must be 0 or more, got {self.upload_grace}"),
             (0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"),
         )
         for ok, message in checks:
@@ -99,10 +113,11 @@ class ServerSettings:
     @property
     def fetch_policy(self) -> UrlPolicy:
         """The URL policy within this server's own limits: a fetched image may be no larger
-        than an upload, and take no longer than a request."""
+        than an upload, and take no longer to arrive than one."""
         policy = self.url_policy
         return policy.with_(
-            max_bytes=min(policy.max_bytes, self.max_upload_bytes), timeout=min(policy.timeout, self.timeout)
+            max_bytes=min(policy.max_bytes, self.max_upload_bytes),
+            timeout=min(policy.timeout, self.upload_timeout),
         )
 
     @property

@@ -18,6 +18,7 @@ from .engine import Engine
 from .jobqueue import JobQueue
 from .ort_assets import OrtAssets, provision_ort
 from .settings import ServerSettings
+from .upload import UploadStage
 
 __all__ = ["AppState", "BrowserState"]
 
@@ -30,6 +31,9 @@ class AppState:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.queue = JobQueue(settings.workers, settings.queue_size)
+        self.uploads = UploadStage(
+            settings.max_uploads, settings.upload_timeout, settings.min_upload_rate, settings.upload_grace
+        )
         self.engine = Engine(settings)
         self.chunks: ModelChunks | None = None
         self.ort: OrtAssets | None = None

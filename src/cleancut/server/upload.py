@@ -1,27 +1,51 @@
-"""Reading the photo out of a request, within the upload limit.
+"""Reading the photo out of a request: the upload stage, its limits and its deadlines.
 
 Two shapes are accepted: the raw image as the body (``Content-Type: image/*`` or
 ``application/octet-stream``) or a multipart form with the image in the field ``file``
-(plus option fields). A form may give the field ``url`` instead of ``file``: the route
-then fetches the image (:mod:`cleancut.urls`). The size limit is enforced twice: a declared
+(plus option fields). A form may give the field ``url`` instead of ``file``: the image is
+then fetched (:mod:`cleancut.urls`). The size limit is enforced twice: a declared
 ``Content-Length`` over it is refused before a byte is read, and the bytes actually received
 are counted while they stream in, so a chunked or lying client is cut off at the limit too.
+
+The photo arrives in the **upload stage** (:class:`UploadStage`), before the request takes
+one of the job queue's slots: a client that sends slowly (or a ``url`` source that answers
+slowly) holds an *upload place*, never a worker or a place in the line. The stage is bounded
+on its own terms:
+
+* at most ``max_uploads`` requests receive their photo at once; one more is answered at once
+  with 503 ``uploads_busy`` and a ``Retry-After`` saying when the first place frees at the
+  latest (the nearest cut-off below);
+* a body must have arrived within ``upload_timeout`` seconds (408 ``upload_timeout``);
+* after the first ``grace`` seconds it must keep up ``min_rate`` bytes per second on average
+  (408 ``upload_too_slow``), so a client trickling a byte at a time is cut off within
+  seconds, not at the total deadline;
+* a ``url`` fetch runs within what is left of the same deadline.
+
+A 408 is sent with ``Connection: close``: the rest of the body is not waited for.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
+import anyio
+import anyio.to_thread
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import Message
 
+from ..urls import UrlPolicy, fetch_url
 from .errors import ApiError
 
-__all__ = ["Upload", "read_upload"]
+__all__ = ["Transfer", "Upload", "UploadStage", "read_upload"]
 
 _RAW_TYPES: Final = ("application/octet-stream",)
 #: Form encodings; a URL-encoded form can only carry ``url`` (curl -d url=…), not a file.
@@ -80,22 +104,165 @@ def check_media_type(request: Request) -> None:
     raise ApiError(415, "unsupported_media_type", f"got {got}; {hint}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _ClosingApiError(ApiError):
+    """An error answered with ``Connection: close`` (the request's body was not read to
+    its end, so the connection cannot carry another request)."""
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Connection": "close"}
+
+
+class Transfer:
+    """One request's place in the upload stage: its clock and the bytes counted so far."""
+
+    def __init__(self, stage: UploadStage) -> None:
+        self._stage = stage
+        self.started = time.monotonic()
+        self.deadline = self.started + stage.timeout
+        self.received = 0
+
+    def cutoff(self) -> float:
+        """When this transfer is cut off unless more bytes arrive (monotonic seconds)."""
+        if self._stage.min_rate <= 0:
+            return self.deadline
+        return min(self.deadline, self.started + self._stage.grace + self.received / self._stage.min_rate)
+
+    def expired(self) -> ApiError:
+        """The 408 for a transfer past its cut-off (counted)."""
+        stage = self._stage
+        elapsed = time.monotonic() - self.started
+        if time.monotonic() >= self.deadline:
+            stage._timed_out += 1
+            return _ClosingApiError(
+                408,
+                "upload_timeout",
+                f"the upload did not arrive within {stage.timeout:g} s ({self.received:,} bytes "
+                "came); the server's --upload-timeout sets the limit",
+            )
+        stage._too_slow += 1
+        return _ClosingApiError(
+            408,
+            "upload_too_slow",
+            f"the upload arrived too slowly: {self.received:,} bytes in {elapsed:.1f} s, under the "
+            f"minimum of {_rate(stage.min_rate)} after the first {stage.grace:g} s; the server's "
+            "--min-upload-rate sets it",
+        )
+
+    async def next_chunk(self, stream: AsyncIterator[bytes]) -> bytes | None:
+        """The next piece of the body (``None`` at its end), or a 408 at the cut-off."""
+        wait = self.cutoff() - time.monotonic()
+        if wait <= 0:
+            raise self.expired()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=wait)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise self.expired() from None
+        self.received += len(chunk)
+        return chunk
+
+    async def fetch(self, url: str, policy: UrlPolicy) -> bytes:
+        """Fetch ``url`` within what is left of this transfer's deadline (a worker thread;
+        :func:`fetch_url`'s own deadline always ends it, so the place is never held longer)."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self.expired()
+        bounded = policy.with_(timeout=min(policy.timeout, remaining))
+        data: bytes = await anyio.to_thread.run_sync(fetch_url, url, bounded, limiter=self._stage._limiter())
+        self.received = len(data)
+        return data
+
+
+def _rate(bytes_per_s: float) -> str:
+    return f"{bytes_per_s / 1024:g} KiB/s" if bytes_per_s >= 1024 else f"{bytes_per_s:g} B/s"
+
+
+class UploadStage:
+    """The bounded upload stage (see the module docstring). Lives on the event loop: its
+    counters are only touched there."""
+
+    def __init__(self, max_uploads: int, timeout: float, min_rate: float, grace: float) -> None:
+        if max_uploads < 1 or timeout <= 0 or min_rate < 0 or grace < 0:
+            raise ValueError("max_uploads >= 1, timeout > 0, min_rate >= 0 and grace >= 0 are needed")
+        self.max_uploads = max_uploads
+        self.timeout = timeout
+        self.min_rate = min_rate
+        self.grace = grace
+        self._active: list[Transfer] = []
+        self._threads: anyio.CapacityLimiter | None = None
+        self._accepted = 0
+        self._rejected = 0
+        self._timed_out = 0
+        self._too_slow = 0
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use, inside the event loop; one thread per upload place at most.
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(self.max_uploads)
+        return self._threads
+
+    def retry_after(self) -> int:
+        """Seconds until an upload place frees at the latest: the nearest cut-off of the
+        transfers in progress (each ends by then, unless more of its bytes arrive)."""
+        if not self._active:
+            return 1
+        nearest = min(t.cutoff() for t in self._active) - time.monotonic()
+        return max(1, math.ceil(nearest))
+
+    @asynccontextmanager
+    async def place(self) -> AsyncIterator[Transfer]:
+        """Take an upload place or raise a 503 at once; give it back on exit."""
+        if len(self._active) >= self.max_uploads:
+            self._rejected += 1
+            retry = self.retry_after()
+            raise ApiError(
+                503,
+                "uploads_busy",
+                f"{self.max_uploads} uploads are already arriving (the server's --max-uploads); "
+                f"the first place frees in at most {retry} s",
+                retry_after=retry,
+            )
+        transfer = Transfer(self)
+        self._active.append(transfer)
+        self._accepted += 1
+        try:
+            yield transfer
+        finally:
+            self._active.remove(transfer)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "max_uploads": self.max_uploads,
+            "active": len(self._active),
+            "accepted": self._accepted,
+            "rejected": self._rejected,
+            "timed_out": self._timed_out,
+            "too_slow": self._too_slow,
+        }
+
+
+async def _read_body(request: Request, limit: int, transfer: Transfer) -> bytes:
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
+    stream = request.stream()
+    try:
+        while (chunk := await transfer.next_chunk(stream)) is not None:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+    finally:
+        await stream.aclose()
     return b"".join(parts)
 
 
-async def read_upload(request: Request, limit: int) -> Upload:
-    """The uploaded image bytes (and form fields), or an :class:`ApiError` (400/413/415)."""
+async def read_upload(request: Request, limit: int, transfer: Transfer) -> Upload:
+    """The uploaded image bytes (and form fields), or an :class:`ApiError` (400/408/413/415).
+    The body must arrive within ``transfer``'s deadline and minimum rate."""
     check_declared_size(request, limit)
     check_media_type(request)
-    body = await _read_body(request, limit)
+    body = await _read_body(request, limit, transfer)
     if _media_type(request) not in _FORM_TYPES:
         if not body:
             raise ApiError(400, "empty_body", "the request body is empty; send the image bytes")
