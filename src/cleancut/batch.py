@@ -89,7 +89,7 @@ class OutputOptions:
     bg_color: tuple[int, int, int] | None = None
     png_compress_level: int = DEFAULT_PNG_LEVEL
     #: Mask refinement and edge colours (``None``: :class:`~cleancut.edges.EdgeOptions`'
-    #: defaults, guided refinement and blur-fusion decontamination).
+    #: defaults, the bilinear mask with blur-fusion decontamination).
     edges: EdgeOptions | None = None
     #: Background, crop, canvas and size cap.
     framing: Framing | None = None

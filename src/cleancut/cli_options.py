@@ -216,7 +216,8 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
         "--refine",
         type=click.Choice(REFINE_METHODS, case_sensitive=False),
         default=None,
-        help="Mask upsampling: guided (default: follows the photo's edges) or bilinear (the reference's).",
+        help="Mask upsampling: bilinear (default: the reference's) or guided (follows the photo's "
+        "edges; softens thin structures).",
     )
     return wrapper
 

@@ -57,16 +57,14 @@ class EdgeOptions:
     fraction of the image area, in [0, 1). :meth:`validate` is the one check of these bounds
     (the library, the CLI and the HTTP API all refuse through it).
 
-    Defaults from ``benchmarks/quality.py`` (14 composites, all three models, fp16 shown):
-    ``guided`` improves every mask metric (MAE 0.1585 → 0.1552, S 0.753 → 0.764, IoU 0.631 →
-    0.648) and the edge-band colour error (23.3 → 20.6); ``blur_fusion`` lowers that error to
-    21.7 on its own and to 18.8 with ``guided`` (``multilevel``: 21.7, ~30× slower: 11.6 s
-    against 0.37 s at 12 MP).
-    ``threshold=128`` trades S-measure and max F for MAE and raises the colour error,
-    ``feather=1`` worsens every score, islands/holes at 5e-4 change nothing measurable: off.
+    Defaults chosen on real photos with human masks (``benchmarks/quality.py --set real
+    --split tune``): ``guided`` softens thin structures and raises MAE there, so the mask is
+    the reference's (``bilinear``). ``blur_fusion`` changes colours only, never the mask, and
+    lowers the edge colour error on the composites with a known foreground, so it stays on.
+    ``threshold``, ``feather`` and islands/holes are off (each worsens a score).
     """
 
-    refine: RefineMethod = "guided"
+    refine: RefineMethod = "bilinear"
     decontaminate: DecontaminateMethod = "blur_fusion"
     threshold: int | None = None
     feather: float = 0.0

@@ -317,3 +317,86 @@ def _graph_intact(target: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False  # built before records existed, or the record is damaged: rebuild
     return verify_file(target, size, digest)
+
+
+def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx.ModelProto:
+    """The same network for a ``size``² input instead of ``base``².
+
+    IS-Net is fully convolutional, but the exported graphs fix every upsampling target: each
+    ``Resize`` takes its output size from a constant ``[h, w]`` written for a 1024² input
+    (32 … 1024). Those constants are scaled by ``size / base`` and the input and output
+    shapes set to ``size``; ``size`` must keep every one of them whole (a multiple of 32),
+    which also keeps the max-pooling pyramid exact. Weights are untouched.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    if size % 32 or size < 32:
+        raise ModelError(f"the network input must be a multiple of 32 pixels, got {size}")
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    constants = {id(n): n for n in graph.node if n.op_type == "Constant"}
+    rewritten = 0
+    for node in graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        concat = producers.get(node.input[3])
+        if concat is None or concat.op_type != "Concat":
+            raise ModelError(f"unexpected graph: Resize {node.name} sizes are not a Concat")
+        for name in concat.input:
+            const = producers.get(name)
+            if const is None or id(const) not in constants:
+                continue
+            tensor = const.attribute[0].t
+            value = numpy_helper.to_array(tensor)
+            scaled = value * size // base
+            if not np.array_equal(scaled * base, value * size):
+                raise ModelError(f"input size {size} does not scale {value.tolist()} to whole pixels")
+            tensor.CopyFrom(numpy_helper.from_array(scaled.astype(value.dtype), tensor.name))
+            rewritten += 1
+    if rewritten == 0:
+        raise ModelError("unexpected graph: no Resize output sizes to rescale")
+    for vi in [*graph.input, *graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            for d in dims[2:]:
+                if d.HasField("dim_value"):
+                    d.dim_value = d.dim_value * size // base
+    del graph.value_info[:]  # shapes recorded for the old size would contradict the new one
+    return model
+
+
+def sized_graph(path: Path, size: int, settings: Settings) -> Path:
+    """``path`` for a ``size``² input (see :func:`with_input_size`), built once and cached
+    under ``<cache>/graphs`` beside the other prepared graphs, checked like them."""
+    from .download import sha256_file
+
+    target = settings.cache_dir / "graphs" / f"{path.stem}.{size}px.v{_PREP_VERSION}.onnx"
+    if _graph_intact(target):
+        try:
+            record = json.loads(target.with_name(target.name + ".json").read_text())
+            if record.get("base_size") == path.stat().st_size:
+                return target
+        except (OSError, ValueError):
+            pass
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    model = with_input_size(model, size)
+    nbytes, digest = _save_atomic(model, target)
+    _write_record(
+        target,
+        {
+            "size": nbytes,
+            "sha256": digest,
+            "prep_version": _PREP_VERSION,
+            "input_size": size,
+            "base": path.name,
+            "base_size": path.stat().st_size,
+            "base_sha256": sha256_file(path),
+        },
+    )
+    return target

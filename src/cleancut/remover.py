@@ -144,7 +144,7 @@ class Remover:
         model_url: str | None = None,
         offline: bool | None = None,
         max_pixels: int | None = None,
-        mode: str = "latency",
+        scheduling: str = "latency",
     ) -> None:
         self.spec = resolve_model(model)
         base = settings if settings is not None else Settings.from_env()
@@ -161,12 +161,15 @@ class Remover:
         if threads is not None and threads < 1:
             raise InvalidOptionError(f"threads must be at least 1, got {threads}")
         self.threads = threads
-        if mode not in MODES:
-            raise InvalidOptionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if scheduling not in MODES:
+            raise InvalidOptionError(f"scheduling must be one of {', '.join(MODES)}, got {scheduling!r}")
         #: ``latency`` (one image at a time) or ``throughput`` (folder batches: several
         #: images in flight, see runtime.Mode).
-        self.mode: Mode = mode
+        self.scheduling: Mode = scheduling
         self._session: Session | None = None
+        #: sessions for passes at other input sizes than 1024² (quality modes), by size
+        self._sized: dict[int, Session] = {}
+        self._graph: Path | None = None
         self._load_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -210,10 +213,41 @@ class Remover:
                     strict=self.strict,
                     threads=self.threads,
                     cache_dir=self.settings.cache_dir,
-                    mode=self.mode,
+                    mode=self.scheduling,
                 )
+                self._graph = graph
                 self.backend_reason = choice.reason
         return self._session
+
+    def _session_for(
+        self, size: int, progress: ProgressCallback | None, cancel: CancelSignal | None
+    ) -> Session:
+        """The session for a ``size``² input: the model's own at 1024², else the same
+        weights on a resized graph (built once, cached beside the other graphs)."""
+        base = self._get_session(progress, cancel)
+        if size == INPUT_SIZE:
+            return base
+        sess = self._sized.get(size)
+        if sess is not None:
+            return sess
+        with self._load_lock:
+            sess = self._sized.get(size)
+            if sess is None:
+                from .graph import sized_graph
+                from .runtime import get_session
+
+                assert self._graph is not None
+                sess = get_session(
+                    sized_graph(self._graph, size, self.settings),
+                    backend=base.backend,  # type: ignore[arg-type]
+                    device=self.device,
+                    strict=self.strict,
+                    threads=self.threads,
+                    cache_dir=self.settings.cache_dir,
+                    mode=self.scheduling,
+                )
+                self._sized[size] = sess
+        return sess
 
     @property
     def exact_resize(self) -> bool:
@@ -257,23 +291,51 @@ class Remover:
         cancel: CancelSignal | None = None,
         timings: dict[str, float] | None = None,
         edges: EdgeOptions | None = None,
+        mode: str = "default",
     ) -> np.ndarray:
         """RGB(A) uint8 ``[H, W, C]`` → subject mask ``[H, W]`` uint8 at full resolution
-        (refined and cleaned by ``edges`` when given)."""
-        session = self._get_session(progress, cancel)
+        (refined and cleaned by ``edges`` when given). ``mode``: the quality mode
+        (``fast``, ``default`` or ``best``, see :mod:`cleancut.passes`)."""
         t = timings if timings is not None else {}
-        t0 = time.perf_counter()
-        with stage("preprocess", progress, cancel):
-            x = pipeline.preprocess(pixels, INPUT_SIZE, exact=self.exact_resize)
-        t1 = time.perf_counter()
-        with stage("inference", progress, cancel):
-            y = session.run(x)
+        y = self.predict(pixels, mode=mode, progress=progress, cancel=cancel, timings=t)
         t2 = time.perf_counter()
         with stage("postprocess", progress, cancel):
             mask = make_mask(y, pixels, edges, exact=self.exact_resize)
         t3 = time.perf_counter()
-        t.update(preprocess=t1 - t0, inference=t2 - t1, postprocess=t3 - t2)
+        t.update(postprocess=t3 - t2)
         return mask
+
+    def predict(
+        self,
+        pixels: np.ndarray,
+        *,
+        mode: str = "default",
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """RGB(A) uint8 ``[H, W, C]`` → the network's output ``[1, 1, S, S]`` in 0..1 for
+        the quality ``mode`` (several passes averaged for ``best``)."""
+        from .passes import combine, pass_input, pass_output, passes_for
+
+        plan = passes_for(mode)
+        sessions = [self._session_for(p.size, progress, cancel) for p in plan]
+        t = timings if timings is not None else {}
+        prep = infer = 0.0
+        outputs = []
+        for p, session in zip(plan, sessions, strict=True):
+            t0 = time.perf_counter()
+            with stage("preprocess", progress, cancel):
+                x = pass_input(pixels, p, exact=self.exact_resize)
+            t1 = time.perf_counter()
+            with stage("inference", progress, cancel):
+                outputs.append(pass_output(session.run(x), p))
+            prep += t1 - t0
+            infer += time.perf_counter() - t1
+        t0 = time.perf_counter()
+        y = combine(outputs)
+        t.update(preprocess=prep + time.perf_counter() - t0, inference=infer)
+        return y
 
     # ------------------------------------------------------------------ public
 
@@ -284,20 +346,28 @@ class Remover:
         type: str = "foreground",
         edges: EdgeOptions | None = None,
         framing: Framing | None = None,
+        mode: str = "default",
         progress: ProgressCallback | None = None,
         cancel: CancelSignal | None = None,
     ) -> Cutout:
         """Cut out ``image``: ``type`` is ``foreground`` (default), ``background`` or ``mask``.
 
+        ``mode``: ``default`` (one 1024² pass, the reference), ``best`` (three passes
+        averaged: mirrored and 1280², about 3.6× the network time, see :mod:`cleancut.passes`)
+        or ``fast`` (one 768² pass).
+
         ``edges``: how the mask and its edge colours are made (``None``: the defaults of
-        :class:`~cleancut.edges.EdgeOptions`, guided refinement and blur-fusion
-        decontamination; ``EdgeOptions(refine="bilinear", decontaminate="none")`` gives the
-        reference's bilinear mask and the photo's own colours). ``framing``: background, crop, square
-        canvas, size cap (``None``: the transparent cut-out at full size). Both are checked
-        before any work starts; a background image is decoded once, up front.
+        :class:`~cleancut.edges.EdgeOptions`, the reference's bilinear mask with blur-fusion
+        decontamination; ``EdgeOptions(decontaminate="none")`` keeps the photo's own colours).
+        ``framing``: background, crop, square canvas, size cap (``None``: the transparent
+        cut-out at full size). Both are checked before any work starts; a background image is
+        decoded once, up front.
         """
         output_type = pipeline.normalize_output_type(type)
         check_options(output_type, edges, framing)
+        from .passes import normalize_quality_mode
+
+        mode = normalize_quality_mode(mode)
         if framing is not None:
             framing = framing.loaded(max_pixels=self.settings.max_pixels)
         timings: dict[str, float] = {}
@@ -306,7 +376,7 @@ class Remover:
             decoded = self.decode(image)
         timings["decode"] = time.perf_counter() - t0
         mask = self.predict_mask(
-            decoded.pixels, progress=progress, cancel=cancel, timings=timings, edges=edges
+            decoded.pixels, progress=progress, cancel=cancel, timings=timings, edges=edges, mode=mode
         )
         t1 = time.perf_counter()
         cut = make_cutout(
@@ -322,12 +392,15 @@ class Remover:
         *,
         edges: EdgeOptions | None = None,
         framing: Framing | None = None,
+        mode: str = "default",
         progress: ProgressCallback | None = None,
         cancel: CancelSignal | None = None,
     ) -> Cutout:
         """The subject mask as a gray :class:`Cutout` (``type == "mask"``); ``framing`` may
         crop, square and cap it (backgrounds and shadows do not apply to a mask)."""
-        return self.remove(image, type="mask", edges=edges, framing=framing, progress=progress, cancel=cancel)
+        return self.remove(
+            image, type="mask", edges=edges, framing=framing, mode=mode, progress=progress, cancel=cancel
+        )
 
     def __repr__(self) -> str:
         state = "loaded" if self._session is not None else "not loaded"
@@ -351,10 +424,8 @@ def check_options(output_type: OutputType, edges: EdgeOptions | None, framing: F
 
 
 def _edges_or_default(edges: EdgeOptions | None) -> EdgeOptions:
-    """``None`` means the defaults: :class:`~cleancut.edges.EdgeOptions()`, i.e. what the
-    quality harness showed to improve every score (guided refinement, blur-fusion
-    decontamination). The reference's plain output is
-    ``EdgeOptions(refine="bilinear", decontaminate="none")``."""
+    """``None`` means the defaults, :class:`~cleancut.edges.EdgeOptions()`: the reference's
+    mask (bilinear) with blur-fusion colour decontamination."""
     if edges is not None:
         return edges
     from .edges import EdgeOptions

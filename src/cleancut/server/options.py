@@ -211,8 +211,9 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
         ),
         param(
             "refine",
-            "Mask upsampling: guided (default: follows the photo's edges) or bilinear (the reference's).",
-            {"type": "string", "enum": list(REFINE_METHODS), "default": "guided"},
+            "Mask upsampling: bilinear (default: the reference's) or guided (follows the photo's "
+            "edges; softens thin structures).",
+            {"type": "string", "enum": list(REFINE_METHODS), "default": "bilinear"},
         ),
         param(
             "decontaminate",

@@ -1,0 +1,110 @@
+"""Quality modes: passes at other input sizes, mirrored passes, and how outputs combine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cleancut import InvalidOptionError, Remover, pipeline
+from cleancut.passes import (
+    QUALITY_MODES,
+    Pass,
+    combine,
+    normalize_quality_mode,
+    pass_input,
+    pass_output,
+    passes_for,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    fa, fb = a >= 128, b >= 128
+    return float((fa & fb).sum() / max(1, (fa | fb).sum()))
+
+
+def test_modes_and_their_passes() -> None:
+    assert QUALITY_MODES == ("fast", "default", "best")
+    assert passes_for("default") == (Pass(1024),)
+    assert passes_for("BEST ") == (Pass(1024), Pass(1024, flip=True), Pass(1280))
+    assert all(p.size % 32 == 0 for m in QUALITY_MODES for p in passes_for(m))
+    for bad in ("", "quality", None, 1, "best!"):
+        with pytest.raises(InvalidOptionError, match="mode must be one of fast, default, best"):
+            normalize_quality_mode(bad)
+
+
+def test_flipped_pass_round_trips() -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    plain = pass_input(pixels, Pass(64), exact=False)
+    flipped = pass_input(pixels, Pass(64, flip=True), exact=False)
+    assert np.array_equal(flipped, plain[..., ::-1])
+    assert np.array_equal(pass_output(flipped, Pass(64, flip=True)), plain)
+
+
+def test_combine_averages_on_the_reference_grid() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.random((1, 1, 64, 64), dtype=np.float32)
+    assert combine([a]) is a
+    assert np.allclose(combine([a, a]), a)
+    # a smaller output is brought to the larger grid on src = dst·s/S (no half-pixel
+    # offset), as pipeline.postprocess maps outputs to the photo: a ramp stays the same ramp
+    ramp = np.tile(np.arange(32, dtype=np.float32) / 32, (32, 1))[None, None]
+    big = np.tile(np.arange(64, dtype=np.float32) / 64, (64, 1))[None, None]
+    out = combine([ramp, big])
+    assert out.shape == (1, 1, 64, 64)
+    assert np.allclose(out[0, 0, :, :62], big[0, 0, :, :62], atol=1e-6)
+    with pytest.raises(InvalidOptionError):
+        combine([])
+
+
+def test_resized_graph_rescales_every_upsampling_target(remover: Remover) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from cleancut.errors import ModelError
+    from cleancut.graph import sized_graph, with_input_size
+
+    base = remover._graph
+    assert base is not None
+    path = sized_graph(base, 768, remover.settings)
+    assert sized_graph(base, 768, remover.settings) == path  # built once, then reused
+    model = onnx.load(str(path), load_external_data=False)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 768, 768]
+    consts = {o: n for n in model.graph.node for o in n.output if n.op_type == "Constant"}
+    concats = {o: n for n in model.graph.node for o in n.output if n.op_type == "Concat"}
+    targets = set()
+    for node in model.graph.node:
+        if node.op_type == "Resize":
+            for name in concats[node.input[3]].input:
+                if name in consts:
+                    targets.update(numpy_helper.to_array(consts[name].attribute[0].t).tolist())
+    assert targets == {24, 48, 96, 192, 384, 768}  # 32 … 1024 scaled by 3/4
+    with pytest.raises(ModelError, match="multiple of 32"):
+        with_input_size(onnx.load(str(base), load_external_data=False), 1000)
+
+
+def test_quality_modes_cut_out_a_real_photo(remover: Remover) -> None:
+    """Each mode runs real passes: the masks agree on the subject but are not the same mask,
+    and ``default`` is the single 1024² pass of the reference pipeline."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB"))
+    masks = {m: remover.remove(pixels, type="mask", mode=m).mask for m in QUALITY_MODES}
+    h, w = pixels.shape[:2]
+    y = remover.infer(pipeline.preprocess(pixels, 1024, exact=False))
+    assert np.array_equal(masks["default"], pipeline.postprocess(y, h, w))
+    for m in ("fast", "best"):
+        assert masks[m].shape == (h, w)
+        assert _iou(masks[m], masks["default"]) > 0.9, m
+        assert not np.array_equal(masks[m], masks["default"]), m
+    # best is the mean of its three passes, post-processed like one
+    outs = [pass_output(remover._session_for(p.size, None, None).run(pass_input(pixels, p, exact=False)), p)
+            for p in passes_for("best")]  # fmt: skip
+    assert np.array_equal(masks["best"], pipeline.postprocess(combine(outs), h, w))
+    with pytest.raises(InvalidOptionError, match="mode must be one of"):
+        remover.remove(pixels, mode="better")
