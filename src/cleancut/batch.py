@@ -34,6 +34,7 @@ from .codecs import DecodedImage, OutputFormat
 from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
 from .models import INPUT_SIZE
 from .parallel import one_core
+from .passes import QualityMode
 from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
 from .remover import DEFAULT_PNG_LEVEL, Remover, make_cutout, make_mask
@@ -93,6 +94,8 @@ class OutputOptions:
     edges: EdgeOptions | None = None
     #: Background, crop, canvas and size cap.
     framing: Framing | None = None
+    #: Quality mode (:mod:`cleancut.passes`): ``fast``, ``default`` or ``best``.
+    mode: QualityMode = "default"
 
     def loaded(self, max_pixels: int) -> OutputOptions:
         """These options with a background image (path or bytes) decoded, so that a batch
@@ -306,17 +309,25 @@ def _read_stdin() -> bytes:
 @dataclass
 class _Prepared:
     decoded: DecodedImage
-    x: np.ndarray  # the network input
+    x: np.ndarray | None  # the network input of a single 1024² pass; None: several passes
     timings: dict[str, float]
 
+    def infer(self, remover: Remover, mode: QualityMode, cancel: CancelSignal | None) -> np.ndarray:
+        if self.x is not None:
+            return remover.infer(self.x, cancel=cancel)
+        return remover.predict(self.decoded.pixels, mode=mode, cancel=cancel)
 
-def _decode(job: Job, remover: Remover) -> _Prepared:
-    """Decode and preprocess on a worker thread, while the model runs the previous image."""
+
+def _decode(job: Job, remover: Remover, mode: QualityMode = "default") -> _Prepared:
+    """Decode and preprocess on a worker thread, while the model runs the previous image
+    (the default mode's one pass; other modes preprocess each pass as they run it)."""
     t0 = time.perf_counter()
     source = _read_stdin() if job.source is None else job.source
     decoded = remover.decode(source)
     t1 = time.perf_counter()
-    x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
+    x = None
+    if mode == "default":
+        x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
     return _Prepared(decoded, x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1})
 
 
@@ -411,7 +422,8 @@ def run_jobs(
     job_list = list(jobs)
     inputs = _Inputs(job_list)
     options = options.loaded(remover.settings.max_pixels)
-    batch = max(1, remover.session.max_batch) if job_list else 1
+    # several passes per image (quality modes other than default) run image by image
+    batch = max(1, remover.session.max_batch) if job_list and options.mode == "default" else 1
     streams = remover.session.streams if job_list and batch == 1 else 1
     if streams > 1:
         yield from _run_streams(job_list, remover, options, overwrite, cancel, streams, inputs)
@@ -442,7 +454,7 @@ def run_jobs(
                 if early is not None:
                     pending.append((job, None, early))
                 else:
-                    pending.append((job, decoder.submit(_decode, job, remover), None))
+                    pending.append((job, decoder.submit(_decode, job, remover, options.mode), None))
                     in_flight[0] += 1
 
         def drain(limit: int) -> Iterator[JobResult]:
@@ -484,8 +496,10 @@ def run_jobs(
                 if ready:
                     t1 = time.perf_counter()
                     try:
-                        xs = ready[0][1].x if len(ready) == 1 else np.concatenate([p.x for _, p, _ in ready])
-                        y = remover.infer(xs, cancel=cancel)
+                        if len(ready) == 1:
+                            y = ready[0][1].infer(remover, options.mode, cancel)
+                        else:  # a batch: default mode, every x is there
+                            y = remover.infer(np.concatenate([p.x for _, p, _ in ready]), cancel=cancel)
                     except CancelledError:
                         yield from drain(0)  # report what already finished before stopping
                         raise
@@ -548,9 +562,9 @@ def _run_streams(
         check_cancel(cancel, job.name)
         # Every core already works on whole images: one thread per image's stages.
         with one_core():
-            prepared = _decode(job, remover)
+            prepared = _decode(job, remover, options.mode)
             t0 = time.perf_counter()
-            y = remover.infer(prepared.x, cancel=cancel)
+            y = prepared.infer(remover, options.mode, cancel)
             timings = {**prepared.timings, "inference": time.perf_counter() - t0}
             finished, data = _finish(job, prepared.decoded, y, options, overwrite, remover.exact_resize)
         timings.update(finished)

@@ -27,6 +27,7 @@ from .codecs import FORMATS, normalize_format
 from .config import Settings
 from .errors import CleancutError, InvalidOptionError
 from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
+from .passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode
 from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
 from .server.command import serve as serve_cmd
 
@@ -219,6 +220,14 @@ def cli(verbose: int) -> None:
     help="Model variant.",
 )
 @click.option(
+    "--mode",
+    "quality_mode",
+    default="default",
+    show_default=True,
+    type=click.Choice(QUALITY_MODES, case_sensitive=False),
+    help=MODE_HELP,
+)
+@click.option(
     "-t",
     "--type",
     "output_type",
@@ -264,6 +273,7 @@ def remove_cmd(
     inputs: tuple[str, ...],
     output: str | None,
     model: str,
+    quality_mode: str,
     output_type: str,
     fmt: str | None,
     quality: float,
@@ -316,6 +326,7 @@ def remove_cmd(
             bg_color=color,
             edges=edges,
             framing=framing,
+            mode=normalize_quality_mode(quality_mode),
         )
         if on_ray:
             assert output is not None

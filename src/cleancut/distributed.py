@@ -46,7 +46,7 @@ import numpy as np
 
 from . import batch as local_batch
 from . import pipeline
-from .codecs import DecodedImage, OutputFormat, extension_for
+from .codecs import OutputFormat, extension_for
 from .config import Settings
 from .errors import (
     InputNotFoundError,
@@ -460,11 +460,8 @@ def _describe(exc: BaseException) -> str:
     return local_batch._describe(exc)
 
 
-@dataclass
-class _Prepared:
-    decoded: DecodedImage
-    x: np.ndarray
-    timings: dict[str, float]
+#: decoded photo, network input (None: several passes) and timings, as in the local batch
+_Prepared = local_batch._Prepared
 
 
 class CutoutActor:
@@ -561,7 +558,9 @@ class CutoutActor:
         t1 = time.perf_counter()
         decoded = self.remover.decode(source)
         t2 = time.perf_counter()
-        x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=self.remover.exact_resize)
+        x = None  # several passes (quality modes other than default) are preprocessed as they run
+        if self.options.mode == "default":
+            x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=self.remover.exact_resize)
         t3 = time.perf_counter()
         return _Prepared(decoded, x, {"read": t1 - t0, "decode": t2 - t1, "preprocess": t3 - t2})
 
@@ -648,7 +647,7 @@ class CutoutActor:
             timings[i].update(prepared.timings)
             t0 = time.perf_counter()
             try:
-                y = self.remover.infer(prepared.x)
+                y = prepared.infer(self.remover, self.options.mode, None)
             except Exception as exc:
                 settle(i, exc)
                 continue

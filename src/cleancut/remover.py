@@ -219,8 +219,8 @@ class Remover:
                 self.backend_reason = choice.reason
         return self._session
 
-    def _session_for(
-        self, size: int, progress: ProgressCallback | None, cancel: CancelSignal | None
+    def session_for(
+        self, size: int, progress: ProgressCallback | None = None, cancel: CancelSignal | None = None
     ) -> Session:
         """The session for a ``size``² input: the model's own at 1024², else the same
         weights on a resized graph (built once, cached beside the other graphs)."""
@@ -319,7 +319,7 @@ class Remover:
         from .passes import combine, pass_input, pass_output, passes_for
 
         plan = passes_for(mode)
-        sessions = [self._session_for(p.size, progress, cancel) for p in plan]
+        sessions = [self.session_for(p.size, progress, cancel) for p in plan]
         t = timings if timings is not None else {}
         prep = infer = 0.0
         outputs = []

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import pipeline
 from ..codecs import DecodedImage, mime_type
 from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
 from ..models import INPUT_SIZE
+from ..passes import combine, pass_input, pass_output, passes_for
 from ..remover import Remover, make_cutout, make_mask
 from ..runtime import InferenceSession, Session, default_threads
 from .jobqueue import Slot
@@ -151,20 +151,30 @@ class Engine:
 
     def _decode(
         self, remover: Remover, data: bytes, options: RemoveOptions
-    ) -> tuple[DecodedImage, np.ndarray, RemoveOptions]:
+    ) -> tuple[DecodedImage, list[np.ndarray], RemoveOptions]:
         decoded = remover.decode(data)
-        # The same resize policy as Remover.predict_mask: the server's cut-out is the library's.
-        x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
+        # The same passes and resize policy as Remover.predict: the server's cut-out is the library's.
+        xs = [pass_input(decoded.pixels, p, exact=remover.exact_resize) for p in passes_for(options.mode)]
         if options.framing is not None:  # an uploaded background image: decoded before inference
             try:
                 framing = options.framing.loaded(max_pixels=remover.settings.max_pixels)
             except ImageError as exc:  # same status as for the photo, saying which image it was
                 raise type(exc)(f"the background image: {exc}") from exc
             options = replace(options, framing=framing)
-        return decoded, x, options
+        return decoded, xs, options
 
-    def _infer(self, network: _Network, x: np.ndarray, slot: Slot) -> np.ndarray:
-        return network.run(x, slot)
+    def _infer(
+        self, remover: Remover, network: _Network, xs: list[np.ndarray], mode: str, slot: Slot
+    ) -> np.ndarray:
+        """Every pass of the quality mode (the model's own session at 1024², the same weights
+        at other sizes), mirrored passes turned back, averaged."""
+        outputs = []
+        for p, x in zip(passes_for(mode), xs, strict=True):
+            net = network if p.size == INPUT_SIZE else _Network(remover.session_for(p.size))
+            outputs.append(pass_output(net.run(x, slot), p))
+            if slot.cancel.is_set():
+                raise CancelledError("inference stopped: the request ran out of time")
+        return combine(outputs)
 
     def _finish(
         self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
@@ -190,9 +200,9 @@ class Engine:
         if network is None:
             raise InvalidOptionError(f"model {options.model!r} is not loaded on this server")
         remover = self.removers[options.model]
-        decoded, x, options = await slot.io("decode", self._decode, remover, data, options)
-        output = await slot.inference(self._infer, network, x, slot)
-        del x  # 12 MB per request: gone before encoding starts
+        decoded, xs, options = await slot.io("decode", self._decode, remover, data, options)
+        output = await slot.inference(self._infer, remover, network, xs, options.mode, slot)
+        del xs  # 12 MB per pass: gone before encoding starts
         result = await slot.io("encode", self._finish, remover, decoded, output, options)
         result.timings = dict(slot.timings)
         return result

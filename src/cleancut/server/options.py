@@ -23,6 +23,7 @@ from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS, EdgeOpti
 from ..errors import InvalidOptionError
 from ..framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, Framing, make_framing
 from ..models import resolve_model
+from ..passes import MODE_HELP, QUALITY_MODES, QualityMode, normalize_quality_mode
 from ..pipeline import OUTPUT_TYPES, OutputType, normalize_output_type, parse_color
 from ..remover import check_options
 
@@ -32,7 +33,9 @@ EDGE_OPTIONS: Final = ("refine", "decontaminate", "threshold", "feather", "min_i
 FRAMING_OPTIONS: Final = (
     "background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size", "preset",
 )  # fmt: skip
-OPTION_NAMES: Final = ("model", "type", "format", "quality", "bg_color", *EDGE_OPTIONS, *FRAMING_OPTIONS)
+OPTION_NAMES: Final = (
+    "model", "mode", "type", "format", "quality", "bg_color", *EDGE_OPTIONS, *FRAMING_OPTIONS,
+)  # fmt: skip
 DEFAULT_QUALITY: Final = 0.8
 #: Values of ``bg_color`` that mean "keep the alpha channel".
 _TRANSPARENT: Final = frozenset({"", "none", "transparent"})
@@ -47,6 +50,8 @@ class RemoveOptions:
     bg_color: tuple[int, int, int] | None
     edges: EdgeOptions | None = None
     framing: Framing | None = None
+    #: quality mode (:mod:`cleancut.passes`): fast, default or best
+    mode: QualityMode = "default"
 
     @property
     def extension(self) -> str:
@@ -149,6 +154,7 @@ def parse_options(
             raise InvalidOptionError(
                 f"model {model!r} is not loaded on this server; loaded: {', '.join(models)}"
             )
+    mode = normalize_quality_mode(values.get("mode") or "default")
     out_type = normalize_output_type(values.get("type") or "foreground")
     fmt = normalize_format(values.get("format") or "png")
     quality = _quality(values["quality"]) if values.get("quality") else DEFAULT_QUALITY
@@ -171,7 +177,7 @@ def parse_options(
             raise InvalidOptionError("bg_color and background both set the background: give one")
         if fmt == "alpha8":
             raise InvalidOptionError("format alpha8 has no colour channels: leave background out")
-    return RemoveOptions(model, out_type, fmt, quality, color, edges, framing)
+    return RemoveOptions(model, out_type, fmt, quality, color, edges, framing, mode)
 
 
 def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
@@ -185,6 +191,11 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
             "model",
             "Model to run (default: the server's first model). Also accepted as a form field.",
             {"type": "string", "enum": list(models), "default": models[0]},
+        ),
+        param(
+            "mode",
+            MODE_HELP + " Also accepted as a form field.",
+            {"type": "string", "enum": list(QUALITY_MODES), "default": "default"},
         ),
         param(
             "type",
