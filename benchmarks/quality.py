@@ -179,7 +179,7 @@ class Outputs:
         path = self.root / self.model / pass_key(p) / f"{name}.npy"
         if path.is_file():
             return np.load(path).astype(np.float32)[None, None]
-        session = self.remover._session_for(p.size, None, None)
+        session = self.remover.session_for(p.size, None, None)
         y = pass_output(session.run(pass_input(pixels, p, exact=self.exact)), p)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npy")

@@ -103,7 +103,7 @@ def test_quality_modes_cut_out_a_real_photo(remover: Remover) -> None:
         assert _iou(masks[m], masks["default"]) > 0.9, m
         assert not np.array_equal(masks[m], masks["default"]), m
     # best is the mean of its three passes, post-processed like one
-    outs = [pass_output(remover._session_for(p.size, None, None).run(pass_input(pixels, p, exact=False)), p)
+    outs = [pass_output(remover.session_for(p.size, None, None).run(pass_input(pixels, p, exact=False)), p)
             for p in passes_for("best")]  # fmt: skip
     assert np.array_equal(masks["best"], pipeline.postprocess(combine(outs), h, w))
     with pytest.raises(InvalidOptionError, match="mode must be one of"):
