@@ -217,9 +217,10 @@ def test_plain_options_give_the_reference_cutout(model_settings: Settings, fg: C
     plain = remove_background(ASTRONAUT, settings=model_settings, refine="bilinear", decontaminate="none")
     np.testing.assert_array_equal(plain.pixels[:, :, :3], rgb_of(ASTRONAUT))
     np.testing.assert_array_equal(plain.pixels[:, :, 3], plain.mask)
-    # the default's guided mask is the same subject, with edges that follow the photo
-    assert iou(plain.mask, fg.mask) > 0.97
-    assert 0 < np.abs(plain.mask.astype(int) - fg.mask.astype(int)).mean() < 8
+    # the default mask is the reference's (chosen on real photos, issue 11); only the edge
+    # colours differ (decontamination)
+    np.testing.assert_array_equal(plain.mask, fg.mask)
+    assert (plain.pixels[:, :, :3] != fg.pixels[:, :, :3]).any()
 
 
 def test_timings_reported(fg: Cutout) -> None:
