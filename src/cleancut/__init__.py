@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .api import (
     alphamask,
     apply_segmentation_mask,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .cli_options import cut_options, engine_options, ray_options
 from .codecs import FORMATS, normalize_format
 from .config import Settings

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__
+from ._version import __version__
 from .config import Settings
 from .errors import CancelledError, ChecksumMismatchError, DownloadError, ModelError, ModelNotFoundError
 from .models import DATA_PACKAGE, DATA_VERSION, ModelSpec, resolve_model

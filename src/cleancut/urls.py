@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from . import __version__
+from ._version import __version__
 from .errors import InvalidOptionError, UrlFetchError, UrlRefusedError
 
 __all__ = ["UrlPolicy", "check_address", "fetch_url"]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from .. import __version__
+from .._version import __version__
 from ..codecs import FORMATS, mime_type
 from ..errors import InvalidOptionError
 from ..models import MODELS
