@@ -58,9 +58,9 @@ def main() -> None:
 
     from cleancut import Settings, codecs, pipeline
     from cleancut.backends import graph_for
-    from cleancut.download import fetch_model
-    from cleancut.graph import prepared_graph
     from cleancut.models import resolve_model
+    from cleancut.models.graph import prepared_graph
+    from cleancut.models.store import fetch_model
     from cleancut.runtime import create_onnxruntime_session, default_threads
 
     settings = Settings.from_env()

@@ -24,9 +24,10 @@ import numpy as np
 import pytest
 
 from cleancut import Remover, Settings
-from cleancut.download import _UrlSource, fetch_model, npm_pack
 from cleancut.errors import DownloadError
 from cleancut.models import DATA_PACKAGE, DATA_VERSION, MODELS
+from cleancut.models.download import _UrlSource, npm_pack
+from cleancut.models.store import fetch_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -38,7 +38,7 @@ from cleancut import (
     remove_foreground,
     segment_foreground,
 )
-from cleancut.download import fetch_model
+from cleancut.models.store import fetch_model
 from cleancut.pipeline import resize_bilinear
 from conftest import EXAMPLES, model_settings_for, png_claiming
 

@@ -36,8 +36,9 @@ from cleancut import (
     ModelNotFoundError,
     Settings,
 )
-from cleancut.download import fetch_model, installed_path, sha256_file, verify_installed
 from cleancut.models import MODELS
+from cleancut.models.download import installed_path, sha256_file, verify_installed
+from cleancut.models.store import fetch_model
 from conftest import model_settings_for
 from mirror import Mirror, flip
 
@@ -533,7 +534,7 @@ def test_verification_stamp_skips_rehashing_until_the_file_changes(
     without hashing 88 MB; any rewrite of the file changes the stamp's key and re-hashes."""
     import os
 
-    import cleancut.download as download
+    import cleancut.models.download as download
 
     spec = MODELS["isnet_fp16"]
     path = tmp_path / spec.filename

@@ -44,8 +44,9 @@ from PIL import Image
 
 from cleancut import Remover, Settings
 from cleancut.codecs import TEMP_SUFFIX
-from cleancut.download import fetch_model, installed_path, verify_installed
 from cleancut.models import MODELS
+from cleancut.models.download import installed_path, verify_installed
+from cleancut.models.store import fetch_model
 from conftest import EXAMPLES, TEST_CACHE
 from mirror import Mirror
 
@@ -283,7 +284,7 @@ def test_corrupt_model_is_noticed_by_the_next_run(
 @pytest.mark.parametrize("damage", ["flip", "flip-keep-mtime", "truncate"])
 def test_corrupt_cached_graph_is_rebuilt(model_settings: Settings, tmp_path: Path, damage: str) -> None:
     """The pruned graph in ``<cache>/graphs`` is what runs; damage to it is noticed too."""
-    from cleancut.graph import prepared_graph
+    from cleancut.models.graph import prepared_graph
 
     settings = dataclasses.replace(model_settings, cache_dir=tmp_path / "cache", offline=True)
     model = installed_path(SPEC, settings)

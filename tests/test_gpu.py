@@ -14,9 +14,9 @@ import pytest
 
 from cleancut import Remover, Settings, codecs, pipeline
 from cleancut.batch import OutputOptions, plan_jobs, run_jobs
-from cleancut.download import fetch_model
-from cleancut.graph import prepared_graph
 from cleancut.models import MODELS
+from cleancut.models.graph import prepared_graph
+from cleancut.models.store import fetch_model
 from cleancut.runtime import create_onnxruntime_session, gpu_providers_present
 
 needs_gpu = pytest.mark.skipif(

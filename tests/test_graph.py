@@ -21,9 +21,10 @@ import pytest
 
 from cleancut import CancelledError, ModelError, Settings
 from cleancut.codecs import decode
-from cleancut.download import fetch_model, sha256_file, verify_installed
-from cleancut.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepared_graph, prune_outputs
 from cleancut.models import MODELS
+from cleancut.models.download import sha256_file, verify_installed
+from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepared_graph, prune_outputs
+from cleancut.models.store import fetch_model
 from cleancut.pipeline import postprocess, preprocess
 from conftest import model_settings_for
 

@@ -66,7 +66,7 @@ def test_resized_graph_rescales_every_upsampling_target(remover: Remover) -> Non
     from onnx import numpy_helper
 
     from cleancut.errors import ModelError
-    from cleancut.graph import sized_graph, with_input_size
+    from cleancut.models.graph import sized_graph, with_input_size
 
     base = remover._graph
     assert base is not None

@@ -34,7 +34,7 @@ import numpy as np
 from . import codecs, pipeline
 from .config import Settings
 from .errors import DeviceError
-from .models import INPUT_SIZE, ModelSpec, resolve_model
+from .models import INPUT_SIZE, ModelSpec
 from .progress import ProgressCallback
 from .runtime import Backend, Device, default_threads, gpu_providers_present
 
@@ -64,24 +64,11 @@ def graph_for(
     *,
     gpu: bool = False,
 ) -> Path:
-    """The ONNX file a backend loads for ``spec`` (fetched, derived and prepared as needed).
+    """The ONNX file ``backend`` loads for ``spec``: the models layer's
+    :func:`~cleancut.models.store.ensure_model`."""
+    from .models.store import ensure_model
 
-    On a GPU: the published graph (fp16 runs natively on tensor cores) with a symbolic batch
-    dimension, for batched inference. On a CPU, for ``isnet_fp16``: its fp32 widening (the
-    same weight values) — onnxruntime's CPU kernels compute fp16 graphs in fp32 anyway,
-    inserting casts (measured 1.06-1.24x slower), and OpenVINO's fp16-weights path adds
-    decompression work (0.5-0.76x the speed).
-    """
-    from .download import fetch_model
-    from .graph import prepared_graph
-
-    if gpu and backend == "onnxruntime":
-        path = fetch_model(spec, settings, progress=progress, cancel=cancel)
-        return prepared_graph(spec, path, settings, dynamic_batch=True)
-    if spec.name == "isnet_fp16":
-        return fetch_model(resolve_model("isnet"), settings, progress=progress, cancel=cancel)
-    path = fetch_model(spec, settings, progress=progress, cancel=cancel)
-    return prepared_graph(spec, path, settings)
+    return ensure_model(spec, settings, progress, cancel, backend=backend, gpu=gpu)
 
 
 def _dist_version(name: str) -> str | None:

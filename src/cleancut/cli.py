@@ -483,7 +483,7 @@ def models_list(
     as_json: bool, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
 ) -> None:
     """Every model, its aliases, and whether it is in the cache."""
-    from .download import installed_path
+    from .models.download import installed_path
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -533,7 +533,7 @@ def models_fetch(
     max_pixels: int | None,
 ) -> None:
     """Download, verify and install models (default: the default model)."""
-    from .download import fetch_model
+    from .models.store import fetch_model
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -551,7 +551,7 @@ def models_path(
     name: str, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
 ) -> None:
     """Print where a model file lives; exit 1 if it has not been fetched."""
-    from .download import installed_path
+    from .models.download import installed_path
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -577,7 +577,7 @@ def models_verify(
     max_pixels: int | None,
 ) -> None:
     """Check the size and SHA-256 of installed models; exit 1 if any is corrupt."""
-    from .download import installed_path, verify_installed
+    from .models.download import installed_path, verify_installed
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -629,7 +629,7 @@ def info_cmd(
     import onnxruntime
     import PIL
 
-    from .download import installed_path, verify_installed
+    from .models.download import installed_path, verify_installed
     from .openvino_backend import version as ov_version
     from .remover import Remover
     from .runtime import available_providers, default_threads

@@ -958,7 +958,7 @@ def _run_on_ray(
         size = batch_size or (16 if gpus else 4)
         if address is None:
             # a local Ray: fetch the model once here rather than in every actor at once
-            from .download import fetch_model
+            from .models.store import fetch_model
 
             fetch_model(model, settings or Settings.from_env(**dict(settings_overrides or {})))
 

@@ -7,7 +7,7 @@
 * ``fast`` — one pass at 768² (0.56× the network work of ``default``).
 
 A pass at another size runs the same weights on a graph whose upsampling targets are
-rescaled (:func:`cleancut.graph.with_input_size`). Outputs of several passes are averaged
+rescaled (:func:`cleancut.models.graph.with_input_size`). Outputs of several passes are averaged
 on the largest pass's grid (bilinear on the reference grid, so they stay aligned).
 """
 

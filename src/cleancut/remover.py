@@ -233,7 +233,7 @@ class Remover:
         with self._load_lock:
             sess = self._sized.get(size)
             if sess is None:
-                from .graph import sized_graph
+                from .models.graph import sized_graph
                 from .runtime import get_session
 
                 assert self._graph is not None

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..config import Settings
-from ..download import fetch_model
 from ..errors import ChecksumMismatchError
 from ..models import MODELS, ModelSpec, resolve_model
+from ..models.store import fetch_model
 
 __all__ = ["CHUNK_SIZE", "BrowserModel", "ModelChunks", "browser_model_for", "build_chunks"]
 

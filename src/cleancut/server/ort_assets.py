@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Final
 
 from ..config import Settings
-from ..download import npm_pack, sha256_file
 from ..errors import ChecksumMismatchError, DownloadError
+from ..models.download import npm_pack, sha256_file
 
 __all__ = [
     "ORT_FILES",

@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .errors import CancelledError, ModelError
-from .models import ModelSpec, resolve_model
-from .progress import ProgressCallback
+from ..config import Settings
+from ..errors import CancelledError, ModelError
+from ..progress import ProgressCallback
+from .download import fetch_published, installed_path, sha256_file, verify_file, verify_installed
+from .registry import ModelSpec, resolve_model
 
 if TYPE_CHECKING:
     import onnx
@@ -223,8 +224,6 @@ def ensure_derived(
     force: bool = False,
 ) -> Path:
     """Build (once) and return a model derived from a published one (``isnet`` from fp16)."""
-    from .download import fetch_model, installed_path, sha256_file, verify_installed
-
     assert spec.derived_from is not None
     base_spec = resolve_model(spec.derived_from)
     target = installed_path(spec, settings)
@@ -234,7 +233,7 @@ def ensure_derived(
         return target
     import onnx  # only when building: the import alone costs ~0.2 s of every cold start
 
-    base = fetch_model(base_spec, settings, progress=progress, cancel=cancel)
+    base = fetch_published(base_spec, settings, progress=progress, cancel=cancel)
     if cancel is not None and cancel():
         raise CancelledError(f"cancelled before deriving {spec.name}")
     key = spec.progress_key
@@ -309,8 +308,6 @@ def prepared_graph(
 
 
 def _graph_intact(target: Path) -> bool:
-    from .download import verify_file
-
     try:
         record = json.loads(target.with_name(target.name + ".json").read_text())
         size, digest = int(record["size"]), str(record["sha256"])
@@ -369,8 +366,6 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
 def sized_graph(path: Path, size: int, settings: Settings) -> Path:
     """``path`` for a ``size``² input (see :func:`with_input_size`), built once and cached
     under ``<cache>/graphs`` beside the other prepared graphs, checked like them."""
-    from .download import sha256_file
-
     target = settings.cache_dir / "graphs" / f"{path.stem}.{size}px.v{_PREP_VERSION}.onnx"
     if _graph_intact(target):
         try:

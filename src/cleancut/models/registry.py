@@ -6,7 +6,7 @@ chunks named by their SHA-256. We pin the whole file's size and SHA-256 here as 
 tampered ``resources.json`` cannot smuggle in other weights.
 
 ``isnet`` (fp32) is not published: it is derived locally from ``isnet_fp16`` by widening the
-fp16 weights to fp32 (see :mod:`cleancut.graph`), which runs faster on CPUs without fp16
+fp16 weights to fp32 (see :mod:`cleancut.models.graph`), which runs faster on CPUs without fp16
 arithmetic and gives the same masks to within 1/255.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UnknownModelError
+from ..errors import UnknownModelError
 
 __all__ = [
     "DATA_PACKAGE",

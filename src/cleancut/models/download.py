@@ -5,7 +5,7 @@ Sources, tried in order:
 1. the base URL (``http://``, ``https://`` or ``file://``; default IMG.LY's CDN folder of the
    pinned data package): ``resources.json`` is read, the model's chunks are fetched in
    parallel, each checked for size and SHA-256 (a bad chunk is fetched again), assembled,
-   and the whole file checked against the size and SHA-256 pinned in :mod:`cleancut.models`;
+   and the whole file checked against the size and SHA-256 pinned in :mod:`cleancut.models.registry`;
 2. the ``npm`` client: ``npm pack <package>@<version>`` into a temporary folder, then the
    same assembly and checks from the tarball's ``dist/``. The registry is whatever the
    user's npm is configured for; no host name is written here.
@@ -40,15 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ._version import __version__
-from .config import Settings
-from .errors import CancelledError, ChecksumMismatchError, DownloadError, ModelError, ModelNotFoundError
-from .models import DATA_PACKAGE, DATA_VERSION, ModelSpec, resolve_model
-from .progress import ByteCounter, ProgressCallback
+from .._version import __version__
+from ..config import Settings
+from ..errors import CancelledError, ChecksumMismatchError, DownloadError, ModelError, ModelNotFoundError
+from ..progress import ByteCounter, ProgressCallback
+from .registry import DATA_PACKAGE, DATA_VERSION, ModelSpec, resolve_model
 
 __all__ = [
     "Chunk",
-    "fetch_model",
+    "fetch_published",
     "installed_path",
     "sha256_file",
     "verify_file",
@@ -182,7 +182,7 @@ class _ChunkProgress:
 
     A chunk fetched again (a retry, or the npm fallback after the base URL failed) only
     adds the bytes beyond its best earlier attempt, so a progress bar neither rewinds nor
-    passes its total. One instance lives for a whole :func:`fetch_model` call.
+    passes its total. One instance lives for a whole :func:`fetch_published` call.
     """
 
     def __init__(self, key: str, progress: ProgressCallback | None) -> None:
@@ -475,7 +475,7 @@ def verify_installed(spec: ModelSpec, path: Path, *, thorough: bool = False) -> 
     return verify_file(path, expected_size, expected_sha, thorough=thorough)
 
 
-def fetch_model(
+def fetch_published(
     spec: ModelSpec | str,
     settings: Settings,
     *,
@@ -493,9 +493,7 @@ def fetch_model(
     """
     spec = resolve_model(spec)
     if spec.derived_from is not None:
-        from .graph import ensure_derived
-
-        return ensure_derived(spec, settings, progress=progress, cancel=cancel, force=force)
+        raise ValueError(f"{spec.name} is derived, not published: fetch it with models.store.fetch_model")
     target = installed_path(spec, settings)
     state = "not in the cache"
     if not force and target.exists():
