@@ -6,7 +6,7 @@
 Makes ``--count`` photos (the bundled examples, resized to about ``--megapixels`` with
 varied aspect ratios and flips, JPEG q90) in a temporary folder, then measures, alternating
 over ``--rounds``, with one session per mode (``Remover(mode="latency")``: all threads on
-one image; ``Remover(mode="throughput")``: the backend's parallel streams, what
+one image; ``Remover(scheduling="throughput")``: the backend's parallel streams, what
 ``cleancut FOLDER`` uses):
 
 * inference only, latency mode: the network on already-preprocessed tensors, one after another;
@@ -88,7 +88,7 @@ def main() -> None:
 
     edges = EdgeOptions(refine="bilinear", decontaminate="none") if args.edges == "plain" else None
     latency = Remover(args.model, backend=args.backend, mode="latency").load()
-    throughput = Remover(args.model, backend=args.backend, mode="throughput").load()
+    throughput = Remover(args.model, backend=args.backend, scheduling="throughput").load()
     streams = throughput.session.streams
     tmp = Path(tempfile.mkdtemp(prefix="cleancut-throughput-"))
     try:

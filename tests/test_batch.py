@@ -412,7 +412,7 @@ def test_only_prechecked_jobs_need_no_model(tmp_path: Path, remover: Remover) ->
 
 @pytest.fixture(scope="module")
 def throughput_remover(remover: Remover) -> Remover:
-    rem = Remover("isnet_fp16", settings=remover.settings, mode="throughput").load()
+    rem = Remover("isnet_fp16", settings=remover.settings, scheduling="throughput").load()
     if rem.session.streams < 2:
         pytest.skip(f"{rem.session.provider} runs one stream here; nothing parallel to test")
     return rem
@@ -466,8 +466,8 @@ def test_throughput_mode_cancel(tmp_path: Path, throughput_remover: Remover) -> 
 
 
 def test_mode_is_checked() -> None:
-    with pytest.raises(InvalidOptionError, match="mode must be one of latency, throughput"):
-        Remover(mode="fast")
+    with pytest.raises(InvalidOptionError, match="scheduling must be one of latency, throughput"):
+        Remover(scheduling="fast")
 
 
 # ------------------------------------------------------------- inputs are never outputs (issue 12)

@@ -23,25 +23,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from . import codecs, pipeline
+from . import codecs, stages
 from .codecs import DecodedImage, OutputFormat
 from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
-from .models import INPUT_SIZE
+from .options import CutOptions
 from .parallel import one_core
 from .passes import QualityMode
-from .pipeline import OutputType
 from .progress import CancelSignal, check_cancel
-from .remover import DEFAULT_PNG_LEVEL, Remover, make_cutout, make_mask
+from .remover import Remover
 
 if TYPE_CHECKING:
-    from .edges import EdgeOptions
-    from .framing import Framing
+    pass
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -82,28 +80,8 @@ CUTOUT_MARK: Final = ".cutout"
 STDIO: Final = "-"
 
 
-@dataclass(frozen=True)
-class OutputOptions:
-    type: OutputType = "foreground"
-    format: OutputFormat = "png"
-    quality: float = 0.8
-    bg_color: tuple[int, int, int] | None = None
-    png_compress_level: int = DEFAULT_PNG_LEVEL
-    #: Mask refinement and edge colours (``None``: :class:`~cleancut.edges.EdgeOptions`'
-    #: defaults, the bilinear mask with blur-fusion decontamination).
-    edges: EdgeOptions | None = None
-    #: Background, crop, canvas and size cap.
-    framing: Framing | None = None
-    #: Quality mode (:mod:`cleancut.passes`): ``fast``, ``default`` or ``best``.
-    mode: QualityMode = "default"
-
-    def loaded(self, max_pixels: int) -> OutputOptions:
-        """These options with a background image (path or bytes) decoded, so that a batch
-        decodes it once, not once per job (:meth:`~cleancut.framing.Framing.loaded`)."""
-        if self.framing is None:
-            return self
-        framing = self.framing.loaded(max_pixels=max_pixels)
-        return self if framing is self.framing else replace(self, framing=framing)
+#: The folder batch's options are the one :class:`~cleancut.options.CutOptions`.
+OutputOptions = CutOptions
 
 
 @dataclass(frozen=True)
@@ -318,6 +296,14 @@ class _Prepared:
         return remover.predict(self.decoded.pixels, mode=mode, cancel=cancel)
 
 
+def prepare(decoded: DecodedImage, remover: Remover, mode: QualityMode) -> np.ndarray | None:
+    """The default mode's one 1024² input, made ahead (and batchable on a GPU); other modes
+    make each pass's input as they run it (:func:`cleancut.stages.infer`)."""
+    if mode != "default":
+        return None
+    return stages.prepare(decoded.pixels, mode, exact=remover.exact_resize)[0]
+
+
 def _decode(job: Job, remover: Remover, mode: QualityMode = "default") -> _Prepared:
     """Decode and preprocess on a worker thread, while the model runs the previous image
     (the default mode's one pass; other modes preprocess each pass as they run it)."""
@@ -325,9 +311,7 @@ def _decode(job: Job, remover: Remover, mode: QualityMode = "default") -> _Prepa
     source = _read_stdin() if job.source is None else job.source
     decoded = remover.decode(source)
     t1 = time.perf_counter()
-    x = None
-    if mode == "default":
-        x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=remover.exact_resize)
+    x = prepare(decoded, remover, mode)
     return _Prepared(decoded, x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1})
 
 
@@ -338,25 +322,14 @@ def _finish(
     options: OutputOptions,
     overwrite: bool,
     exact: bool,
+    max_pixels: int,
 ) -> tuple[dict[str, float], bytes | None]:
     """Postprocess, compose, encode and write on a worker thread."""
     t0 = time.perf_counter()
-    mask = make_mask(y, decoded.pixels, options.edges, exact=exact)
-    t1 = time.perf_counter()
-    cut = make_cutout(
-        decoded.pixels,
-        mask,
-        options.type,
-        decoded.icc_profile,
-        edges=options.edges,
-        framing=options.framing,
-    )
-    data = cut.to_bytes(
-        options.format,
-        quality=options.quality,
-        bg_color=options.bg_color,
-        png_compress_level=options.png_compress_level,
-    )
+    steps: dict[str, float] = {}
+    cut = stages.finish(decoded, y, options, exact=exact, max_pixels=max_pixels, timings=steps)
+    t1 = t0 + steps["postprocess"]
+    data = stages.encode(cut, options)
     t2 = time.perf_counter()
     timings = {"postprocess": t1 - t0, "encode": t2 - t1}
     if job.output is None:
@@ -520,6 +493,7 @@ def run_jobs(
                                 options,
                                 overwrite,
                                 remover.exact_resize,
+                                remover.settings.max_pixels,
                             )
                             encoding.append((job, work, started, timings))
                     del ready
@@ -566,7 +540,15 @@ def _run_streams(
             t0 = time.perf_counter()
             y = prepared.infer(remover, options.mode, cancel)
             timings = {**prepared.timings, "inference": time.perf_counter() - t0}
-            finished, data = _finish(job, prepared.decoded, y, options, overwrite, remover.exact_resize)
+            finished, data = _finish(
+                job,
+                prepared.decoded,
+                y,
+                options,
+                overwrite,
+                remover.exact_resize,
+                remover.settings.max_pixels,
+            )
         timings.update(finished)
         return timings, data
 

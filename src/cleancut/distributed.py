@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from . import batch as local_batch
-from . import pipeline
 from .codecs import OutputFormat, extension_for
 from .config import Settings
 from .errors import (
@@ -53,7 +52,7 @@ from .errors import (
     InvalidOptionError,
     OutputExistsError,
 )
-from .models import DEFAULT_MODEL, INPUT_SIZE
+from .models import DEFAULT_MODEL
 from .remover import Remover
 
 if TYPE_CHECKING:
@@ -558,9 +557,8 @@ class CutoutActor:
         t1 = time.perf_counter()
         decoded = self.remover.decode(source)
         t2 = time.perf_counter()
-        x = None  # several passes (quality modes other than default) are preprocessed as they run
-        if self.options.mode == "default":
-            x = pipeline.preprocess(decoded.pixels, INPUT_SIZE, exact=self.remover.exact_resize)
+        # several passes (quality modes other than default) are preprocessed as they run
+        x = local_batch.prepare(decoded, self.remover, self.options.mode)
         t3 = time.perf_counter()
         return _Prepared(decoded, x, {"read": t1 - t0, "decode": t2 - t1, "preprocess": t3 - t2})
 
@@ -570,7 +568,13 @@ class CutoutActor:
         if _is_local(output):
             job = local_batch.Job(None, Path(output), name)
             timings, _ = local_batch._finish(
-                job, prepared.decoded, y, self.options, self.overwrite, self.remover.exact_resize
+                job,
+                prepared.decoded,
+                y,
+                self.options,
+                self.overwrite,
+                self.remover.exact_resize,
+                self.remover.settings.max_pixels,
             )
             return timings
         timings, data = local_batch._finish(
@@ -580,6 +584,7 @@ class CutoutActor:
             self.options,
             self.overwrite,
             self.remover.exact_resize,
+            self.remover.settings.max_pixels,
         )
         assert data is not None
         t0 = time.perf_counter()

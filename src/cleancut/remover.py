@@ -23,6 +23,8 @@ from .codecs import DecodedImage, ImageInput, OutputFormat
 from .config import Settings
 from .errors import InvalidOptionError
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
+from .options import DEFAULT_PNG_LEVEL, CutOptions
+from .passes import Pass
 from .pipeline import OutputType
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
 from .runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
@@ -34,10 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Cutout", "Remover", "check_options", "make_cutout", "make_mask"]
 
 log = logging.getLogger(__name__)
-
-#: PNG zlib level. Level 1 writes a 12 MP cut-out several times faster than Pillow's
-#: default 6 for a file only slightly larger (see benchmarks/stages.py).
-DEFAULT_PNG_LEVEL = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,7 +267,13 @@ class Remover:
     # ------------------------------------------------------------------ stages
 
     def decode(self, image: ImageInput) -> DecodedImage:
-        return codecs.decode(image, max_pixels=self.settings.max_pixels)
+        from . import stages
+
+        return stages.decode(image, max_pixels=self.settings.max_pixels)
+
+    def run_pass(self, p: Pass, x: np.ndarray) -> np.ndarray:
+        """One pass's input through the session for its size (:func:`cleancut.stages.infer`)."""
+        return self.session_for(p.size).run(x)
 
     def infer(
         self,
@@ -301,8 +305,7 @@ class Remover:
         t2 = time.perf_counter()
         with stage("postprocess", progress, cancel):
             mask = make_mask(y, pixels, edges, exact=self.exact_resize)
-        t3 = time.perf_counter()
-        t.update(postprocess=t3 - t2)
+        t.update(postprocess=time.perf_counter() - t2)
         return mask
 
     def predict(
@@ -316,26 +319,20 @@ class Remover:
     ) -> np.ndarray:
         """RGB(A) uint8 ``[H, W, C]`` → the network's output ``[1, 1, S, S]`` in 0..1 for
         the quality ``mode`` (several passes averaged for ``best``)."""
-        from .passes import combine, pass_input, pass_output, passes_for
+        from . import stages
+        from .passes import passes_for
 
-        plan = passes_for(mode)
-        sessions = [self.session_for(p.size, progress, cancel) for p in plan]
-        t = timings if timings is not None else {}
-        prep = infer = 0.0
-        outputs = []
-        for p, session in zip(plan, sessions, strict=True):
-            t0 = time.perf_counter()
-            with stage("preprocess", progress, cancel):
-                x = pass_input(pixels, p, exact=self.exact_resize)
-            t1 = time.perf_counter()
-            with stage("inference", progress, cancel):
-                outputs.append(pass_output(session.run(x), p))
-            prep += t1 - t0
-            infer += time.perf_counter() - t1
-        t0 = time.perf_counter()
-        y = combine(outputs)
-        t.update(preprocess=prep + time.perf_counter() - t0, inference=infer)
-        return y
+        for p in passes_for(mode):  # load every pass's session before the first runs
+            self.session_for(p.size, progress, cancel)
+        return stages.infer(
+            pixels,
+            mode,
+            self.run_pass,
+            exact=self.exact_resize,
+            progress=progress,
+            cancel=cancel,
+            timings=timings,
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -370,19 +367,24 @@ class Remover:
         mode = normalize_quality_mode(mode)
         if framing is not None:
             framing = framing.loaded(max_pixels=self.settings.max_pixels)
+        from . import stages
+
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         with stage("decode", progress, cancel):
             decoded = self.decode(image)
         timings["decode"] = time.perf_counter() - t0
-        mask = self.predict_mask(
-            decoded.pixels, progress=progress, cancel=cancel, timings=timings, edges=edges, mode=mode
+        y = self.predict(decoded.pixels, mode=mode, progress=progress, cancel=cancel, timings=timings)
+        cut = stages.finish(
+            decoded,
+            y,
+            CutOptions(type=output_type, edges=edges, framing=framing, mode=mode),
+            exact=self.exact_resize,
+            max_pixels=self.settings.max_pixels,
+            progress=progress,
+            cancel=cancel,
+            timings=timings,
         )
-        t1 = time.perf_counter()
-        cut = make_cutout(
-            decoded.pixels, mask, output_type, decoded.icc_profile, edges=edges, framing=framing
-        )
-        timings["compose"] = time.perf_counter() - t1
         cut.timings.update(timings)
         return cut
 

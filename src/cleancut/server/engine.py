@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import stages
 from ..codecs import DecodedImage, mime_type
 from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
 from ..models import INPUT_SIZE
-from ..passes import combine, pass_input, pass_output, passes_for
-from ..remover import Remover, make_cutout, make_mask
+from ..passes import Pass
+from ..remover import Remover
 from ..runtime import InferenceSession, Session, default_threads
 from .jobqueue import Slot
 from .options import RemoveOptions
@@ -154,7 +155,7 @@ class Engine:
     ) -> tuple[DecodedImage, list[np.ndarray], RemoveOptions]:
         decoded = remover.decode(data)
         # The same passes and resize policy as Remover.predict: the server's cut-out is the library's.
-        xs = [pass_input(decoded.pixels, p, exact=remover.exact_resize) for p in passes_for(options.mode)]
+        xs = stages.prepare(decoded.pixels, options.mode, exact=remover.exact_resize)
         if options.framing is not None:  # an uploaded background image: decoded before inference
             try:
                 framing = options.framing.loaded(max_pixels=remover.settings.max_pixels)
@@ -164,32 +165,33 @@ class Engine:
         return decoded, xs, options
 
     def _infer(
-        self, remover: Remover, network: _Network, xs: list[np.ndarray], mode: str, slot: Slot
+        self,
+        remover: Remover,
+        network: _Network,
+        decoded: DecodedImage,
+        xs: list[np.ndarray],
+        mode: str,
+        slot: Slot,
     ) -> np.ndarray:
         """Every pass of the quality mode (the model's own session at 1024², the same weights
-        at other sizes), mirrored passes turned back, averaged."""
-        outputs = []
-        for p, x in zip(passes_for(mode), xs, strict=True):
+        at other sizes) under the request's deadline, through :func:`cleancut.stages.infer`."""
+
+        def run(p: Pass, x: np.ndarray) -> np.ndarray:
             net = network if p.size == INPUT_SIZE else _Network(remover.session_for(p.size))
-            outputs.append(pass_output(net.run(x, slot), p))
+            y = net.run(x, slot)
             if slot.cancel.is_set():
                 raise CancelledError("inference stopped: the request ran out of time")
-        return combine(outputs)
+            return y
+
+        return stages.infer(decoded.pixels, mode, run, exact=remover.exact_resize, inputs=xs)
 
     def _finish(
         self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
     ) -> Result:
-        mask = make_mask(output, decoded.pixels, options.edges, exact=remover.exact_resize)
-        cutout = make_cutout(
-            decoded.pixels,
-            mask,
-            options.type,
-            decoded.icc_profile,
-            edges=options.edges,
-            framing=options.framing,
-            max_pixels=remover.settings.max_pixels,
+        cutout = stages.finish(
+            decoded, output, options, exact=remover.exact_resize, max_pixels=remover.settings.max_pixels
         )
-        body = cutout.to_bytes(options.format, quality=options.quality, bg_color=options.bg_color)
+        body = stages.encode(cutout, options)
         # Cropping, a square canvas and the size cap change the size: report the output's own.
         media = mime_type(options.format, cutout.width, cutout.height)
         return Result(body, media, cutout.width, cutout.height, box=cutout.box)
@@ -201,7 +203,7 @@ class Engine:
             raise InvalidOptionError(f"model {options.model!r} is not loaded on this server")
         remover = self.removers[options.model]
         decoded, xs, options = await slot.io("decode", self._decode, remover, data, options)
-        output = await slot.inference(self._infer, remover, network, xs, options.mode, slot)
+        output = await slot.inference(self._infer, remover, network, decoded, xs, options.mode, slot)
         del xs  # 12 MB per pass: gone before encoding starts
         result = await slot.io("encode", self._finish, remover, decoded, output, options)
         result.timings = dict(slot.timings)

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..api import edge_options
-from ..codecs import FORMATS, OutputFormat, extension_for, normalize_format
-from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS, EdgeOptions
+from ..codecs import FORMATS, normalize_format
+from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from ..errors import InvalidOptionError
 from ..framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, Framing, make_framing
-from ..models import resolve_model
-from ..passes import MODE_HELP, QUALITY_MODES, QualityMode, normalize_quality_mode
-from ..pipeline import OUTPUT_TYPES, OutputType, normalize_output_type, parse_color
+from ..models import DEFAULT_MODEL, resolve_model
+from ..options import DEFAULT_QUALITY, CutOptions
+from ..passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode
+from ..pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
 from ..remover import check_options
 
 __all__ = ["OPTION_NAMES", "RemoveOptions", "openapi_parameters", "parse_options"]
@@ -36,26 +37,15 @@ FRAMING_OPTIONS: Final = (
 OPTION_NAMES: Final = (
     "model", "mode", "type", "format", "quality", "bg_color", *EDGE_OPTIONS, *FRAMING_OPTIONS,
 )  # fmt: skip
-DEFAULT_QUALITY: Final = 0.8
 #: Values of ``bg_color`` that mean "keep the alpha channel".
 _TRANSPARENT: Final = frozenset({"", "none", "transparent"})
 
 
 @dataclass(frozen=True)
-class RemoveOptions:
-    model: str
-    type: OutputType
-    format: OutputFormat
-    quality: float
-    bg_color: tuple[int, int, int] | None
-    edges: EdgeOptions | None = None
-    framing: Framing | None = None
-    #: quality mode (:mod:`cleancut.passes`): fast, default or best
-    mode: QualityMode = "default"
+class RemoveOptions(CutOptions):
+    """The one :class:`~cleancut.options.CutOptions`, plus the model to run it on."""
 
-    @property
-    def extension(self) -> str:
-        return extension_for(self.format).lstrip(".")
+    model: str = DEFAULT_MODEL
 
 
 def _quality(value: str) -> float:
@@ -177,7 +167,16 @@ def parse_options(
             raise InvalidOptionError("bg_color and background both set the background: give one")
         if fmt == "alpha8":
             raise InvalidOptionError("format alpha8 has no colour channels: leave background out")
-    return RemoveOptions(model, out_type, fmt, quality, color, edges, framing, mode)
+    return RemoveOptions(
+        type=out_type,
+        format=fmt,
+        quality=quality,
+        bg_color=color,
+        edges=edges,
+        framing=framing,
+        mode=mode,
+        model=model,
+    )
 
 
 def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:

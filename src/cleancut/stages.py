@@ -1,0 +1,125 @@
+"""The one place where a cut-out's stages are ordered, as plain functions over plain values.
+
+decode → :func:`prepare` (the quality mode's pass inputs, :mod:`cleancut.passes`) →
+:func:`infer` (each pass on a session for its size, outputs combined) → :func:`finish`
+(mask through :func:`cleancut.edges.make_mask`, compose through
+:func:`~cleancut.remover.make_cutout`, the pixel limit passed on) → :func:`encode`.
+
+:class:`~cleancut.remover.Remover`, the local batch (:func:`cleancut.batch.run_jobs`), the
+server engine (:mod:`cleancut.server.engine`) and the Ray actor
+(:class:`cleancut.distributed.CutoutActor`) call these; they differ only in where each stage
+runs (threads, pools, actors) and how a pass reaches its session (batched on a GPU, with a
+deadline on the server).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import codecs
+from .passes import Pass, combine, pass_input, pass_output, passes_for
+from .progress import CancelSignal, ProgressCallback, stage
+
+if TYPE_CHECKING:
+    from .codecs import DecodedImage, ImageInput
+    from .options import CutOptions
+    from .remover import Cutout
+
+__all__ = ["RunPass", "decode", "encode", "finish", "infer", "prepare"]
+
+#: How one pass reaches the network: ``run(pass, x)`` → the raw output ``[N, 1, S, S]``.
+RunPass = Callable[[Pass, np.ndarray], np.ndarray]
+
+
+def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
+    """The photo as RGB(A) pixels plus its colour profile, refused above ``max_pixels``."""
+    return codecs.decode(source, max_pixels=max_pixels)
+
+
+def prepare(pixels: np.ndarray, mode: str, *, exact: bool) -> list[np.ndarray]:
+    """Every pass input of the quality ``mode``, ``[1, 3, S, S]`` float32 each."""
+    return [pass_input(pixels, p, exact=exact) for p in passes_for(mode)]
+
+
+def infer(
+    pixels: np.ndarray,
+    mode: str,
+    run: RunPass,
+    *,
+    exact: bool,
+    inputs: list[np.ndarray] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
+    timings: dict[str, float] | None = None,
+) -> np.ndarray:
+    """The network's output ``[1, 1, S, S]`` in 0..1 for the quality ``mode``: each pass
+    (its input from ``inputs`` when prepared ahead, else made here just before it runs, so
+    at most one is in memory) through ``run``, mirrored passes turned back, averaged."""
+    plan = passes_for(mode)
+    prep = net = 0.0
+    outputs = []
+    for i, p in enumerate(plan):
+        t0 = time.perf_counter()
+        if inputs is not None:
+            x = inputs[i]
+        else:
+            with stage("preprocess", progress, cancel):
+                x = pass_input(pixels, p, exact=exact)
+        t1 = time.perf_counter()
+        with stage("inference", progress, cancel):
+            outputs.append(pass_output(run(p, x), p))
+        del x
+        prep += t1 - t0
+        net += time.perf_counter() - t1
+    t0 = time.perf_counter()
+    y = combine(outputs)
+    if timings is not None:
+        timings.update(preprocess=prep + time.perf_counter() - t0, inference=net)
+    return y
+
+
+def finish(
+    decoded: DecodedImage,
+    y: np.ndarray,
+    options: CutOptions,
+    *,
+    exact: bool,
+    max_pixels: int,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal | None = None,
+    timings: dict[str, float] | None = None,
+) -> Cutout:
+    """Network output → the cut-out: the full-resolution mask (``options.edges``), then
+    edge colours, background and framing (``options.type``, ``options.framing``)."""
+    from .remover import make_cutout, make_mask
+
+    t0 = time.perf_counter()
+    with stage("postprocess", progress, cancel):
+        mask = make_mask(y, decoded.pixels, options.edges, exact=exact)
+    t1 = time.perf_counter()
+    cut = make_cutout(
+        decoded.pixels,
+        mask,
+        options.type,
+        decoded.icc_profile,
+        edges=options.edges,
+        framing=options.framing,
+        max_pixels=max_pixels,
+    )
+    if timings is not None:
+        timings.update(postprocess=t1 - t0, compose=time.perf_counter() - t1)
+    return cut
+
+
+def encode(cut: Cutout, options: CutOptions) -> bytes:
+    """The cut-out in ``options.format`` (quality, flattening colour, PNG level)."""
+    return cut.to_bytes(
+        options.format,
+        quality=options.quality,
+        bg_color=options.bg_color,
+        png_compress_level=options.png_compress_level,
+    )
