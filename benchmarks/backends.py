@@ -57,11 +57,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from cleancut import Settings, codecs, pipeline
-    from cleancut.backends import graph_for
+    from cleancut.inference.backends import graph_for
+    from cleancut.inference.runtime import create_onnxruntime_session, default_threads
     from cleancut.models import resolve_model
     from cleancut.models.graph import prepared_graph
     from cleancut.models.store import fetch_model
-    from cleancut.runtime import create_onnxruntime_session, default_threads
 
     settings = Settings.from_env()
     spec = resolve_model(args.model)

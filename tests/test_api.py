@@ -510,7 +510,7 @@ def test_unknown_model(model_settings: Settings) -> None:
 def test_gpu_strict_raises_on_cpu_only_machine(model_settings: Settings) -> None:
     import onnxruntime as ort
 
-    from cleancut.runtime import GPU_PROVIDERS
+    from cleancut.inference.runtime import GPU_PROVIDERS
 
     if any(p in GPU_PROVIDERS for p in ort.get_available_providers()):
         pytest.skip("this machine has a GPU provider")
@@ -522,7 +522,7 @@ def test_gpu_strict_raises_on_cpu_only_machine(model_settings: Settings) -> None
 def test_gpu_non_strict_falls_back_to_cpu(model_settings: Settings) -> None:
     import onnxruntime as ort
 
-    from cleancut.runtime import GPU_PROVIDERS
+    from cleancut.inference.runtime import GPU_PROVIDERS
 
     if any(p in GPU_PROVIDERS for p in ort.get_available_providers()):
         pytest.skip("this machine has a GPU provider")

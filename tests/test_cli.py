@@ -102,7 +102,7 @@ def copy_photo(folder: Path, src: Path = ASTRONAUT, name: str = "photo.jpg") -> 
 def no_gpu() -> bool:
     import onnxruntime as ort
 
-    from cleancut.runtime import GPU_PROVIDERS
+    from cleancut.inference.runtime import GPU_PROVIDERS
 
     return not any(p in GPU_PROVIDERS for p in ort.get_available_providers())
 

@@ -14,10 +14,10 @@ import pytest
 
 from cleancut import Remover, Settings, codecs, pipeline
 from cleancut.batch import OutputOptions, plan_jobs, run_jobs
+from cleancut.inference.runtime import create_onnxruntime_session, gpu_providers_present
 from cleancut.models import MODELS
 from cleancut.models.graph import prepared_graph
 from cleancut.models.store import fetch_model
-from cleancut.runtime import create_onnxruntime_session, gpu_providers_present
 
 needs_gpu = pytest.mark.skipif(
     not gpu_providers_present(), reason="no GPU execution provider in this onnxruntime build"

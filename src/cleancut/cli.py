@@ -629,10 +629,10 @@ def info_cmd(
     import onnxruntime
     import PIL
 
+    from .inference.openvino import version as ov_version
+    from .inference.runtime import available_providers, default_threads
     from .models.download import installed_path, verify_installed
-    from .openvino_backend import version as ov_version
     from .remover import Remover
-    from .runtime import available_providers, default_threads
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)

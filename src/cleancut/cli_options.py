@@ -13,7 +13,7 @@ import click
 from .edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from .errors import InvalidOptionError
 from .framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, make_framing
-from .runtime import BACKENDS, DEVICES
+from .inference.runtime import BACKENDS, DEVICES
 
 __all__ = ["ENGINES", "cut_options", "engine_options", "ray_options"]
 

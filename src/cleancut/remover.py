@@ -22,12 +22,12 @@ from . import codecs, pipeline
 from .codecs import DecodedImage, ImageInput, OutputFormat
 from .config import Settings
 from .errors import InvalidOptionError
+from .inference.runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
 from .options import DEFAULT_PNG_LEVEL, CutOptions
 from .passes import Pass
 from .pipeline import OutputType
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
-from .runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
 
 if TYPE_CHECKING:
     from .edges import EdgeOptions
@@ -184,8 +184,8 @@ class Remover:
             return self._session
         with self._load_lock:
             if self._session is None:
-                from . import backends
-                from .runtime import get_session, gpu_providers_present
+                from .inference import backends
+                from .inference.runtime import get_session, gpu_providers_present
 
                 check_cancel(cancel, "loading the model")
                 cancel_fn = None if cancel is None else (lambda: _fired(cancel))
@@ -231,8 +231,8 @@ class Remover:
         with self._load_lock:
             sess = self._sized.get(size)
             if sess is None:
+                from .inference.runtime import get_session
                 from .models.graph import sized_graph
-                from .runtime import get_session
 
                 assert self._graph is not None
                 sess = get_session(

@@ -22,10 +22,10 @@ import numpy as np
 from .. import stages
 from ..codecs import DecodedImage, mime_type
 from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
+from ..inference.runtime import InferenceSession, Session, default_threads
 from ..models import INPUT_SIZE
 from ..passes import Pass
 from ..remover import Remover
-from ..runtime import InferenceSession, Session, default_threads
 from .jobqueue import Slot
 from .options import RemoveOptions
 from .settings import ServerSettings

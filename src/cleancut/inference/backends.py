@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from . import codecs, pipeline
-from .config import Settings
-from .errors import DeviceError
-from .models import INPUT_SIZE, ModelSpec
-from .progress import ProgressCallback
+from .. import codecs, pipeline
+from ..config import Settings
+from ..errors import DeviceError
+from ..models import INPUT_SIZE, ModelSpec
+from ..progress import ProgressCallback
 from .runtime import Backend, Device, default_threads, gpu_providers_present
 
 __all__ = ["Choice", "graph_for", "resolve", "self_check"]
@@ -66,7 +66,7 @@ def graph_for(
 ) -> Path:
     """The ONNX file ``backend`` loads for ``spec``: the models layer's
     :func:`~cleancut.models.store.ensure_model`."""
-    from .models.store import ensure_model
+    from ..models.store import ensure_model
 
     return ensure_model(spec, settings, progress, cancel, backend=backend, gpu=gpu)
 
@@ -99,7 +99,7 @@ def _cpu_identity() -> dict[str, Any]:
 
 
 def _record_path(spec: ModelSpec, settings: Settings, threads: int) -> tuple[Path, dict[str, Any]]:
-    from .openvino_backend import version as ov_version
+    from .openvino import version as ov_version
 
     ident = {
         "check": _CHECK_VERSION,
@@ -182,7 +182,7 @@ def resolve(
     progress: ProgressCallback | None = None,
 ) -> Choice:
     """Turn ``auto`` into a concrete backend (running the self-check once if needed)."""
-    from .openvino_backend import available as ov_available
+    from .openvino import available as ov_available
 
     if requested == "openvino":
         if not ov_available():

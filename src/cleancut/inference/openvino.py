@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DeviceError, ModelError
+from ..errors import DeviceError, ModelError
 
 __all__ = ["OpenVINOSession", "available", "create_session", "version"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from .errors import DeviceError, InvalidOptionError, ModelError
+from ..errors import DeviceError, InvalidOptionError, ModelError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -315,7 +315,7 @@ def get_session(
     split the threads into independent streams that each run one image; onnxruntime ignores it.
     """
     if backend == "auto":
-        raise InvalidOptionError("resolve backend='auto' first (cleancut.backends.resolve)")
+        raise InvalidOptionError("resolve backend='auto' first (cleancut.inference.backends.resolve)")
     if mode not in MODES:
         raise InvalidOptionError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     n = threads if threads and threads > 0 else default_threads()
@@ -324,7 +324,7 @@ def get_session(
         sess = _sessions.get(key)
         if sess is None:
             if backend == "openvino":
-                from .openvino_backend import create_session
+                from .openvino import create_session
 
                 ov_cache = None if cache_dir is None else cache_dir / "openvino"
                 sess = create_session(
