@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from cleancut import Settings, codecs, pipeline
+    from cleancut import Settings, pipeline
+    from cleancut import io as codecs
     from cleancut.inference.backends import graph_for
     from cleancut.inference.runtime import create_onnxruntime_session, default_threads
     from cleancut.models import resolve_model

@@ -52,7 +52,7 @@ class Pair:
         """The photo as cleancut decodes it (EXIF applied, RGB uint8) and its mask ``[H, W]``."""
         from PIL import Image
 
-        from cleancut import codecs
+        from cleancut import io as codecs
 
         pixels = codecs.decode(self.image_path, max_pixels=100_000_000).pixels[:, :, :3]
         with Image.open(self.mask_path) as im:

@@ -5,7 +5,7 @@
                              [--sizes 4000x3000,6000x4000] [--quick] [--json out.json]
 
 Compares what ``codecs._encode_png`` does today (OpenCV's libpng, level 1, Z_RLE), Pillow
-at level 1, and :func:`cleancut.png.encode_png` with 1 and 2 threads, at levels 1 and 3
+at level 1, and :func:`cleancut.io.png.encode_png` with 1 and 2 threads, at levels 1 and 3
 (ISA-L's deflate; the same with zlib's, ISA-L switched off, as a row of its own),
 with each PNG row filter and zlib strategy. Every encoder runs on the same array in the
 same process; the settings take turns (round robin, a different one first each round)
@@ -46,9 +46,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cleancut import png as cleancut_png  # noqa: E402
+from cleancut.io import png as cleancut_png  # noqa: E402
+from cleancut.io.png import PngFilter, PngStrategy, encode_png  # noqa: E402
 from cleancut.parallel import usable_cores  # noqa: E402
-from cleancut.png import PngFilter, PngStrategy, encode_png  # noqa: E402
 
 Encoder = Callable[[np.ndarray], bytes]
 

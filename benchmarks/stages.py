@@ -42,7 +42,8 @@ def make_photo(folder: Path, width: int, height: int) -> Path:
 
 
 def worker(path: Path, model: str, backend: str, repeat: int, out_dir: Path) -> dict[str, object]:
-    from cleancut import Remover, codecs
+    from cleancut import Remover
+    from cleancut import io as codecs
     from cleancut.remover import DEFAULT_PNG_LEVEL, make_cutout
 
     remover = Remover(model, backend=backend).load()

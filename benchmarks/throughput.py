@@ -83,7 +83,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from cleancut import EdgeOptions, Remover, codecs, pipeline
+    from cleancut import EdgeOptions, Remover, pipeline
+    from cleancut import io as codecs
     from cleancut.batch import OutputOptions, plan_jobs, run_jobs
 
     edges = EdgeOptions(refine="bilinear", decontaminate="none") if args.edges == "plain" else None

@@ -128,7 +128,7 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
     elif target == "cli":
         from click.testing import CliRunner
 
-        from cleancut import codecs
+        from cleancut import io as codecs
         from cleancut.cli import cli
 
         runner = CliRunner()
@@ -166,7 +166,8 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
     elif target == "http":
         from fastapi.testclient import TestClient
 
-        from cleancut import Settings, codecs
+        from cleancut import Settings
+        from cleancut import io as codecs
         from cleancut.server import ServerSettings, create_app
 
         core = Settings.from_env(environ={}, cache_dir=_cache_dir(), offline=True)

@@ -36,7 +36,7 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from cleancut import codecs
+from cleancut import io as codecs
 from cleancut.errors import CleancutError
 
 REPO = Path(__file__).resolve().parents[1]

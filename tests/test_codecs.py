@@ -22,18 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps
 
-from cleancut import codecs
-from cleancut.codecs import (
-    FORMATS,
-    DecodedImage,
-    decode,
-    encode,
-    extension_for,
-    format_from_path,
-    mime_type,
-    normalize_format,
-    write_atomic,
-)
+from cleancut import io as codecs
 from cleancut.errors import (
     CleancutError,
     ImageTooLargeError,
@@ -45,6 +34,10 @@ from cleancut.errors import (
     UnreadableImageError,
     UnsupportedImageError,
 )
+from cleancut.io.atomic import write_atomic
+from cleancut.io.decode import DecodedImage, decode
+from cleancut.io.encode import encode
+from cleancut.io.formats import FORMATS, extension_for, format_from_path, mime_type, normalize_format
 
 MAX = 10_000_000  # a max_pixels well above every test image
 
@@ -576,7 +569,7 @@ def test_profile_for_another_colour_space_is_dropped(rgb: np.ndarray) -> None:
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_malformed_icc_is_ignored(fmt: str, rgb: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
     data = save(Image.fromarray(rgb), fmt, icc_profile=b"this is not an ICC profile" * 3)
-    with caplog.at_level("WARNING", logger="cleancut.codecs"):
+    with caplog.at_level("WARNING", logger="cleancut.io.decode"):
         d = decode(data, max_pixels=MAX)
     assert d.icc_profile is None
     assert "ICC" in caplog.text

@@ -43,7 +43,7 @@ import pytest
 from PIL import Image
 
 from cleancut import Remover, Settings
-from cleancut.codecs import TEMP_SUFFIX
+from cleancut.io.atomic import TEMP_SUFFIX
 from cleancut.models import MODELS
 from cleancut.models.download import installed_path, verify_installed
 from cleancut.models.store import fetch_model

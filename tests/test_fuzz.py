@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_strategies as fz
-from cleancut import Remover, Settings, codecs
+from cleancut import Remover, Settings
+from cleancut import io as codecs
 
 FAST = settings(
     derandomize=True,

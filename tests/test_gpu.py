@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cleancut import Remover, Settings, codecs, pipeline
+from cleancut import Remover, Settings, pipeline
+from cleancut import io as codecs
 from cleancut.batch import OutputOptions, plan_jobs, run_jobs
 from cleancut.inference.runtime import create_onnxruntime_session, gpu_providers_present
 from cleancut.models import MODELS

@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from cleancut import CancelledError, ModelError, Settings
-from cleancut.codecs import decode
+from cleancut.io.decode import decode
 from cleancut.models import MODELS
 from cleancut.models.download import sha256_file, verify_installed
 from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepared_graph, prune_outputs

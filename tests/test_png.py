@@ -1,4 +1,4 @@
-"""cleancut.png: the multi-threaded PNG encoder writes standard, lossless PNGs."""
+"""cleancut.io.png: the multi-threaded PNG encoder writes standard, lossless PNGs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from cleancut.errors import InvalidOptionError
-from cleancut.png import PngFilter, PngStrategy, _adler32_combine, _zlib_header, encode_png
+from cleancut.io.png import PngFilter, PngStrategy, _adler32_combine, _zlib_header, encode_png
 
 FILTERS: tuple[PngFilter, ...] = ("none", "sub", "up", "average", "paeth")
 STRATEGIES: tuple[PngStrategy, ...] = ("default", "rle", "filtered", "huffman")
@@ -309,7 +309,8 @@ def test_one_core_blocks_use_one_thread_and_write_the_same_bytes(monkeypatch: py
     the calling thread only; the bytes are the same as with the default threads."""
     import threading
 
-    from cleancut import parallel, png
+    from cleancut import parallel
+    from cleancut.io import png
 
     pixels = cutout(900, 300)
     seen: set[str] = set()

@@ -16,7 +16,6 @@ from .api import (
     remove_foreground,
     segment_foreground,
 )
-from .codecs import FORMATS, DecodedImage, decode
 from .config import Settings
 from .edges import EdgeOptions
 from .errors import (
@@ -41,6 +40,8 @@ from .errors import (
     UrlRefusedError,
 )
 from .framing import Framing, make_framing
+from .io.decode import DecodedImage, decode
+from .io.formats import FORMATS
 from .models import DEFAULT_MODEL, MODELS, ModelSpec, resolve_model
 from .pipeline import OUTPUT_TYPES
 from .remover import Cutout, Remover

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import codecs, pipeline
-from .codecs import ImageInput
+from . import io as codecs
+from . import pipeline
 from .config import Settings
 from .framing import Background, make_framing
+from .io.decode import ImageInput
 from .models import DEFAULT_MODEL
 from .progress import CancelSignal, ProgressCallback
 from .remover import Cutout, Remover

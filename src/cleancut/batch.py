@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
-from . import codecs, stages
-from .codecs import DecodedImage, OutputFormat
+from . import io as codecs
+from . import stages
 from .errors import CancelledError, CleancutError, InvalidOptionError, OutputExistsError
+from .io.decode import DecodedImage
+from .io.formats import OutputFormat
 from .options import CutOptions
 from .parallel import one_core
 from .passes import QualityMode

@@ -23,9 +23,9 @@ import click
 
 from ._version import __version__
 from .cli_options import cut_options, engine_options, ray_options
-from .codecs import FORMATS, normalize_format
 from .config import Settings
 from .errors import CleancutError, InvalidOptionError
+from .io.formats import FORMATS, normalize_format
 from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
 from .passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode
 from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
@@ -315,7 +315,7 @@ def remove_cmd(
         )
         # A run killed mid-write (SIGKILL, power loss) leaves hidden temp files of ours
         # beside its outputs; the rerun that resumes it clears those whose writer is gone.
-        from .codecs import sweep_stale_temps
+        from .io.atomic import sweep_stale_temps
 
         for folder in sorted({job.output.parent for job in jobs if job.output is not None}):
             sweep_stale_temps(folder)

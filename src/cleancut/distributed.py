@@ -45,13 +45,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from . import batch as local_batch
-from .codecs import OutputFormat, extension_for
 from .config import Settings
 from .errors import (
     InputNotFoundError,
     InvalidOptionError,
     OutputExistsError,
 )
+from .io.atomic import temp_name_for
+from .io.formats import OutputFormat, extension_for
 from .models import DEFAULT_MODEL
 from .remover import Remover
 
@@ -689,8 +690,7 @@ def _put(uri: str, data: bytes, *, overwrite: bool) -> None:
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     name = path.rsplit("/", 1)[-1]
-    # the temp-name pattern of codecs.write_atomic, so codecs.sweep_stale_temps knows it
-    tmp = f"{parent}/.{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.cleancut-tmp"
+    tmp = f"{parent}/{temp_name_for(name)}"  # the pattern io.atomic.sweep_stale_temps knows
     try:
         fs.pipe_file(tmp, data)
         fs.mv(tmp, path)
@@ -851,7 +851,7 @@ def run_ray(
         # A run killed mid-write leaves hidden temp files of its (local) actors beside the
         # outputs; they are cleared once their writer is gone. Not on a cluster: there a
         # writer's pid belongs to another machine and cannot be checked from here.
-        from .codecs import sweep_stale_temps
+        from .io.atomic import sweep_stale_temps
 
         for folder in sorted({str(Path(j.output).parent) for j in jobs}):
             sweep_stale_temps(folder)

@@ -28,7 +28,7 @@ Any opaque background gives alpha 255 everywhere (so JPEG needs no flattening); 
 one keeps the mask as alpha (with the shadow, where there is one, added to it).
 
 The only I/O is decoding a background image given as a path or bytes, which goes through
-:func:`cleancut.codecs.decode` (:meth:`Framing.loaded` does it once for many images).
+:func:`cleancut.io.decode.decode` (:meth:`Framing.loaded` does it once for many images).
 """
 
 from __future__ import annotations
@@ -238,13 +238,13 @@ class Framing:
 
     def loaded(self, *, max_pixels: int) -> Framing:
         """This framing with a background image given as a path or bytes decoded (through
-        :func:`cleancut.codecs.decode`), so that many cut-outs decode it once, and its
+        :func:`cleancut.io.decode.decode`), so that many cut-outs decode it once, and its
         canvas bound to ``max_pixels`` (the smaller limit wins when it already had one)."""
         limit = max_pixels if self.max_pixels is None else min(int(self.max_pixels), max_pixels)
         bg = self.background
         if not isinstance(bg, Path | bytes):
             return self if limit == self.max_pixels else dataclasses.replace(self, max_pixels=limit)
-        from . import codecs
+        from . import io as codecs
 
         decoded = codecs.decode(bg, max_pixels=max_pixels).pixels
         return dataclasses.replace(self, background=decoded, max_pixels=limit)

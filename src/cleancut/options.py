@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .codecs import OutputFormat, extension_for
+from .io.formats import OutputFormat, extension_for
 from .models import DEFAULT_MODEL
 from .passes import QualityMode
 from .pipeline import OutputType

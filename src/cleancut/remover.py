@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import codecs, pipeline
-from .codecs import DecodedImage, ImageInput, OutputFormat
+from . import io as codecs
+from . import pipeline
 from .config import Settings
 from .errors import InvalidOptionError
 from .inference.runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
+from .io.decode import DecodedImage, ImageInput
+from .io.formats import OutputFormat
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
 from .options import DEFAULT_PNG_LEVEL, CutOptions
 from .passes import Pass

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import codecs
+from . import io as codecs
 from .passes import Pass, combine, pass_input, pass_output, passes_for
 from .progress import CancelSignal, ProgressCallback, stage
 
 if TYPE_CHECKING:
-    from .codecs import DecodedImage, ImageInput
+    from .io.decode import DecodedImage, ImageInput
     from .options import CutOptions
     from .remover import Cutout
 

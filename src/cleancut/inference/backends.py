@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import codecs, pipeline
+from .. import io as codecs
+from .. import pipeline
 from ..config import Settings
 from ..errors import DeviceError
 from ..models import INPUT_SIZE, ModelSpec

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from .._version import __version__
-from ..codecs import FORMATS, mime_type
 from ..errors import InvalidOptionError
+from ..io.formats import FORMATS, mime_type
 from ..models import MODELS
 from .errors import ApiError
 from .options import RemoveOptions, openapi_parameters, parse_options

@@ -20,9 +20,10 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import stages
-from ..codecs import DecodedImage, mime_type
 from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
 from ..inference.runtime import InferenceSession, Session, default_threads
+from ..io.decode import DecodedImage
+from ..io.formats import mime_type
 from ..models import INPUT_SIZE
 from ..passes import Pass
 from ..remover import Remover

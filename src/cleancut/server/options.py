@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..api import edge_options
-from ..codecs import FORMATS, normalize_format
 from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from ..errors import InvalidOptionError
 from ..framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, Framing, make_framing
+from ..io.formats import FORMATS, normalize_format
 from ..models import DEFAULT_MODEL, resolve_model
 from ..options import DEFAULT_QUALITY, CutOptions
 from ..passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode

@@ -48,8 +48,8 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from .errors import InvalidOptionError
-from .parallel import inner_threads
+from ..errors import InvalidOptionError
+from ..parallel import inner_threads
 
 _isal: Any
 try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)

@@ -1,105 +1,46 @@
-"""The only module that reads and writes image files.
-
-``decode`` turns anything a caller may hold (path, bytes, file object, PIL image, numpy
-array) into a :class:`DecodedImage`: RGB or RGBA ``uint8`` pixels with the EXIF orientation
-applied, plus the ICC profile that describes them. ``encode`` turns pixels back into bytes.
-``write_atomic`` puts bytes on disk without ever exposing a partial file.
+"""Decoding: anything a caller may hold (path, bytes, file object, PIL image, numpy array)
+into a :class:`DecodedImage` — RGB or RGBA ``uint8`` pixels with the EXIF orientation
+applied, plus the ICC profile that describes them.
 
 Pillow's own exceptions never escape: they are translated here, in one place, into the
-:mod:`cleancut.errors` tree.
-"""
+:mod:`cleancut.errors` tree."""
 
 from __future__ import annotations
 
-import errno
 import io
 import logging
 import os
 import re
 import threading
-import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final, Literal, Union, cast
+from typing import IO, Final, Union, cast
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
 
-from .errors import (
+from ..errors import (
     CleancutError,
     ImageTooLargeError,
     InputNotFoundError,
-    InvalidOptionError,
-    OutputExistsError,
-    OutputWriteError,
     TruncatedImageError,
     UnreadableImageError,
     UnsupportedImageError,
 )
-from .png import encode_png
+from .formats import AVIF_BRANDS, HEIF_BRANDS, iso_bmff_brand, looks_like
 
 __all__ = [
-    "FORMATS",
     "DecodedImage",
     "ImageInput",
-    "OutputFormat",
     "decode",
-    "encode",
-    "extension_for",
-    "format_from_path",
-    "mime_type",
-    "normalize_format",
-    "sweep_stale_temps",
-    "write_atomic",
 ]
 
 log = logging.getLogger(__name__)
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
-OutputFormat = Literal["png", "webp", "jpeg", "rgba8", "alpha8"]
-
-FORMATS: Final[tuple[OutputFormat, ...]] = ("png", "webp", "jpeg", "rgba8", "alpha8")
-_FORMAT_ALIASES: Final[dict[str, OutputFormat]] = {
-    "png": "png",
-    "image/png": "png",
-    "webp": "webp",
-    "image/webp": "webp",
-    "jpeg": "jpeg",
-    "jpg": "jpeg",
-    "image/jpeg": "jpeg",
-    "rgba8": "rgba8",
-    "x-rgba8": "rgba8",
-    "image/x-rgba8": "rgba8",
-    "alpha8": "alpha8",
-    "x-alpha8": "alpha8",
-    "image/x-alpha8": "alpha8",
-}
-_EXTENSIONS: Final[dict[OutputFormat, str]] = {
-    "png": ".png",
-    "webp": ".webp",
-    "jpeg": ".jpg",
-    "rgba8": ".rgba",
-    "alpha8": ".alpha",
-}
-_EXT_TO_FORMAT: Final[dict[str, OutputFormat]] = {
-    ".png": "png",
-    ".webp": "webp",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".rgba": "rgba8",
-    ".alpha": "alpha8",
-}
-_MIME: Final[dict[OutputFormat, str]] = {
-    "png": "image/png",
-    "webp": "image/webp",
-    "jpeg": "image/jpeg",
-    "rgba8": "image/x-rgba8",
-    "alpha8": "image/x-alpha8",
-}
 
 # Pillow refuses images over 2 * MAX_IMAGE_PIXELS before we can look at them; our own,
 # configurable limit is checked first, so Pillow's guard only needs to stay out of the way
@@ -138,43 +79,6 @@ class DecodedImage:
         return bool(self.pixels.shape[2] == 4)
 
 
-# --------------------------------------------------------------------------- formats
-
-
-def normalize_format(fmt: str) -> OutputFormat:
-    """Map a format name, extension-like name or MIME type onto one of :data:`FORMATS`."""
-    key = fmt.strip().lower().lstrip(".")
-    key = key.split(";", 1)[0].strip()
-    try:
-        return _FORMAT_ALIASES[key]
-    except KeyError:
-        raise InvalidOptionError(
-            f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}"
-        ) from None
-
-
-def format_from_path(path: str | os.PathLike[str]) -> OutputFormat | None:
-    """The output format a file name's extension asks for, if any."""
-    return _EXT_TO_FORMAT.get(Path(path).suffix.lower())
-
-
-def extension_for(fmt: OutputFormat) -> str:
-    return _EXTENSIONS[fmt]
-
-
-def mime_type(fmt: OutputFormat, width: int | None = None, height: int | None = None) -> str:
-    """The MIME type; raw formats carry their size as parameters, as the reference does."""
-    mime = _MIME[fmt]
-    if fmt in ("rgba8", "alpha8") and width is not None and height is not None:
-        mime += f";width={width};height={height}"
-    return mime
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-_HEIF_BRANDS: Final[tuple[bytes, ...]] = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1")
-_AVIF_BRANDS: Final[tuple[bytes, ...]] = (b"avif", b"avis")
 _heif_plugin: bool | None = None  # None: not tried yet; then whether pillow-heif is registered
 _heif_lock = threading.Lock()
 
@@ -198,12 +102,6 @@ def _register_optional_plugins() -> bool:
                 log.debug("pillow_heif has no AVIF opener", exc_info=True)
         _heif_plugin = True
         return True
-
-
-def _sniff_iso_bmff_brand(head: bytes) -> bytes | None:
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return head[8:12]
-    return None
 
 
 @contextmanager
@@ -335,46 +233,26 @@ def _head(fp: IO[bytes] | str | Path) -> bytes:
         return b""
 
 
-_SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
-)
-
-
-def _looks_like(head: bytes) -> str | None:
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WebP"
-    for magic, kind in _SIGNATURES:
-        if head.startswith(magic):
-            return kind
-    return None
-
-
 def _open_image(fp: IO[bytes] | str | Path, name: str, max_pixels: int) -> Image.Image:
     try:
         with _pillow_limits(max_pixels):
             img = Image.open(fp)
     except UnidentifiedImageError as exc:
         head = _head(fp)
-        brand = _sniff_iso_bmff_brand(head)
-        if brand in _HEIF_BRANDS + _AVIF_BRANDS:
-            kind = "HEIC/HEIF" if brand in _HEIF_BRANDS else "AVIF"
+        brand = iso_bmff_brand(head)
+        if brand in HEIF_BRANDS + AVIF_BRANDS:
+            kind = "HEIC/HEIF" if brand in HEIF_BRANDS else "AVIF"
             tried = _heif_plugin is not None
             if _register_optional_plugins():
                 if not tried:  # registered just now: try again with the new opener
                     return _open_image(fp, name, max_pixels)
-            elif not (brand in _AVIF_BRANDS and features.check("avif")):
+            elif not (brand in AVIF_BRANDS and features.check("avif")):
                 raise UnsupportedImageError(
                     f"{name} is {kind}; install the extra to read it: pip install 'cleancut[heif]'"
                 ) from exc
             # a reader is there (pillow-heif, or Pillow's own AVIF): the file itself is bad
             raise UnreadableImageError(f"{name} looks like {kind} but could not be read: damaged?") from exc
-        looks = _looks_like(head)
+        looks = looks_like(head)
         if looks is not None:
             raise UnreadableImageError(
                 f"{name} starts like a {looks} file but its header is damaged or cut short"
@@ -692,233 +570,3 @@ def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
         _load(img, name, max_pixels)
         upright = _exif_transpose(img, name)
         return _from_pil(upright, name, fmt)
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def _quality_to_int(quality: float) -> int:
-    if not 0.0 <= quality <= 1.0:
-        raise InvalidOptionError(f"quality must be between 0 and 1, got {quality}")
-    return max(1, min(100, round(quality * 100)))
-
-
-# Largest side each container can hold (libwebp: 16383; baseline JPEG: 65535, libjpeg 65500).
-_MAX_SIDE: Final[dict[str, int]] = {"webp": 16383, "jpeg": 65500}
-
-
-def encode(
-    pixels: np.ndarray,
-    fmt: OutputFormat,
-    *,
-    quality: float = 0.8,
-    icc_profile: bytes | None = None,
-    png_compress_level: int = 1,
-) -> bytes:
-    """Encode ``[H, W]`` (gray), ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA) ``uint8`` pixels.
-
-    PNG is lossless at every level; ``png_compress_level`` trades size for time (1 is the
-    fastest level that still compresses: see ``benchmarks/stages.py``). ``quality`` (0..1)
-    applies to JPEG and WebP (1.0 makes WebP lossless) and is checked for every format.
-    JPEG has no alpha: composite first (``pipeline.flatten``). ``fmt`` may be any alias
-    :func:`normalize_format` accepts.
-    """
-    fmt = normalize_format(fmt)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[:, :, 0]
-    if (
-        pixels.dtype != np.uint8
-        or pixels.ndim not in (2, 3)
-        or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4))
-        or 0 in pixels.shape[:2]
-    ):
-        raise InvalidOptionError(
-            f"pixels must be uint8 [H, W], [H, W, 3] or [H, W, 4] with H, W > 0, "
-            f"got {pixels.dtype} {pixels.shape}"
-        )
-    q = _quality_to_int(quality)
-    channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
-    if fmt == "rgba8":
-        if channels == 4:
-            return np.ascontiguousarray(pixels).tobytes()
-        rgb = pixels if channels == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
-        alpha = np.full((*pixels.shape[:2], 1), 255, np.uint8)
-        raw: bytes = np.concatenate([rgb, alpha], axis=2).tobytes()
-        return raw
-    if fmt == "alpha8":
-        if channels == 1:
-            return np.ascontiguousarray(pixels).tobytes()
-        if channels == 4:
-            return np.ascontiguousarray(pixels[:, :, 3]).tobytes()
-        raise InvalidOptionError("alpha8 needs an image with alpha or a mask")
-    if fmt == "png" and not 0 <= png_compress_level <= 9:
-        raise InvalidOptionError(f"png_compress_level must be 0..9, got {png_compress_level}")
-    if fmt == "jpeg" and channels == 4:
-        raise InvalidOptionError("JPEG has no alpha channel; flatten onto a colour first")
-    limit = _MAX_SIDE.get(fmt)
-    if limit is not None and max(pixels.shape[:2]) > limit:
-        raise InvalidOptionError(
-            f"{fmt.upper()} images can be at most {limit} pixels wide and high; this one is "
-            f"{pixels.shape[1]}×{pixels.shape[0]}: use PNG"
-        )
-
-    icc = icc_profile if channels in (3, 4) else None
-    if fmt == "png":
-        return _encode_png(pixels, png_compress_level, icc)
-    img = Image.fromarray(np.ascontiguousarray(pixels))
-    buf = io.BytesIO()
-    extra: dict[str, object] = {"icc_profile": icc} if icc else {}
-    if fmt == "jpeg":
-        img.save(buf, "JPEG", quality=q, **extra)
-    else:  # webp
-        if channels == 1:
-            img = img.convert("RGB")
-        if q >= 100:
-            img.save(buf, "WEBP", lossless=True, exact=True, **extra)
-        else:
-            img.save(buf, "WEBP", quality=q, method=4, alpha_quality=100, **extra)
-    return buf.getvalue()
-
-
-def _encode_png(pixels: np.ndarray, level: int, icc: bytes | None) -> bytes:
-    """PNG through cleancut's threaded encoder (:mod:`cleancut.png`).
-
-    On a 12 MP cut-out: 0.27 s / 9.9 MB on two threads (0.53 s on one), against 1.14 s /
-    10.4 MB for OpenCV's libpng (level 1, RLE) and 6.8 s for Pillow's default level
-    (benchmarks/png.py). Bit-exact, ICC profile embedded.
-    """
-    return encode_png(pixels, level=level, icc_profile=icc)
-
-
-# --------------------------------------------------------------------------- writing
-
-
-#: Temporary files of :func:`write_atomic`: ``.NAME.<pid>.<12 hex>.cleancut-tmp``. The pid
-#: says whose they are, so a later run can tell a file left by a killed writer (pid gone)
-#: from one a live writer is still filling.
-TEMP_SUFFIX: Final = ".cleancut-tmp"
-_TEMP_RE: Final = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + "$")
-#: A temp file this old is stale even if its pid is alive: the pid was reused (or the writer
-#: hangs), since no single write takes hours.
-STALE_TEMP_AGE: Final = 6 * 3600.0
-
-
-def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def sweep_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_AGE) -> list[Path]:
-    """Remove temporary files that :func:`write_atomic` left in ``folder`` (not recursive).
-
-    A writer killed between creating its temp file and renaming it (SIGKILL, power loss)
-    leaves ``.NAME.<pid>.<hex>.cleancut-tmp`` behind. Only files with exactly that name
-    pattern are touched, and only when their pid no longer runs or they are older than
-    ``max_age`` seconds; files of a live writer and anyone else's files are left alone.
-    Returns what was removed. Missing or unreadable folders are not an error.
-    """
-    removed: list[Path] = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = _TEMP_RE.match(entry.name)
-        if m is None:
-            continue
-        try:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            age = now - entry.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        if _pid_alive(int(m["pid"])) and age < max_age:
-            continue
-        try:
-            Path(entry.path).unlink()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("could not remove the stale temporary file %s: %s", entry.path, exc)
-            continue
-        log.info("removed %s, left by an interrupted write", entry.path)
-        removed.append(Path(entry.path))
-    return removed
-
-
-def _write_error(target: Path, exc: OSError) -> OutputWriteError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason = "no space left on the device (disk full or over quota)"
-        hint = "free some space and run again: finished outputs are kept and skipped"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason = f"no permission to write there ({exc.strerror})"
-        hint = "choose another -o folder or fix its permissions"
-    else:
-        reason = exc.strerror or str(exc)
-        hint = "nothing partial was left behind"
-    err = OutputWriteError(f"cannot write {target}: {reason}; {hint}")
-    err.errno = exc.errno
-    return err
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
-    """Write ``data`` to ``path`` so that no partial file is ever visible there.
-
-    The bytes go to a hidden temporary file next to the target (named with our pid, see
-    :func:`sweep_stale_temps`), are flushed to disk, and are then moved into place. Without
-    ``overwrite`` an existing file is never replaced, even if it appears between our check
-    and our rename (hard-link publish). A failed write (disk full, no permission) raises
-    :class:`~cleancut.errors.OutputWriteError` and leaves neither the target nor a temp file.
-    """
-    target = Path(path)
-    if not overwrite and target.exists():
-        raise OutputExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
-    tmp = _temp_name(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            tmp.replace(target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise OutputExistsError(
-                    f"{target} appeared while writing; pass overwrite=True to replace it"
-                ) from None
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-                    raise
-                # no hard links on this file system (vfat, some network mounts)
-                if target.exists():
-                    raise OutputExistsError(f"{target} exists") from None
-                tmp.replace(target)
-    except OutputExistsError:
-        raise
-    except OSError as exc:
-        raise _write_error(target, exc) from exc
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:  # the folder itself is gone or unwritable: nothing of ours is left
-            pass
-    return target

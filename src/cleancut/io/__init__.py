@@ -1,0 +1,33 @@
+"""The only package that reads and writes image files.
+
+- :mod:`~cleancut.io.formats`: output formats (names, extensions, MIME types) and sniffing;
+- :mod:`~cleancut.io.decode`: anything a caller holds into a :class:`DecodedImage`;
+- :mod:`~cleancut.io.encode`: pixels back into PNG, WebP, JPEG or raw bytes;
+- :mod:`~cleancut.io.png`: cleancut's threaded PNG encoder;
+- :mod:`~cleancut.io.atomic`: :func:`write_atomic` (no partial file is ever visible) and the
+  sweep of temporary files an interrupted writer left behind.
+
+The public functions and types are re-exported here.
+"""
+
+from __future__ import annotations
+
+from .atomic import sweep_stale_temps, write_atomic
+from .decode import DecodedImage, ImageInput, decode
+from .encode import encode
+from .formats import FORMATS, OutputFormat, extension_for, format_from_path, mime_type, normalize_format
+
+__all__ = [
+    "FORMATS",
+    "DecodedImage",
+    "ImageInput",
+    "OutputFormat",
+    "decode",
+    "encode",
+    "extension_for",
+    "format_from_path",
+    "mime_type",
+    "normalize_format",
+    "sweep_stale_temps",
+    "write_atomic",
+]
