@@ -73,7 +73,7 @@ def test_mirror_holds_the_published_chunks(mirror_dir: Path, published_entry: di
     """The mirror every download test fetches from serves the publisher's resources.json,
     and every chunk file hashes to the value the *published* package lists (not a value
     computed from the local model); the chunks tile the file and make up the model pinned in
-    models.py."""
+    models/registry.py."""
     served = json.loads((mirror_dir / "resources.json").read_text())[RESOURCE]
     assert served == published_entry
     whole, pos = hashlib.sha256(), 0

@@ -12,8 +12,8 @@
   machine and reused by every later process.
 
 Which graph each backend loads: for ``isnet_fp16`` both load its fp32 widening (the same weight
-values, see :func:`graph_for`); OpenVINO computes it in bf16 on CPUs that have it, which is
-what the self-check measures against onnxruntime's fp32.
+values, see :func:`cleancut.models.store.ensure_model`); OpenVINO computes it in bf16 on CPUs
+that have it, which is what the self-check measures against onnxruntime's fp32.
 """
 
 from __future__ import annotations
@@ -132,16 +132,17 @@ def self_check(
     spec: ModelSpec, settings: Settings, threads: int, progress: ProgressCallback | None = None
 ) -> dict[str, Any]:
     """Run the reference and OpenVINO on the bundled photo; return the comparison record."""
+    from ..models.store import ensure_model
     from .runtime import create_onnxruntime_session, get_session
 
     x = _selfcheck_input()
-    ref_graph = graph_for("onnxruntime", spec, settings, progress)
+    ref_graph = ensure_model(spec, settings, progress, backend="onnxruntime")
     ort_sess = create_onnxruntime_session(ref_graph, device="cpu", threads=threads)
     y_ref, t_ort = _timed(ort_sess.run, x)
     del ort_sess  # the reference session is not kept: it would double the memory
     record: dict[str, Any] = {"onnxruntime_s": round(t_ort, 4)}
     try:
-        ov_graph = graph_for("openvino", spec, settings, progress)
+        ov_graph = ensure_model(spec, settings, progress, backend="openvino")
         ov_sess = get_session(
             ov_graph,
             backend="openvino",
