@@ -63,6 +63,36 @@ def _remover(
         return rem
 
 
+def _cut(
+    output_type: str,
+    image: ImageInput,
+    settings: Settings | None,
+    progress: ProgressCallback | None,
+    cancel: CancelSignal | None,
+    keywords: dict[str, Any],
+) -> Cutout:
+    """The one body of the flat functions: their keywords (the library's options of the
+    table, :func:`cleancut.options.options_for`) as :class:`~cleancut.options.EngineOptions`,
+    :class:`~cleancut.edges.EdgeOptions`, :class:`~cleancut.framing.Framing` and the mode."""
+    from .options import EngineOptions, options_for
+
+    given: dict[str, dict[str, Any]] = {"engine": {}, "output": {}, "edges": {}, "framing": {}}
+    for option in options_for("library"):
+        given[option.group][option.name] = keywords[option.name]
+    engine = EngineOptions(**given["engine"])
+    framing = given["framing"]
+    rem = _remover(engine.model, engine.device, engine.strict, engine.threads, settings, engine.backend)
+    return rem.remove(
+        image,
+        type=output_type,
+        edges=edge_options(**given["edges"]),
+        framing=make_framing(framing.pop("preset"), **framing),
+        mode=given["output"]["mode"],
+        progress=progress,
+        cancel=cancel,
+    )
+
+
 def remove_background(
     image: ImageInput,
     *,
@@ -115,27 +145,7 @@ def remove_background(
     :class:`~cleancut.errors.InvalidOptionError` before any work; a framed canvas of more
     than ``settings.max_pixels`` pixels raises :class:`~cleancut.errors.ImageTooLargeError`.
     """
-    rem = _remover(model, device, strict, threads, settings, backend)
-    return rem.remove(
-        image,
-        type="foreground",
-        edges=edge_options(refine, decontaminate, threshold, feather, min_island, min_hole),
-        framing=make_framing(
-            preset,
-            background=background,
-            fit=fit,
-            blur=blur,
-            shadow=shadow,
-            crop=crop,
-            margin=margin,
-            square=square,
-            padding=padding,
-            max_size=max_size,
-        ),
-        mode=mode,
-        progress=progress,
-        cancel=cancel,
-    )
+    return _cut("foreground", image, settings, progress, cancel, locals())
 
 
 def remove_foreground(
@@ -169,27 +179,7 @@ def remove_foreground(
 ) -> Cutout:
     """Keep the background: alpha is ``255 − mask``. Options as :func:`remove_background`
     (a ``background`` fills where the subject was; crop and centring follow the subject)."""
-    rem = _remover(model, device, strict, threads, settings, backend)
-    return rem.remove(
-        image,
-        type="background",
-        edges=edge_options(refine, decontaminate, threshold, feather, min_island, min_hole),
-        framing=make_framing(
-            preset,
-            background=background,
-            fit=fit,
-            blur=blur,
-            shadow=shadow,
-            crop=crop,
-            margin=margin,
-            square=square,
-            padding=padding,
-            max_size=max_size,
-        ),
-        mode=mode,
-        progress=progress,
-        cancel=cancel,
-    )
+    return _cut("background", image, settings, progress, cancel, locals())
 
 
 def segment_foreground(
@@ -224,27 +214,7 @@ def segment_foreground(
     """The subject mask as an 8-bit gray image (``Cutout.pixels`` is ``[H, W]``). Edge options
     as :func:`remove_background`; of the framing ones, ``crop``, ``margin``, ``square``,
     ``padding``, ``max_size`` apply (a background or shadow is refused)."""
-    rem = _remover(model, device, strict, threads, settings, backend)
-    return rem.remove(
-        image,
-        type="mask",
-        edges=edge_options(refine, decontaminate, threshold, feather, min_island, min_hole),
-        framing=make_framing(
-            preset,
-            background=background,
-            fit=fit,
-            blur=blur,
-            shadow=shadow,
-            crop=crop,
-            margin=margin,
-            square=square,
-            padding=padding,
-            max_size=max_size,
-        ),
-        mode=mode,
-        progress=progress,
-        cancel=cancel,
-    )
+    return _cut("mask", image, settings, progress, cancel, locals())
 
 
 def edge_options(

@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from .edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from .errors import InvalidOptionError
-from .framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, make_framing
+from .framing import make_framing
 from .inference.runtime import BACKENDS, DEVICES
+from .options import OPTIONS, Option
 
 __all__ = ["ENGINES", "cut_options", "engine_options", "ray_options"]
 
@@ -67,10 +67,24 @@ def ray_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 #: The parameters of the edge and framing options, as click passes them to the command.
-_EDGE_PARAMS = ("refine", "decontaminate", "threshold", "feather", "min_island", "min_hole")
-_FRAMING_PARAMS = (
-    "background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size", "preset",
-)  # fmt: skip
+_EDGE_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "edges")
+_FRAMING_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "framing")
+
+
+def click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of one table entry (:data:`cleancut.options.OPTIONS`). Its default is
+    ``None`` (not given: the dataclass default stays); flags come as ``--x/--no-x``."""
+    attrs: dict[str, Any] = {"default": None, "help": option.help_for("cli")}
+    if option.metavar is not None:
+        attrs["metavar"] = option.metavar
+    if option.kind == "bool":
+        return click.option(f"{option.flag}/--no-{option.flag[2:]}", option.name, **attrs)
+    if option.kind == "choice":
+        assert option.choices is not None
+        attrs["type"] = click.Choice(option.choices, case_sensitive=False)
+    else:
+        attrs["type"] = {"int": int, "float": float, "text": str}[option.kind]
+    return click.option(option.flag, option.name, **attrs)
 
 
 def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,120 +119,9 @@ def cut_options(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         return f(*args, edges=edges, framing=framing, **kwargs)
 
-    def option(*decls: str, **attrs: Any) -> None:
-        click.option(*decls, **attrs)(wrapper)
-
     # click lists options in the reverse order of decoration: the last added comes first.
-    option(
-        "--preset",
-        type=click.Choice(PRESETS, case_sensitive=False),
-        default=None,
-        help="ecommerce: white background, the subject cropped and centred on a square canvas "
-        "filling 85 % of it, at most 2000 px (other options override its values).",
-    )
-    option(
-        "--max-size",
-        type=int,
-        default=None,
-        metavar="PX",
-        help=f"Scale the output down so its longer side is at most PX (never up; 1..{MAX_SIZE}).",
-    )
-    option(
-        "--padding",
-        type=float,
-        default=None,
-        metavar="F",
-        help="Square canvas: free border on each side, a fraction of the side, in [0, 0.5); implies "
-        "--square. A canvas of more than --max-pixels pixels is refused (set --max-size).",
-    )
-    option(
-        "--square/--no-square",
-        default=None,
-        help="Put the subject (with --crop) or the photo centred on a square canvas.",
-    )
-    option(
-        "--margin",
-        type=float,
-        default=None,
-        metavar="F",
-        help=f"Crop margin on each side, a fraction of the subject's longer side, 0..{MAX_MARGIN:g} "
-        "(default 0.05); implies --crop.",
-    )
-    option(
-        "--crop/--no-crop",
-        default=None,
-        help="Crop to the subject (plus --margin), clamped to the photo.",
-    )
-    option(
-        "--shadow/--no-shadow",
-        default=None,
-        help="A soft shadow under the subject (on a transparent background it goes into the alpha).",
-    )
-    option(
-        "--blur",
-        type=float,
-        default=None,
-        metavar="F",
-        help="--background blur: the blur's sigma, a fraction of the output's longer side, "
-        "in (0, 0.25] (default 0.02).",
-    )
-    option(
-        "--fit",
-        type=click.Choice(FITS, case_sensitive=False),
-        default=None,
-        help="--background IMAGE: fill covers the canvas (cropped), fit shows all of it "
-        "(bars in its mean colour). Default: fill.",
-    )
-    option(
-        "--background",
-        default=None,
-        metavar="COLOR|blur|IMAGE",
-        help="What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
-        "itself, blurred), an image file, or transparent (the default). Opaque outputs have no "
-        "alpha, so JPEG works as is.",
-    )
-    option(
-        "--min-hole",
-        type=float,
-        default=None,
-        metavar="F",
-        help="Fill holes in the subject smaller than this fraction of the image area, in [0, 1).",
-    )
-    option(
-        "--min-island",
-        type=float,
-        default=None,
-        metavar="F",
-        help="Drop subject islands smaller than this fraction of the image area, in [0, 1).",
-    )
-    option(
-        "--feather",
-        type=float,
-        default=None,
-        metavar="PX",
-        help=f"Soften the mask's edge: a Gaussian of this sigma in pixels, 0..{MAX_FEATHER:g}.",
-    )
-    option(
-        "--threshold",
-        type=int,
-        default=None,
-        metavar="0..255",
-        help="Make the mask hard: subject where it is at least this value.",
-    )
-    option(
-        "--decontaminate",
-        type=click.Choice(DECONTAMINATE_METHODS, case_sensitive=False),
-        default=None,
-        help="Replace the old background's colour in soft edge pixels by the subject's "
-        "(default: blur_fusion; none keeps the photo's colours).",
-    )
-    option(
-        "--refine",
-        type=click.Choice(REFINE_METHODS, case_sensitive=False),
-        default=None,
-        help="Mask upsampling: bilinear (default: the reference's) or guided (follows the photo's "
-        "edges; softens thin structures).",
-    )
+    for option in reversed([o for o in OPTIONS() if o.group in ("edges", "framing")]):
+        click_option(option)(wrapper)
     return wrapper
 
 

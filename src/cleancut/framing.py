@@ -48,7 +48,9 @@ from .pipeline import parse_color
 
 __all__ = [
     "FITS",
+    "MAX_BLUR",
     "MAX_MARGIN",
+    "MAX_PADDING",
     "MAX_SIZE",
     "PRESETS",
     "SUBJECT_LEVEL",
@@ -77,6 +79,10 @@ MAX_MARGIN: Final = 10.0
 #: The largest ``max_size``: the longest side JPEG can hold (WebP holds 16383); a cap above
 #: any real canvas changes nothing, and a bigger number is a typo.
 MAX_SIZE: Final = 65_535
+#: ``blur`` is in (0, MAX_BLUR]: a sigma as a fraction of the output's longer side.
+MAX_BLUR: Final = 0.25
+#: ``padding`` is in [0, MAX_PADDING): a fraction of the square canvas's side, each side.
+MAX_PADDING: Final = 0.5
 #: Blur and shadow sigmas are at least this many output pixels: a Gaussian narrower than
 #: this changes no uint8 level, and a tiny ``blur`` must not divide the working scale by 0.
 _MIN_SIGMA_PX: Final = 0.1
@@ -181,7 +187,9 @@ class Framing:
         """Raise :class:`~cleancut.errors.InvalidOptionError` for any value out of range."""
         if self.fit not in FITS:
             raise InvalidOptionError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        _check_range("blur", self.blur, 0.0, 0.25, low_open=True, hint="e.g. 0.02 (2 % of the image size)")
+        _check_range(
+            "blur", self.blur, 0.0, MAX_BLUR, low_open=True, hint="e.g. 0.02 (2 % of the image size)"
+        )
         _check_range("shadow_opacity", self.shadow_opacity, 0.0, 1.0)
         _check_range("shadow_softness", self.shadow_softness, 0.0, 1.0, low_open=True, hint="e.g. 0.03")
         if not (isinstance(self.shadow_offset, tuple) and len(self.shadow_offset) == 2):
@@ -193,7 +201,9 @@ class Framing:
         _check_range(
             "margin", self.margin, 0.0, MAX_MARGIN, hint="a fraction of the subject's size, e.g. 0.05"
         )
-        _check_range("padding", self.padding, 0.0, 0.5, high_open=True, hint="e.g. 0.075 on each side")
+        _check_range(
+            "padding", self.padding, 0.0, MAX_PADDING, high_open=True, hint="e.g. 0.075 on each side"
+        )
         if self.max_size is not None and (
             isinstance(self.max_size, bool)
             or not isinstance(self.max_size, int | np.integer)

@@ -9,7 +9,7 @@ the CLI, the folder batch, Ray and the server (which adds the model to run) all 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .io.formats import OutputFormat, extension_for
 from .models import DEFAULT_MODEL
@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from .edges import EdgeOptions
     from .framing import Framing
 
-__all__ = ["DEFAULT_PNG_LEVEL", "DEFAULT_QUALITY", "CutOptions", "EngineOptions"]
+__all__ = [
+    "DEFAULT_PNG_LEVEL",
+    "DEFAULT_QUALITY",
+    "OPTIONS",
+    "CutOptions",
+    "EngineOptions",
+    "Option",
+    "options_for",
+]
 
 #: PNG zlib level. Level 1 writes a 12 MP cut-out several times faster than Pillow's
 #: default 6 for a file only slightly larger (see benchmarks/stages.py).
@@ -67,3 +75,170 @@ class EngineOptions:
     backend: str = "auto"
     strict: bool = False
     threads: int | None = None
+
+
+# --------------------------------------------------------------------------- the one table
+
+Front = Literal["cli", "http", "library"]
+_ALL: Final[frozenset[Front]] = frozenset({"cli", "http", "library"})
+_ENCODED: Final[frozenset[Front]] = frozenset({"cli", "http"})  # the library encodes on Cutout
+_LOCAL: Final[frozenset[Front]] = frozenset({"cli", "library"})  # the server fixes its engine
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a cut-out, as every front offers it.
+
+    ``kind``: the value's type (``choice`` is a string from ``choices``). ``default``: the
+    value used when the option is not given (``None``: nothing, e.g. no threshold).
+    ``minimum``/``maximum`` with ``exclusive_*``: the bounds that the option's dataclass
+    ``validate()`` checks (the one check; tests/test_fronts.py probes that they agree).
+    ``fronts``: where the option exists (the library has no encoding options: it encodes on
+    :meth:`~cleancut.remover.Cutout.to_bytes`; the server's engine is set when it starts).
+    ``cli_help``/``http_help``: where a front's words differ (a path on the command line is
+    an upload on the server).
+    """
+
+    name: str
+    group: Literal["output", "edges", "framing", "engine"]
+    kind: Literal["choice", "int", "float", "bool", "text"]
+    help: str
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    fronts: frozenset[Front] = _ALL
+    cli_help: str | None = None
+    http_help: str | None = None
+    metavar: str | None = None
+    #: the command line's flag where it is not ``--name`` (``--strict-device``)
+    cli_flag: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return self.cli_flag or "--" + self.name.replace("_", "-")
+
+    def help_for(self, front: Front) -> str:
+        own = {"cli": self.cli_help, "http": self.http_help}.get(front)
+        return own if own is not None else self.help
+
+
+def _table() -> tuple[Option, ...]:
+    from .edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
+    from .framing import FITS, MAX_BLUR, MAX_MARGIN, MAX_PADDING, MAX_SIZE, PRESETS
+    from .inference.runtime import BACKENDS, DEVICES
+    from .io.formats import FORMATS
+    from .models import model_names
+    from .passes import MODE_HELP, QUALITY_MODES
+    from .pipeline import OUTPUT_TYPES
+
+    return (
+        # ------------------------------------------------------------------ engine
+        Option("model", "engine", "choice", "Model variant.", DEFAULT_MODEL, tuple(model_names()),
+               http_help="Model to run (default: the server's first model)."),
+        Option("device", "engine", "choice", "Where the model runs.", "auto", tuple(DEVICES), fronts=_LOCAL),
+        Option("backend", "engine", "choice",
+               "Inference engine; auto picks the fastest one verified on this machine.", "auto",
+               tuple(BACKENDS), fronts=_LOCAL),
+        Option("strict", "engine", "bool", "Fail instead of falling back to the CPU.", False, fronts=_LOCAL,
+               cli_flag="--strict-device"),
+        Option("threads", "engine", "int", "Inference threads (default: physical cores).", None,
+               minimum=1, fronts=_LOCAL),
+        # ------------------------------------------------------------------ output
+        Option("mode", "output", "choice", MODE_HELP, "default", tuple(QUALITY_MODES)),
+        Option("type", "output", "choice",
+               "foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.",
+               "foreground", tuple(OUTPUT_TYPES), fronts=_ENCODED),
+        Option("format", "output", "choice",
+               "Output format. jpeg has no alpha: it is composited on bg_color (white by default).",
+               "png", tuple(FORMATS), fronts=_ENCODED,
+               cli_help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
+               "it is composited on --bg-color.",
+               http_help="Output format. rgba8/alpha8 are raw pixels; the size is in the Content-Type "
+               "(image/x-rgba8;width=W;height=H). jpeg has no alpha: it is composited on bg_color "
+               "(white by default)."),
+        Option("quality", "output", "float", "JPEG/WebP quality, 0..1 (1 = lossless WebP).", DEFAULT_QUALITY,
+               minimum=0.0, maximum=1.0, fronts=_ENCODED),
+        Option("bg_color", "output", "text",
+               "Composite onto an opaque colour: a name (white), #rrggbb or R,G,B. "
+               "Omit (or 'transparent') to keep the alpha channel.", None, fronts=_ENCODED,
+               cli_help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.",
+               metavar="COLOR"),
+        # ------------------------------------------------------------------ edges
+        Option("refine", "edges", "choice",
+               "Mask upsampling: bilinear (default: the reference's) or guided (follows the photo's "
+               "edges; softens thin structures).", "bilinear", tuple(REFINE_METHODS)),
+        Option("decontaminate", "edges", "choice",
+               "Replace the old background's colour in soft edge pixels by the subject's "
+               "(default: blur_fusion; none keeps the photo's colours).", "blur_fusion",
+               tuple(DECONTAMINATE_METHODS)),
+        Option("threshold", "edges", "int", "Make the mask hard: subject where it is at least this value.",
+               None, minimum=0, maximum=255, metavar="0..255"),
+        Option("feather", "edges", "float",
+               f"Soften the mask's edge: a Gaussian of this sigma in pixels, 0..{MAX_FEATHER:g}.", 0.0,
+               minimum=0.0, maximum=MAX_FEATHER, metavar="PX"),
+        Option("min_island", "edges", "float",
+               "Drop subject islands smaller than this fraction of the image area, in [0, 1).", 0.0,
+               minimum=0.0, maximum=1.0, exclusive_maximum=True, metavar="F"),
+        Option("min_hole", "edges", "float",
+               "Fill holes in the subject smaller than this fraction of the image area, in [0, 1).", 0.0,
+               minimum=0.0, maximum=1.0, exclusive_maximum=True, metavar="F"),
+        # ------------------------------------------------------------------ framing
+        Option("background", "framing", "text",
+               "What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
+               "itself, blurred), an image, or transparent (the default). Opaque outputs have no "
+               "alpha, so JPEG works as is.", None,
+               cli_help="What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
+               "itself, blurred), an image file, or transparent (the default). Opaque outputs have no "
+               "alpha, so JPEG works as is.",
+               http_help="What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
+               "blurred), or transparent (default). For an image, upload it as the multipart file "
+               "field 'background'. Opaque outputs have alpha 255 (JPEG-ready).",
+               metavar="COLOR|blur|IMAGE"),
+        Option("fit", "framing", "choice",
+               "A background image: fill covers the canvas (cropped), fit shows all of it "
+               "(bars in its mean colour). Default: fill.", "fill", tuple(FITS)),
+        Option("blur", "framing", "float",
+               f"background=blur: the blur's sigma, a fraction of the output's longer side, "
+               f"in (0, {MAX_BLUR:g}] (default 0.02).", 0.02,
+               minimum=0.0, maximum=MAX_BLUR, exclusive_minimum=True, metavar="F"),
+        Option("shadow", "framing", "bool",
+               "A soft shadow under the subject (on a transparent background it goes into the alpha).",
+               False),
+        Option("crop", "framing", "bool", "Crop to the subject (plus margin), clamped to the photo.", False),
+        Option("margin", "framing", "float",
+               f"Crop margin on each side, a fraction of the subject's longer side, 0..{MAX_MARGIN:g} "
+               "(default 0.05); implies crop.", 0.05, minimum=0.0, maximum=MAX_MARGIN, metavar="F"),
+        Option("square", "framing", "bool",
+               "Put the subject (with crop) or the photo centred on a square canvas.", False),
+        Option("padding", "framing", "float",
+               f"Square canvas: free border on each side, a fraction of the side, in [0, {MAX_PADDING:g}); "
+               "implies square. A canvas of more than the pixel limit (max_pixels) is refused: set "
+               "max_size.", 0.0, minimum=0.0, maximum=MAX_PADDING, exclusive_maximum=True, metavar="F"),
+        Option("max_size", "framing", "int",
+               f"Scale the output down so its longer side is at most this many pixels (never up; "
+               f"1..{MAX_SIZE}).", None, minimum=1, maximum=MAX_SIZE, metavar="PX"),
+        Option("preset", "framing", "choice",
+               "ecommerce: white background, the subject cropped and centred on a square canvas "
+               "filling 85 % of it, at most 2000 px (other options override its values).", None,
+               tuple(PRESETS)),
+    )  # fmt: skip
+
+
+_OPTIONS: tuple[Option, ...] | None = None
+
+
+def options_for(front: Front) -> tuple[Option, ...]:
+    """The options that ``front`` offers, in the table's order."""
+    return tuple(o for o in OPTIONS() if front in o.fronts)
+
+
+def OPTIONS() -> tuple[Option, ...]:  # noqa: N802 - the table, built once on first use
+    """Every option of a cut-out and of the engine: the one table (name, type, default,
+    bounds, help) from which the fronts' parameters are made or checked."""
+    global _OPTIONS
+    if _OPTIONS is None:
+        _OPTIONS = _table()
+    return _OPTIONS

@@ -12,31 +12,27 @@ not a text option: it comes as a second multipart file, in the field ``backgroun
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from ..api import edge_options
-from ..edges import DECONTAMINATE_METHODS, MAX_FEATHER, REFINE_METHODS
 from ..errors import InvalidOptionError
-from ..framing import FITS, MAX_MARGIN, MAX_SIZE, PRESETS, Framing, make_framing
-from ..io.formats import FORMATS, normalize_format
+from ..framing import Framing, make_framing
+from ..io.formats import normalize_format
 from ..models import DEFAULT_MODEL, resolve_model
-from ..options import DEFAULT_QUALITY, CutOptions
-from ..passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode
-from ..pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
+from ..options import DEFAULT_QUALITY, OPTIONS, CutOptions, Option, options_for
+from ..passes import normalize_quality_mode
+from ..pipeline import normalize_output_type, parse_color
 from ..remover import check_options
 
 __all__ = ["OPTION_NAMES", "RemoveOptions", "openapi_parameters", "parse_options"]
 
-EDGE_OPTIONS: Final = ("refine", "decontaminate", "threshold", "feather", "min_island", "min_hole")
-FRAMING_OPTIONS: Final = (
-    "background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size", "preset",
-)  # fmt: skip
-OPTION_NAMES: Final = (
-    "model", "mode", "type", "format", "quality", "bg_color", *EDGE_OPTIONS, *FRAMING_OPTIONS,
-)  # fmt: skip
+EDGE_OPTIONS: Final = tuple(o.name for o in OPTIONS() if o.group == "edges")
+FRAMING_OPTIONS: Final = tuple(o.name for o in OPTIONS() if o.group == "framing")
+#: The names ``POST /api/remove`` takes: the table's options for the HTTP front.
+OPTION_NAMES: Final = tuple(o.name for o in options_for("http"))
 #: Values of ``bg_color`` that mean "keep the alpha channel".
 _TRANSPARENT: Final = frozenset({"", "none", "transparent"})
 
@@ -91,6 +87,13 @@ def _flag(name: str, value: str | None) -> bool | None:
     raise InvalidOptionError(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}")
 
 
+_PARSERS: Final[dict[str, Callable[[str, str | None], Any]]] = {
+    "int": _integer,
+    "float": _number,
+    "bool": _flag,
+}
+
+
 def _framing(values: Mapping[str, str], background_image: bytes | None) -> Framing | None:
     text = values.get("background")
     background: object = None
@@ -107,18 +110,23 @@ def _framing(values: Mapping[str, str], background_image: bytes | None) -> Frami
                 "send an image as the multipart file field 'background'"
             )
         background = text
-    return make_framing(
-        values.get("preset") or None,
-        background=background,  # type: ignore[arg-type]
-        fit=values.get("fit") or None,
-        blur=_number("blur", values.get("blur")),
-        shadow=_flag("shadow", values.get("shadow")),
-        crop=_flag("crop", values.get("crop")),
-        margin=_number("margin", values.get("margin")),
-        square=_flag("square", values.get("square")),
-        padding=_number("padding", values.get("padding")),
-        max_size=_integer("max_size", values.get("max_size")),
-    )
+    given = _parsed("framing", values, skip=("background",))
+    return make_framing(given.pop("preset"), background=background, **given)  # type: ignore[arg-type]
+
+
+def _parsed(group: str, values: Mapping[str, str], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The text values of the table's ``group`` options, parsed by their kind (``None``
+    where not given); their bounds are checked by the option's dataclass."""
+    given: dict[str, Any] = {}
+    for option in OPTIONS():
+        if option.group != group or option.name in skip:
+            continue
+        text = values.get(option.name)
+        if option.kind in ("choice", "text"):
+            given[option.name] = text or None
+        else:
+            given[option.name] = _PARSERS[option.kind](option.name, text)
+    return given
 
 
 def parse_options(
@@ -152,14 +160,7 @@ def parse_options(
     color = None if raw_color is None or raw_color.strip().lower() in _TRANSPARENT else parse_color(raw_color)
     if fmt == "alpha8" and color is not None and out_type != "mask":
         raise InvalidOptionError("format alpha8 has no colour channels: leave bg_color out")
-    edges = edge_options(
-        values.get("refine") or None,
-        values.get("decontaminate") or None,
-        _integer("threshold", values.get("threshold")),
-        _number("feather", values.get("feather")),
-        _number("min_island", values.get("min_island")),
-        _number("min_hole", values.get("min_hole")),
-    )
+    edges = edge_options(**_parsed("edges", values))
     framing = _framing(values, background_image)
     check_options(out_type, edges, framing)
     if framing is not None and framing.opaque:
@@ -179,124 +180,52 @@ def parse_options(
     )
 
 
+_OPENAPI_TYPES: Final = {
+    "choice": "string",
+    "text": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+}
+_EXAMPLES: Final = {"bg_color": "white", "background": "blur"}
+#: Besides the query string, these come as multipart form fields too (so does every option).
+_FORM_NOTE: Final = " Also accepted as a form field."
+
+
+def openapi_schema(option: Option) -> dict[str, Any]:
+    """An option's OpenAPI schema, from the one table: type, choices, bounds, default."""
+    schema: dict[str, Any] = {"type": _OPENAPI_TYPES[option.kind]}
+    if option.choices is not None:
+        schema["enum"] = list(option.choices)
+    if option.minimum is not None:
+        schema["exclusiveMinimum" if option.exclusive_minimum else "minimum"] = option.minimum
+    if option.maximum is not None:
+        schema["exclusiveMaximum" if option.exclusive_maximum else "maximum"] = option.maximum
+    if option.default is not None:
+        schema["default"] = option.default
+    if option.name in _EXAMPLES:
+        schema["example"] = _EXAMPLES[option.name]
+    return schema
+
+
 def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
-    """The query parameters as OpenAPI objects (validation itself is :func:`parse_options`)."""
-
-    def param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
-
-    return [
-        param(
-            "model",
-            "Model to run (default: the server's first model). Also accepted as a form field.",
-            {"type": "string", "enum": list(models), "default": models[0]},
-        ),
-        param(
-            "mode",
-            MODE_HELP + " Also accepted as a form field.",
-            {"type": "string", "enum": list(QUALITY_MODES), "default": "default"},
-        ),
-        param(
-            "type",
-            "foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.",
-            {"type": "string", "enum": list(OUTPUT_TYPES), "default": "foreground"},
-        ),
-        param(
-            "format",
-            "Output format. rgba8/alpha8 are raw pixels; the size is in the Content-Type "
-            "(image/x-rgba8;width=W;height=H). jpeg has no alpha: it is composited on bg_color "
-            "(white by default).",
-            {"type": "string", "enum": list(FORMATS), "default": "png"},
-        ),
-        param(
-            "quality",
-            "JPEG/WebP quality, 0..1 (WebP at 1 is lossless).",
-            {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_QUALITY},
-        ),
-        param(
-            "bg_color",
-            "Composite onto an opaque colour: a name (white), #rrggbb or R,G,B. "
-            "Omit (or 'transparent') to keep the alpha channel.",
-            {"type": "string", "example": "white"},
-        ),
-        param(
-            "refine",
-            "Mask upsampling: bilinear (default: the reference's) or guided (follows the photo's "
-            "edges; softens thin structures).",
-            {"type": "string", "enum": list(REFINE_METHODS), "default": "bilinear"},
-        ),
-        param(
-            "decontaminate",
-            "Replace the old background's colour in soft edge pixels by the subject's "
-            "(none keeps the photo's colours).",
-            {"type": "string", "enum": list(DECONTAMINATE_METHODS), "default": "blur_fusion"},
-        ),
-        param(
-            "threshold",
-            "Make the mask hard: subject where it is at least this value (0..255).",
-            {"type": "integer", "minimum": 0, "maximum": 255},
-        ),
-        param(
-            "feather",
-            f"Soften the mask's edge: Gaussian sigma in pixels, 0..{MAX_FEATHER:g}.",
-            {"type": "number", "minimum": 0, "maximum": MAX_FEATHER},
-        ),
-        param(
-            "min_island",
-            "Drop subject islands smaller than this fraction of the image area, in [0, 1).",
-            {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        ),
-        param(
-            "min_hole",
-            "Fill holes smaller than this fraction of the image area, in [0, 1).",
-            {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        ),
-        param(
-            "background",
-            "What goes behind the subject: a colour (white, #rrggbb, R,G,B), blur (the photo "
-            "blurred), or transparent (default). For an image, upload it as the multipart file "
-            "field 'background'. Opaque outputs have alpha 255 (JPEG-ready).",
-            {"type": "string", "example": "blur"},
-        ),
-        param(
-            "fit",
-            "Background image: fill covers the canvas (cropped), fit shows all of it.",
-            {"type": "string", "enum": list(FITS), "default": "fill"},
-        ),
-        param(
-            "blur",
-            "background=blur: sigma as a fraction of the output's longer side, in (0, 0.25].",
-            {"type": "number", "exclusiveMinimum": 0, "maximum": 0.25, "default": 0.02},
-        ),
-        param("shadow", "A soft shadow under the subject.", {"type": "boolean", "default": False}),
-        param("crop", "Crop to the subject plus margin.", {"type": "boolean", "default": False}),
-        param(
-            "margin",
-            f"Crop margin on each side, a fraction of the subject's longer side, 0..{MAX_MARGIN:g}; "
-            "implies crop.",
-            {"type": "number", "minimum": 0, "maximum": MAX_MARGIN, "default": 0.05},
-        ),
-        param(
-            "square",
-            "Centre the subject (with crop) or the photo on a square canvas.",
-            {"type": "boolean", "default": False},
-        ),
-        param(
-            "padding",
-            "Square canvas: free border on each side, a fraction of the side, in [0, 0.5); implies "
-            "square. A canvas of more pixels than the server's max_pixels is refused (413): set "
-            "max_size.",
-            {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
-        ),
-        param(
-            "max_size",
-            f"Scale the output down so its longer side is at most this many pixels (1..{MAX_SIZE}).",
-            {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
-        ),
-        param(
-            "preset",
-            "ecommerce: white background, subject cropped and centred on a square canvas "
-            "(85 % of it), at most 2000 px; other options override it.",
-            {"type": "string", "enum": list(PRESETS)},
-        ),
-    ]
+    """The query parameters as OpenAPI objects, made from the options table
+    (:data:`cleancut.options.OPTIONS`); validation itself is :func:`parse_options`."""
+    params = []
+    for option in options_for("http"):
+        description = option.help_for("http")
+        schema = openapi_schema(option)
+        if option.name == "model":  # the models this server loaded, its first the default
+            schema.update(enum=list(models), default=models[0])
+        if option.name in ("model", "mode"):
+            description += _FORM_NOTE
+        params.append(
+            {
+                "name": option.name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": schema,
+            }
+        )
+    return params

@@ -1,0 +1,187 @@
+"""The fronts agree (issue 13): the CLI's ``cleancut remove`` flags, the OpenAPI parameters,
+the HTTP parser and the library's keywords offer the options of the one table,
+:func:`cleancut.options.OPTIONS`, with its names, defaults, choices and bounds; the bounds
+are those that ``EdgeOptions.validate()`` / ``Framing.validate()`` enforce. A front that
+gains an option the table (and so the other fronts) lacks fails here.
+
+No model runs: everything is checked before any inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from typing import Any
+
+import click
+import pytest
+
+from cleancut import api
+from cleancut.api import edge_options
+from cleancut.cli import remove_cmd
+from cleancut.edges import EdgeOptions
+from cleancut.errors import InvalidOptionError
+from cleancut.framing import Framing, make_framing
+from cleancut.options import OPTIONS, CutOptions, EngineOptions, Option, options_for
+from cleancut.server.options import OPTION_NAMES, openapi_parameters, parse_options
+
+#: ``cleancut remove`` flags about the run, not the cut-out or the engine: where the inputs
+#: and outputs are, Ray, settings (cache, limits), verbosity.
+CLI_RUN_PARAMS = {
+    "inputs", "output", "overwrite", "quiet", "engine", "address", "num_workers",
+    "cache_dir", "model_url", "offline", "max_pixels",
+}  # fmt: skip
+#: Library keywords that are not options: the image, the settings object, callbacks.
+LIBRARY_OTHER = {"image", "settings", "progress", "cancel"}
+LIBRARY_FUNCTIONS = [api.remove_background, api.remove_foreground, api.segment_foreground]
+
+
+def names(front: str) -> list[str]:
+    return [o.name for o in options_for(front)]  # type: ignore[arg-type]
+
+
+def test_the_table_names_each_option_once() -> None:
+    all_names = [o.name for o in OPTIONS()]
+    assert len(all_names) == len(set(all_names))
+    for option in OPTIONS():
+        assert option.help and option.fronts, option.name
+        assert (option.choices is not None) == (option.kind == "choice"), option.name
+        if option.choices is not None and option.default is not None:
+            assert option.default in option.choices, option.name
+
+
+# --------------------------------------------------------------------------- the HTTP API
+
+
+def test_the_http_parser_takes_the_tables_names() -> None:
+    assert list(OPTION_NAMES) == names("http")
+    with pytest.raises(InvalidOptionError, match="unknown option 'device'"):
+        parse_options({"device": "cpu"}, models=["isnet_fp16"])
+
+
+def test_openapi_parameters_are_made_from_the_table() -> None:
+    params = {p["name"]: p for p in openapi_parameters(["isnet_fp16", "isnet_quint8"])}
+    assert list(params) == names("http")
+    for option in options_for("http"):
+        schema = params[option.name]["schema"]
+        assert params[option.name]["description"].startswith(option.help_for("http")), option.name
+        if option.name == "model":  # the loaded models, the first the default
+            assert schema["enum"] == ["isnet_fp16", "isnet_quint8"] and schema["default"] == "isnet_fp16"
+            continue
+        assert schema.get("enum") == (list(option.choices) if option.choices else None), option.name
+        assert schema.get("default") == option.default, option.name
+        low = "exclusiveMinimum" if option.exclusive_minimum else "minimum"
+        high = "exclusiveMaximum" if option.exclusive_maximum else "maximum"
+        assert schema.get(low) == option.minimum, option.name
+        assert schema.get(high) == option.maximum, option.name
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def cli_params() -> dict[str, click.Parameter]:
+    return {p.name: p for p in remove_cmd.params if p.name is not None}
+
+
+def test_cli_remove_flags_are_the_table() -> None:
+    params = cli_params()
+    by_flag = {opt: p for p in params.values() for opt in [*p.opts, *p.secondary_opts]}
+    seen = set()
+    for option in options_for("cli"):
+        param = by_flag.get(option.flag)
+        assert param is not None, f"cleancut remove has no {option.flag}"
+        seen.add(param.name)
+        if option.choices is not None:
+            assert isinstance(param.type, click.Choice), option.name
+            assert list(param.type.choices) == list(option.choices), option.name
+        elif option.kind == "bool":
+            assert param.is_bool_flag if isinstance(param, click.Option) else False, option.name
+        else:
+            expected = {"int": click.INT, "float": click.FLOAT, "text": click.STRING}[option.kind]
+            kind = param.type
+            if isinstance(kind, click.types._NumberRangeBase):  # bounds checked by click
+                assert kind.min == option.minimum and kind.max == option.maximum, option.name
+                kind = click.INT if isinstance(kind, click.IntRange) else click.FLOAT
+            assert kind == expected, option.name
+        # not given (None: the dataclass default stays) or the table's default
+        default = param.get_default(click.Context(remove_cmd), call=False)
+        assert default in (None, option.default), option.name
+    unknown = set(params) - seen - CLI_RUN_PARAMS
+    assert not unknown, f"cleancut remove options missing from the table: {sorted(unknown)}"
+
+
+# --------------------------------------------------------------------------- the library
+
+
+@pytest.mark.parametrize("function", LIBRARY_FUNCTIONS, ids=lambda f: f.__name__)
+def test_library_keywords_are_the_table(function: Any) -> None:
+    signature = inspect.signature(function)
+    keywords = [n for n in signature.parameters if n not in LIBRARY_OTHER]
+    assert sorted(keywords) == sorted(names("library"))  # keyword-only: the order is free
+    for option in options_for("library"):
+        default = signature.parameters[option.name].default
+        assert default in (None, option.default), option.name
+
+
+# --------------------------------------------------------------------------- defaults and bounds
+
+
+def test_defaults_are_the_dataclasses() -> None:
+    edges = EdgeOptions()
+    framing = Framing()
+    cut = CutOptions()
+    engine = EngineOptions()
+    for option in OPTIONS():
+        if option.group == "edges":
+            assert getattr(edges, option.name) == option.default, option.name
+        elif option.group == "framing" and option.name not in ("background", "preset"):
+            assert getattr(framing, option.name) == option.default, option.name
+        elif option.group == "output":
+            assert getattr(cut, option.name) == option.default, option.name
+        elif option.group == "engine":
+            assert getattr(engine, option.name) == option.default, option.name
+    assert {f.name for f in dataclasses.fields(EngineOptions)} == {
+        o.name for o in OPTIONS() if o.group == "engine"
+    }
+
+
+def _refused(option: Option, value: float) -> bool:
+    value = int(value) if option.kind == "int" else value
+    try:
+        if option.group == "edges":
+            edge_options(**{option.name: value})
+        else:
+            make_framing(**{option.name: value})
+    except InvalidOptionError:
+        return True
+    return False
+
+
+BOUNDED = [o for o in OPTIONS() if o.group in ("edges", "framing") and o.kind in ("int", "float")]
+
+
+@pytest.mark.parametrize("option", BOUNDED, ids=lambda o: o.name)
+def test_the_tables_bounds_are_the_ones_validate_checks(option: Option) -> None:
+    assert option.minimum is not None and option.maximum is not None, option.name
+    step = 1.0 if option.kind == "int" else None
+
+    def below(x: float) -> float:
+        return x - 1 if step else math.nextafter(x, -math.inf)
+
+    def above(x: float) -> float:
+        return x + 1 if step else math.nextafter(x, math.inf)
+
+    assert _refused(option, option.minimum) == option.exclusive_minimum
+    assert _refused(option, below(option.minimum))
+    assert _refused(option, option.maximum) == option.exclusive_maximum
+    assert _refused(option, above(option.maximum))
+    assert not _refused(option, (option.minimum + option.maximum) / 2 if not step else option.maximum)
+
+
+def test_help_texts_name_the_bounds() -> None:
+    for option in BOUNDED:
+        if option.name in ("threshold",):  # its metavar, 0..255, says it
+            assert option.metavar == "0..255"
+            continue
+        assert f"{option.maximum:g}" in option.help, option.name
