@@ -57,9 +57,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from cleancut import Settings, pipeline
-    from cleancut import io as codecs
     from cleancut.inference.backends import graph_for
     from cleancut.inference.runtime import create_onnxruntime_session, default_threads
+    from cleancut.io.decode import decode
     from cleancut.models import resolve_model
     from cleancut.models.graph import prepared_graph
     from cleancut.models.store import fetch_model
@@ -94,9 +94,7 @@ def main() -> None:
     except ImportError:
         print("openvino not installed: OpenVINO paths skipped")
 
-    inputs = {
-        p.name: pipeline.preprocess(codecs.decode(p, max_pixels=10**9).pixels) for p in photos(args.photos)
-    }
+    inputs = {p.name: pipeline.preprocess(decode(p, max_pixels=10**9).pixels) for p in photos(args.photos)}
     for run in runners.values():  # warm-up: first passes allocate and tune
         run(next(iter(inputs.values())))
     times: dict[str, list[float]] = {k: [] for k in runners}

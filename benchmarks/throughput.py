@@ -84,8 +84,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from cleancut import EdgeOptions, Remover, pipeline
-    from cleancut import io as codecs
     from cleancut.batch import OutputOptions, plan_jobs, run_jobs
+    from cleancut.io.decode import decode
 
     edges = EdgeOptions(refine="bilinear", decontaminate="none") if args.edges == "plain" else None
     latency = Remover(args.model, backend=args.backend, mode="latency").load()
@@ -95,7 +95,7 @@ def main() -> None:
     try:
         (tmp / "in").mkdir()
         photos = make_photos(tmp / "in", args.count, args.megapixels)
-        tensors = [pipeline.preprocess(codecs.decode(p, max_pixels=10**9).pixels) for p in photos[:4]]
+        tensors = [pipeline.preprocess(decode(p, max_pixels=10**9).pixels) for p in photos[:4]]
         for rem in (latency, throughput):
             rem.infer(tensors[0])  # warm-up
 

@@ -8,7 +8,7 @@ reports it as a failure with the input's label (the input itself is kept under
 
 Targets (inputs from ``tests/fuzz_strategies.py``):
 
-* ``decode``  — ``codecs.decode`` on damaged and crafted files, as bytes, streams and paths;
+* ``decode``  — ``io.decode.decode`` on damaged and crafted files, as bytes, streams and paths;
 * ``library`` — ``Remover.remove`` + ``Cutout.to_bytes`` on those plus PIL images of every
   mode, numpy arrays and non-images; decodable inputs run the real model ``--budget`` times;
 * ``options`` — every edge and framing option as the library's flat keywords, typed as
@@ -128,8 +128,8 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
     elif target == "cli":
         from click.testing import CliRunner
 
-        from cleancut import io as codecs
         from cleancut.cli import cli
+        from cleancut.io.decode import decode
 
         runner = CliRunner()
         env = {"CLEANCUT_CACHE_DIR": str(_cache_dir()), "CLEANCUT_OFFLINE": "1"}
@@ -144,7 +144,7 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
             out = work / f"out-{counter[0]}.png"
             args = ["remove"]
             try:
-                codecs.decode(case.data, max_pixels=100_000_000)
+                decode(case.data, max_pixels=100_000_000)
                 decodable = True
             except Exception:
                 decodable = False
@@ -167,7 +167,7 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
         from fastapi.testclient import TestClient
 
         from cleancut import Settings
-        from cleancut import io as codecs
+        from cleancut.io.decode import decode
         from cleancut.server import ServerSettings, create_app
 
         core = Settings.from_env(environ={}, cache_dir=_cache_dir(), offline=True)
@@ -201,7 +201,7 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
         def judge(case: Any, extra: Any) -> Any:
             options, shape, ctype, background = extra
             try:
-                codecs.decode(case.data, max_pixels=50_000_000)
+                decode(case.data, max_pixels=50_000_000)
                 decodable = True
             except Exception:
                 decodable = False

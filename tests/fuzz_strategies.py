@@ -36,8 +36,8 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from cleancut import io as codecs
 from cleancut.errors import CleancutError
+from cleancut.io.decode import DecodedImage, decode
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -606,7 +606,7 @@ def source_of(case: Case, folder: Path) -> Any:
 # --------------------------------------------------------------------------- judges
 
 
-def check_decoded(d: codecs.DecodedImage, max_pixels: int) -> str | None:
+def check_decoded(d: DecodedImage, max_pixels: int) -> str | None:
     """Why a decoded image breaks the contract, or None."""
     px = d.pixels
     if not isinstance(px, np.ndarray) or px.dtype != np.uint8 or px.ndim != 3:
@@ -637,7 +637,7 @@ def _clean(exc: CleancutError) -> Verdict:
 
 def judge_decode(case: Case, folder: Path, max_pixels: int = 100_000_000) -> Verdict:
     try:
-        decoded = codecs.decode(source_of(case, folder), max_pixels=max_pixels)
+        decoded = decode(source_of(case, folder), max_pixels=max_pixels)
     except CleancutError as exc:
         return _clean(exc)
     except Exception as exc:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps
 
-from cleancut import io as codecs
+from cleancut import io as image_io
 from cleancut.errors import (
     CleancutError,
     ImageTooLargeError,
@@ -1321,8 +1321,8 @@ def test_seeds_decode() -> None:
 
 
 def test_codecs_module_exports() -> None:
-    for name in codecs.__all__:
-        assert hasattr(codecs, name), name
+    for name in image_io.__all__:
+        assert hasattr(image_io, name), name
 
 
 # --------------------------------------------------------------------------- plain JPEG fast path

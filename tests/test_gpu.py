@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cleancut import Remover, Settings, pipeline
-from cleancut import io as codecs
 from cleancut.batch import OutputOptions, plan_jobs, run_jobs
 from cleancut.inference.runtime import create_onnxruntime_session, gpu_providers_present
+from cleancut.io.decode import decode
 from cleancut.models import MODELS
 from cleancut.models.graph import prepared_graph
 from cleancut.models.store import fetch_model
@@ -31,7 +31,7 @@ def test_dynamic_batch_graph_matches_single_images(model_settings: Settings, pho
     sess = create_onnxruntime_session(path, device="cpu")
     assert not isinstance(sess.session.get_inputs()[0].shape[0], int)
     assert sess.max_batch == 1  # batches are for GPUs: on a CPU one image fills the cores
-    xs = [pipeline.preprocess(codecs.decode(p, max_pixels=10**8).pixels) for p in photo_paths[:2]]
+    xs = [pipeline.preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths[:2]]
     together = sess.session.run(None, {"input": np.concatenate(xs)})[0]
     for i, x in enumerate(xs):
         alone = sess.session.run(None, {"input": x})[0]
@@ -49,7 +49,7 @@ def test_gpu_strict_runs_on_the_gpu_with_batches(model_settings: Settings) -> No
 @needs_gpu
 def test_gpu_batch_equals_single_images(model_settings: Settings, photo_paths: list[Path]) -> None:
     rem = Remover("isnet_fp16", device="gpu", strict=True, settings=model_settings).load()
-    xs = [pipeline.preprocess(codecs.decode(p, max_pixels=10**8).pixels) for p in photo_paths]
+    xs = [pipeline.preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths]
     together = rem.infer(np.concatenate(xs))
     for i, x in enumerate(xs):
         alone = rem.infer(x)

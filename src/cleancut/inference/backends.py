@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import io as codecs
 from .. import pipeline
 from ..config import Settings
 from ..errors import DeviceError
+from ..io.decode import decode
 from ..models import INPUT_SIZE, ModelSpec
 from ..progress import ProgressCallback
 from .runtime import Backend, Device, default_threads, gpu_providers_present
@@ -118,7 +118,7 @@ def _record_path(spec: ModelSpec, settings: Settings, threads: int) -> tuple[Pat
 
 def _selfcheck_input() -> np.ndarray:
     data = resources.files("cleancut").joinpath("data/selfcheck.jpg").read_bytes()
-    return pipeline.preprocess(codecs.decode(data, max_pixels=10_000_000).pixels, INPUT_SIZE)
+    return pipeline.preprocess(decode(data, max_pixels=10_000_000).pixels, INPUT_SIZE)
 
 
 def _timed(run: Any, x: np.ndarray) -> tuple[np.ndarray, float]:
