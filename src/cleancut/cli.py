@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._version import __version__
-from .cli_options import cut_options, engine_options, ray_options
+from .cli_options import cut_options, engine_options, ray_options, table_option
 from .config import Settings
 from .errors import CleancutError, InvalidOptionError
-from .io.formats import FORMATS, normalize_format
+from .io.formats import normalize_format
 from .models import DEFAULT_MODEL, MODELS, model_names, resolve_model
-from .passes import MODE_HELP, QUALITY_MODES, normalize_quality_mode
-from .pipeline import OUTPUT_TYPES, normalize_output_type, parse_color
+from .passes import normalize_quality_mode
+from .pipeline import normalize_output_type, parse_color
 from .server.command import serve as serve_cmd
 
 if TYPE_CHECKING:
@@ -211,61 +211,17 @@ def cli(verbose: int) -> None:
     metavar="PATH",
     help="Output file, or folder for several inputs; - for stdout.",
 )
-@click.option(
-    "-m",
-    "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    type=click.Choice(model_names(), case_sensitive=False),
-    help="Model variant.",
-)
-@click.option(
-    "--mode",
-    "quality_mode",
-    default="default",
-    show_default=True,
-    type=click.Choice(QUALITY_MODES, case_sensitive=False),
-    help=MODE_HELP,
-)
-@click.option(
-    "-t",
-    "--type",
-    "output_type",
-    default="foreground",
-    show_default=True,
-    type=click.Choice(OUTPUT_TYPES, case_sensitive=False),
-    help="foreground: keep the subject; background: keep the rest; mask: 8-bit gray mask.",
-)
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    default=None,
-    type=click.Choice(FORMATS, case_sensitive=False),
-    help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
-    "it is composited on --bg-color.",
-)
-@click.option(
-    "-q",
-    "--quality",
-    default=0.8,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="JPEG/WebP quality, 0..1 (1 = lossless WebP).",
-)
-@click.option(
-    "--bg-color",
-    default=None,
-    metavar="COLOR",
-    help="Composite onto this colour (name, #rrggbb or R,G,B); default for jpeg: white.",
-)
+@table_option("model", "-m", show_default=True)
+@table_option("mode", "quality_mode", show_default=True)
+@table_option("type", "-t", "output_type", show_default=True)
+@table_option("format", "-f", "fmt", default=None)  # default: from the -o extension
+@table_option("quality", "-q", show_default=True)
+@table_option("bg_color")
 @cut_options
 @engine_options
 @ray_options
-@click.option("--strict-device", is_flag=True, help="Fail instead of falling back to the CPU.")
-@click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: physical cores)."
-)
+@table_option("strict", "strict_device", is_flag=True)
+@table_option("threads")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @_settings_options

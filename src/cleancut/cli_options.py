@@ -12,27 +12,15 @@ import click
 
 from .errors import InvalidOptionError
 from .framing import make_framing
-from .inference.runtime import BACKENDS, DEVICES
 from .options import OPTIONS, Option
 
-__all__ = ["ENGINES", "cut_options", "engine_options", "ray_options"]
+__all__ = ["ENGINES", "cut_options", "engine_options", "ray_options", "table_option"]
 
 
 def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--device`` and ``--backend``: what runs the model."""
-    f = click.option(
-        "--backend",
-        default="auto",
-        show_default=True,
-        type=click.Choice(BACKENDS, case_sensitive=False),
-        help="Inference engine; auto picks the fastest one verified on this machine.",
-    )(f)
-    f = click.option(
-        "--device",
-        default="auto",
-        show_default=True,
-        type=click.Choice(DEVICES, case_sensitive=False),
-    )(f)
+    """``--device`` and ``--backend``: what runs the model (from the options table)."""
+    f = table_option("backend", show_default=True)(f)
+    f = table_option("device", show_default=True)(f)
     return f
 
 
@@ -71,9 +59,32 @@ _EDGE_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "edges")
 _FRAMING_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "framing")
 
 
+def table_option(
+    name: str, *decls: str, **overrides: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click option of the table entry ``name`` with the table's default, choices and
+    help; ``decls``: short flags and the Python name where they differ (``-t``,
+    ``output_type``); ``overrides``: other click attributes."""
+    option = next(o for o in OPTIONS() if o.name == name)
+    attrs: dict[str, Any] = {"default": option.default, "help": option.help_for("cli")}
+    if option.metavar is not None:
+        attrs["metavar"] = option.metavar
+    if option.choices is not None:
+        attrs["type"] = click.Choice(option.choices, case_sensitive=False)
+    elif option.kind == "float" and option.minimum is not None and option.maximum is not None:
+        attrs["type"] = click.FloatRange(option.minimum, option.maximum)
+    elif option.kind == "int" and option.minimum is not None:
+        high = None if option.maximum is None else int(option.maximum)
+        attrs["type"] = click.IntRange(int(option.minimum), high)
+    attrs.update(overrides)
+    flags = [d for d in decls if d.startswith("-")]
+    names = [d for d in decls if not d.startswith("-")]
+    return click.option(*flags, option.flag, *names, **attrs)
+
+
 def click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The click option of one table entry (:data:`cleancut.options.OPTIONS`). Its default is
-    ``None`` (not given: the dataclass default stays); flags come as ``--x/--no-x``."""
+    """The click option of one edge or framing entry of the table. Its default is ``None``
+    (not given: the dataclass default stays); flags come as ``--x/--no-x``."""
     attrs: dict[str, Any] = {"default": None, "help": option.help_for("cli")}
     if option.metavar is not None:
         attrs["metavar"] = option.metavar
