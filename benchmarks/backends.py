@@ -57,17 +57,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from cleancut import Settings, pipeline
-    from cleancut.inference.backends import graph_for
     from cleancut.inference.runtime import create_onnxruntime_session, default_threads
     from cleancut.io.decode import decode
     from cleancut.models import resolve_model
     from cleancut.models.graph import prepared_graph
-    from cleancut.models.store import fetch_model
+    from cleancut.models.store import ensure_model, fetch_model
 
     settings = Settings.from_env()
     spec = resolve_model(args.model)
     threads = args.threads or default_threads()
-    fp32 = graph_for("onnxruntime", spec, settings)
+    fp32 = ensure_model(spec, settings)
     published = prepared_graph(spec, fetch_model(spec, settings), settings)
 
     runners: dict[str, Any] = {}
