@@ -185,3 +185,27 @@ def test_help_texts_name_the_bounds() -> None:
             assert option.metavar == "0..255"
             continue
         assert f"{option.maximum:g}" in option.help, option.name
+
+
+# --------------------------------------------------------------------------- the one options type
+
+
+def test_remover_cut_takes_the_one_options_type(remover: Any) -> None:
+    import io
+
+    import numpy as np
+
+    from cleancut import stages
+    from fuzz_strategies import pil_image
+
+    buf = io.BytesIO()
+    pil_image("RGB", 64, 48).save(buf, "PNG")
+    photo = buf.getvalue()
+    options = CutOptions(type="mask", framing=Framing(crop=True), mode="fast")
+    cut = remover.cut(photo, options)
+    same = remover.remove(photo, type="mask", framing=Framing(crop=True), mode="fast")
+    np.testing.assert_array_equal(cut.pixels, same.pixels)
+    assert cut.box == same.box
+    assert stages.encode(cut, CutOptions(format="png")) == cut.to_bytes("png")
+    with pytest.raises(InvalidOptionError, match="mode must be one of"):
+        remover.cut(photo, CutOptions(mode="slow"))  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -362,15 +362,33 @@ class Remover:
         cut-out at full size). Both are checked before any work starts; a background image is
         decoded once, up front.
         """
-        output_type = pipeline.normalize_output_type(type)
-        check_options(output_type, edges, framing)
+        options = CutOptions(
+            type=pipeline.normalize_output_type(type),
+            edges=edges,
+            framing=framing,
+            mode=mode,  # type: ignore[arg-type]  # checked by cut(), after the other options
+        )
+        return self.cut(image, options, progress=progress, cancel=cancel)
+
+    def cut(
+        self,
+        image: ImageInput,
+        options: CutOptions,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal | None = None,
+    ) -> Cutout:
+        """Cut out ``image`` as ``options`` say (:class:`~cleancut.options.CutOptions`, the
+        one options type of every front; its encoding fields apply to
+        :func:`cleancut.stages.encode`, e.g. ``stages.encode(remover.cut(photo, opts), opts)``).
+        The options are checked before any work starts."""
+        from . import stages
         from .passes import normalize_quality_mode
 
-        mode = normalize_quality_mode(mode)
-        if framing is not None:
-            framing = framing.loaded(max_pixels=self.settings.max_pixels)
-        from . import stages
-
+        output_type = pipeline.normalize_output_type(options.type)
+        check_options(output_type, options.edges, options.framing)
+        mode = normalize_quality_mode(options.mode)
+        options = replace(options.loaded(self.settings.max_pixels), type=output_type, mode=mode)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         with stage("decode", progress, cancel):
@@ -380,7 +398,7 @@ class Remover:
         cut = stages.finish(
             decoded,
             y,
-            CutOptions(type=output_type, edges=edges, framing=framing, mode=mode),
+            options,
             exact=self.exact_resize,
             max_pixels=self.settings.max_pixels,
             progress=progress,
