@@ -209,3 +209,19 @@ def test_remover_cut_takes_the_one_options_type(remover: Any) -> None:
     assert stages.encode(cut, CutOptions(format="png")) == cut.to_bytes("png")
     with pytest.raises(InvalidOptionError, match="mode must be one of"):
         remover.cut(photo, CutOptions(mode="slow"))  # type: ignore[arg-type]
+
+
+def test_the_server_docs_list_every_http_option() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "server.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            for name in cells[0].replace("`", "").split(","):
+                rows[name.strip()] = cells[2]
+    for option in options_for("http"):
+        assert option.name in rows, f"docs/server.md has no row for {option.name}"
+        if option.choices is not None and option.default is not None and option.name != "model":
+            assert f"`{option.default}`" in rows[option.name], option.name
