@@ -225,3 +225,18 @@ def test_the_server_docs_list_every_http_option() -> None:
         assert option.name in rows, f"docs/server.md has no row for {option.name}"
         if option.choices is not None and option.default is not None and option.name != "model":
             assert f"`{option.default}`" in rows[option.name], option.name
+
+
+def test_remover_from_engine_options() -> None:
+    from cleancut.remover import Remover
+
+    rem = Remover.from_options(EngineOptions(model="isnet_quint8", device="cpu", threads=2, strict=True))
+    assert (rem.spec.name, rem.device, rem.backend, rem.threads, rem.strict) == (
+        "isnet_quint8",
+        "cpu",
+        "auto",
+        2,
+        True,
+    )
+    with pytest.raises(InvalidOptionError, match="threads must be at least 1"):
+        Remover.from_options(EngineOptions(threads=0))

@@ -54,6 +54,7 @@ from .errors import (
 from .io.atomic import temp_name_for
 from .io.formats import OutputFormat, extension_for
 from .models import DEFAULT_MODEL
+from .options import CutOptions, EngineOptions
 from .remover import Remover
 
 if TYPE_CHECKING:
@@ -477,14 +478,10 @@ class CutoutActor:
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
-        device: str = "auto",
-        backend: str = "auto",
-        strict: bool = False,
-        threads: int | None = None,
+        engine: EngineOptions | None = None,
         settings: Settings | None = None,
         settings_overrides: Mapping[str, Any] | None = None,
-        options: OutputOptions | None = None,
+        options: CutOptions | None = None,
         overwrite: bool = False,
         prefetch: int = 2,
     ) -> None:
@@ -492,9 +489,7 @@ class CutoutActor:
         # folder, its CLEANCUT_* variables) unless the driver passed explicit ones.
         if settings is None:
             settings = Settings.from_env(**dict(settings_overrides or {}))
-        self.remover = Remover(
-            model, device=device, backend=backend, strict=strict, threads=threads, settings=settings
-        ).load()
+        self.remover = Remover.from_options(engine or EngineOptions(), settings=settings).load()
         # a background image is decoded once per actor, not once per row
         opts = options if options is not None else local_batch.OutputOptions()
         self.options = opts.loaded(settings.max_pixels)
@@ -973,11 +968,7 @@ def _run_on_ray(
             "batch_format": "numpy",
             "compute": ActorPoolStrategy(size=workers),
             "fn_constructor_kwargs": {
-                "model": model,
-                "device": device,
-                "backend": backend,
-                "strict": strict,
-                "threads": per_actor_cpus,
+                "engine": EngineOptions(model, device, backend, strict, per_actor_cpus),
                 "settings": settings,
                 "settings_overrides": dict(settings_overrides or {}),
                 "options": options,

@@ -26,7 +26,7 @@ from .inference.runtime import MODES, Backend, Device, Mode, Session, normalize_
 from .io.decode import DecodedImage, ImageInput
 from .io.formats import OutputFormat
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
-from .options import DEFAULT_PNG_LEVEL, CutOptions
+from .options import DEFAULT_PNG_LEVEL, CutOptions, EngineOptions
 from .passes import Pass
 from .pipeline import OutputType
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
@@ -171,6 +171,21 @@ class Remover:
         self._sized: dict[int, Session] = {}
         self._graph: Path | None = None
         self._load_lock = threading.Lock()
+
+    @classmethod
+    def from_options(
+        cls, engine: EngineOptions, *, settings: Settings | None = None, scheduling: str = "latency"
+    ) -> Remover:
+        """A remover for the one engine options type (:class:`~cleancut.options.EngineOptions`)."""
+        return cls(
+            engine.model,
+            device=engine.device,
+            backend=engine.backend,
+            strict=engine.strict,
+            threads=engine.threads,
+            settings=settings,
+            scheduling=scheduling,
+        )
 
     # ------------------------------------------------------------------ loading
 
