@@ -37,7 +37,7 @@ from cleancut import (
     Settings,
 )
 from cleancut.models import MODELS
-from cleancut.models.download import installed_path, sha256_file, verify_installed
+from cleancut.models.installed import installed_path, sha256_file, verify_installed
 from cleancut.models.store import fetch_model
 from conftest import model_settings_for
 from mirror import Mirror, flip
@@ -534,7 +534,7 @@ def test_verification_stamp_skips_rehashing_until_the_file_changes(
     without hashing 88 MB; any rewrite of the file changes the stamp's key and re-hashes."""
     import os
 
-    import cleancut.models.download as download
+    import cleancut.models.installed as installed
 
     spec = MODELS["isnet_fp16"]
     path = tmp_path / spec.filename
@@ -548,7 +548,7 @@ def test_verification_stamp_skips_rehashing_until_the_file_changes(
     def no_hashing(_: Path) -> str:
         raise AssertionError("the stamp should have spared the hash")
 
-    monkeypatch.setattr(download, "sha256_file", no_hashing)
+    monkeypatch.setattr(installed, "sha256_file", no_hashing)
     assert verify_installed(spec, path)
     monkeypatch.undo()
 

@@ -45,7 +45,7 @@ from PIL import Image
 from cleancut import Remover, Settings
 from cleancut.io.atomic import TEMP_SUFFIX
 from cleancut.models import MODELS
-from cleancut.models.download import installed_path, verify_installed
+from cleancut.models.installed import installed_path, verify_installed
 from cleancut.models.store import fetch_model
 from conftest import EXAMPLES, TEST_CACHE
 from mirror import Mirror

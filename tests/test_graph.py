@@ -22,8 +22,8 @@ import pytest
 from cleancut import CancelledError, ModelError, Settings
 from cleancut.io.decode import decode
 from cleancut.models import MODELS
-from cleancut.models.download import sha256_file, verify_installed
 from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepared_graph, prune_outputs
+from cleancut.models.installed import sha256_file, verify_installed
 from cleancut.models.store import fetch_model
 from cleancut.pipeline import postprocess, preprocess
 from conftest import model_settings_for

@@ -439,7 +439,7 @@ def models_list(
     as_json: bool, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
 ) -> None:
     """Every model, its aliases, and whether it is in the cache."""
-    from .models.download import installed_path
+    from .models.installed import installed_path
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -507,7 +507,7 @@ def models_path(
     name: str, cache_dir: Path | None, model_url: str | None, offline: bool | None, max_pixels: int | None
 ) -> None:
     """Print where a model file lives; exit 1 if it has not been fetched."""
-    from .models.download import installed_path
+    from .models.installed import installed_path
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -533,7 +533,7 @@ def models_verify(
     max_pixels: int | None,
 ) -> None:
     """Check the size and SHA-256 of installed models; exit 1 if any is corrupt."""
-    from .models.download import installed_path, verify_installed
+    from .models.installed import installed_path, verify_installed
 
     with _errors():
         settings = _settings(cache_dir, model_url, offline, max_pixels)
@@ -587,7 +587,7 @@ def info_cmd(
 
     from .inference.openvino import version as ov_version
     from .inference.runtime import available_providers, default_threads
-    from .models.download import installed_path, verify_installed
+    from .models.installed import installed_path, verify_installed
     from .remover import Remover
 
     with _errors():

@@ -1,7 +1,8 @@
 """Models: what they are, where they come from, and the graph a backend loads.
 
 - :mod:`~cleancut.models.registry`: the pinned models, as data (re-exported here);
-- :mod:`~cleancut.models.download`: published files fetched, verified and installed;
+- :mod:`~cleancut.models.installed`: where model files live, and whether they are intact;
+- :mod:`~cleancut.models.download`: published files fetched (URL, then npm), verified, installed;
 - :mod:`~cleancut.models.graph`: derived (``isnet``), pruned, batched and resized graphs;
 - :mod:`~cleancut.models.store`: the entries, :func:`~cleancut.models.store.fetch_model`
   and :func:`~cleancut.models.store.ensure_model` (the path a backend loads).

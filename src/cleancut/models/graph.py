@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..errors import CancelledError, ModelError
 from ..progress import ProgressCallback
-from .download import fetch_published, installed_path, sha256_file, verify_file, verify_installed
+from .download import fetch_published
+from .installed import installed_path, sha256_file, verify_file, verify_installed
 from .registry import ModelSpec, resolve_model
 
 if TYPE_CHECKING:

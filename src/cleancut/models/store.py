@@ -2,6 +2,7 @@
 
 Layers inside :mod:`cleancut.models`, each importing only the ones before it:
 :mod:`~cleancut.models.registry` (the pinned models, as data) →
+:mod:`~cleancut.models.installed` (where files live, whether they are intact) →
 :mod:`~cleancut.models.download` (published files: fetched, verified, installed) →
 :mod:`~cleancut.models.graph` (derived and prepared graphs built from them) → this module.
 """

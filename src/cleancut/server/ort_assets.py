@@ -27,7 +27,8 @@ from typing import Final
 
 from ..config import Settings
 from ..errors import ChecksumMismatchError, DownloadError
-from ..models.download import npm_pack, sha256_file
+from ..models.download import npm_pack
+from ..models.installed import sha256_file
 
 __all__ = [
     "ORT_FILES",
