@@ -23,6 +23,7 @@ from .config import Settings
 from .framing import Background, make_framing
 from .io.decode import ImageInput
 from .models import DEFAULT_MODEL
+from .options import EngineOptions
 from .progress import CancelSignal, ProgressCallback
 from .remover import Cutout, Remover
 
@@ -43,22 +44,14 @@ _removers: dict[tuple[Any, ...], Remover] = {}
 _lock = threading.Lock()
 
 
-def _remover(
-    model: str,
-    device: str,
-    strict: bool,
-    threads: int | None,
-    settings: Settings | None,
-    backend: str = "auto",
-) -> Remover:
+def _remover(engine: EngineOptions, settings: Settings | None) -> Remover:
+    """The process's one :class:`Remover` for these engine options and settings."""
     settings = settings if settings is not None else Settings.from_env()
-    key = (model, device, backend, strict, threads, settings)
+    key = (engine, settings)
     with _lock:
         rem = _removers.get(key)
         if rem is None:
-            rem = Remover(
-                model, device=device, backend=backend, strict=strict, threads=threads, settings=settings
-            )
+            rem = Remover.from_options(engine, settings=settings)
             _removers[key] = rem
         return rem
 
@@ -74,14 +67,14 @@ def _cut(
     """The one body of the flat functions: their keywords (the library's options of the
     table, :func:`cleancut.options.options_for`) as :class:`~cleancut.options.EngineOptions`,
     :class:`~cleancut.edges.EdgeOptions`, :class:`~cleancut.framing.Framing` and the mode."""
-    from .options import EngineOptions, options_for
+    from .options import options_for
 
     given: dict[str, dict[str, Any]] = {"engine": {}, "output": {}, "edges": {}, "framing": {}}
     for option in options_for("library"):
         given[option.group][option.name] = keywords[option.name]
     engine = EngineOptions(**given["engine"])
     framing = given["framing"]
-    rem = _remover(engine.model, engine.device, engine.strict, engine.threads, settings, engine.backend)
+    rem = _remover(engine, settings)
     return rem.remove(
         image,
         type=output_type,
@@ -295,4 +288,5 @@ def preload(
 ) -> Remover:
     """Fetch and load one model now (only the one asked for, unlike the reference's
     ``preload`` that downloads every model), and return the shared :class:`Remover`."""
-    return _remover(model, device, strict, threads, settings, backend).load(progress=progress)
+    engine = EngineOptions(model=model, device=device, backend=backend, strict=strict, threads=threads)
+    return _remover(engine, settings).load(progress=progress)
