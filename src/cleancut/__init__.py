@@ -43,6 +43,7 @@ from .framing import Framing, make_framing
 from .io.decode import DecodedImage, decode
 from .io.formats import FORMATS
 from .models import DEFAULT_MODEL, MODELS, ModelSpec, resolve_model
+from .options import CutOptions, EngineOptions
 from .pipeline import OUTPUT_TYPES
 from .remover import Cutout, Remover
 
@@ -54,11 +55,13 @@ __all__ = [
     "CancelledError",
     "ChecksumMismatchError",
     "CleancutError",
+    "CutOptions",
     "Cutout",
     "DecodedImage",
     "DeviceError",
     "DownloadError",
     "EdgeOptions",
+    "EngineOptions",
     "Framing",
     "ImageError",
     "ImageTooLargeError",
