@@ -240,3 +240,37 @@ def test_remover_from_engine_options() -> None:
     )
     with pytest.raises(InvalidOptionError, match="threads must be at least 1"):
         Remover.from_options(EngineOptions(threads=0))
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        o
+        for o in options_for("http")
+        if o.group in ("edges", "framing") and o.name not in ("background", "preset")
+    ],
+    ids=lambda o: o.name,
+)
+def test_the_http_parser_reads_each_option_by_its_kind(option: Option) -> None:
+    """Each edge and framing option given alone as text reaches its dataclass field as the
+    table's type says."""
+    value: Any
+    if option.kind == "choice":
+        assert option.choices is not None
+        value = option.choices[-1]
+    elif option.kind == "bool":
+        value = True
+    else:
+        assert option.minimum is not None and option.maximum is not None
+        value = option.maximum if not option.exclusive_maximum else option.minimum
+        if option.exclusive_minimum:
+            value = option.maximum
+        value = int(value) if option.kind == "int" else float(value)
+    text = ("true" if value else "false") if option.kind == "bool" else str(value)
+    # fit and blur shape a background: alone they change nothing (no Framing at all)
+    extra = {"background": "blur"} if option.name in ("fit", "blur") else {}
+    parsed = parse_options({option.name: text, **extra}, models=["isnet_fp16"])
+    target = parsed.edges if option.group == "edges" else parsed.framing
+    assert target is not None, option.name
+    assert getattr(target, option.name) == value, option.name
+    assert type(getattr(target, option.name)) is type(value), option.name
