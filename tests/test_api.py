@@ -607,7 +607,7 @@ def test_edges_and_blur_background_on_remover(remover: Remover, astro_mask: np.n
 
     cut = remover.remove(
         ASTRONAUT,
-        edges=EdgeOptions(refine="guided", decontaminate="blur_fusion"),
+        edges=EdgeOptions(refine="bilinear", decontaminate="blur_fusion"),
         framing=Framing(background="blur", crop=True, margin=0.1),
     )
     assert cut.box is not None
