@@ -427,18 +427,23 @@ def _count(n: int) -> str:
     return f"{n}" if n < 10**12 else f"~{float(n):.1e}"
 
 
+def _visible(a: np.ndarray, window: Box, region: Box, reflect: bool) -> Box:
+    """The part of ``a`` that shows through ``window``: all of it with ``reflect``, else
+    ``region`` clipped to the window and the image (empty when right <= left)."""
+    h, w = a.shape[:2]
+    if reflect:
+        return (0, 0, w, h)
+    x0, y0, x1, y1 = window
+    return (max(region[0], x0, 0), max(region[1], y0, 0), min(region[2], x1, w), min(region[3], y1, h))
+
+
 def _cut(a: np.ndarray, window: Box, region: Box, *, reflect: bool = False) -> np.ndarray:
     """``a`` seen through ``window``: the pixels inside ``region`` (clipped to the image), and
     outside it zeros, or with ``reflect`` the image mirrored at its edges."""
     import cv2
 
-    h, w = a.shape[:2]
     x0, y0, x1, y1 = window
-    if reflect:
-        rx0, ry0, rx1, ry1 = 0, 0, w, h
-    else:
-        rx0, ry0 = max(region[0], x0, 0), max(region[1], y0, 0)
-        rx1, ry1 = min(region[2], x1, w), min(region[3], y1, h)
+    rx0, ry0, rx1, ry1 = _visible(a, window, region, reflect)
     if rx1 <= rx0 or ry1 <= ry0:
         return np.zeros((y1 - y0, x1 - x0, *a.shape[2:]), dtype=a.dtype)
     inner = a[max(ry0, y0) : min(ry1, y1), max(rx0, x0) : min(rx1, x1)]
@@ -469,14 +474,9 @@ def _place(
     if (x1 - x0, y1 - y0) == (ow, oh):
         return _cut(a, window, region, reflect=reflect)
     sx, sy = ow / (x1 - x0), oh / (y1 - y0)
-    h, w = a.shape[:2]
-    if reflect:
-        rx0, ry0, rx1, ry1 = 0, 0, w, h
-    else:
-        rx0, ry0 = max(region[0], x0, 0), max(region[1], y0, 0)
-        rx1, ry1 = min(region[2], x1, w), min(region[3], y1, h)
-        if rx1 <= rx0 or ry1 <= ry0:
-            return np.zeros((oh, ow, *a.shape[2:]), dtype=a.dtype)
+    rx0, ry0, rx1, ry1 = _visible(a, window, region, reflect)
+    if rx1 <= rx0 or ry1 <= ry0:
+        return np.zeros((oh, ow, *a.shape[2:]), dtype=a.dtype)
     # Where the kept part lands on the output canvas (may reach past it with reflect).
     px0, py0 = round((rx0 - x0) * sx), round((ry0 - y0) * sy)
     px1, py1 = round((rx1 - x0) * sx), round((ry1 - y0) * sy)
