@@ -13,8 +13,8 @@ The split is fixed by name: ``tune`` or ``report`` from the first byte of the SH
 pair's name (about half each, in every subset). Defaults and the best mode are chosen on
 ``tune``; the figures the README states are ``report``.
 
-Network outputs are cached per (model, variant, photo) in ``.cache/quality/real/`` as
-float16 ``[S, S]`` arrays, so every post-processing option reuses them.
+Network outputs are cached per (model, pass, photo) under :data:`CACHE` by
+``benchmarks/quality.py`` (its ``Outputs``), so every post-processing option reuses them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -102,28 +101,3 @@ def pairs(split: Split = "all", subsets: tuple[str, ...] = (), limit: int | None
                 )
             )
     return out
-
-
-def cache_path(model: str, variant: str, name: str) -> Path:
-    return CACHE / model / variant / f"{name}.npy"
-
-
-def cached_output(model: str, variant: str, name: str) -> np.ndarray | None:
-    path = cache_path(model, variant, name)
-    if not path.is_file():
-        return None
-    return np.load(path).astype(np.float32)[None, None]
-
-
-def store_output(model: str, variant: str, name: str, y: np.ndarray) -> None:
-    path = cache_path(model, variant, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, np.asarray(y, dtype=np.float32).reshape(y.shape[-2:]).astype(np.float16))
-    tmp.replace(path)
-
-
-def iter_loaded(items: list[Pair]) -> Iterator[tuple[Pair, np.ndarray, np.ndarray]]:
-    for p in items:
-        pixels, mask = p.load()
-        yield p, pixels, mask
