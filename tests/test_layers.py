@@ -1,6 +1,6 @@
 """Layers point one way: the import graph of ``src/cleancut`` (module-level and deferred
-imports alike, read from the source) has no cycle in the layers below the fronts, and no
-module imports the package root (which loads the whole library)."""
+imports alike, read from the source) has no cycle, the layers below the fronts import none
+of the pipeline, and no module imports the package root (which loads the whole library)."""
 
 from __future__ import annotations
 
@@ -83,26 +83,46 @@ def test_no_module_imports_the_package_root() -> None:
     assert not offenders, f"these import the package root (import from its module instead): {offenders}"
 
 
-def test_layers_have_no_import_cycle() -> None:
-    graph = {name: [t for t in GRAPH[name] if _layered(t)] for name in MODULES if _layered(name)}
+def _cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (``[a, b, …, a]``), or ``None``."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
-    def visit(node: str) -> None:
+    def visit(node: str) -> list[str] | None:
         state[node] = 1
         path.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt]
-                pytest.fail("import cycle: " + " -> ".join(cycle))
-            if nxt not in state:
-                visit(nxt)
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
         path.pop()
         state[node] = 2
+        return None
 
     for node in sorted(graph):
-        if node not in state:
-            visit(node)
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_layers_have_no_import_cycle() -> None:
+    graph = {name: [t for t in GRAPH[name] if _layered(t)] for name in MODULES if _layered(name)}
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_import_cycle_anywhere() -> None:
+    """Not in the pipeline either: the stages are plain functions, the remover calls them
+    (and the cut-out they return lives in :mod:`cleancut.cutout`, below both)."""
+    graph = {name: [t for t in GRAPH[name] if t != ROOT] for name in MODULES if name != ROOT}
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_stages_do_not_import_the_remover() -> None:
+    assert "cleancut.remover" not in GRAPH["cleancut.stages"]
+    assert "cleancut.remover" not in GRAPH["cleancut.cutout"]
 
 
 def test_layered_modules_stay_below_the_fronts() -> None:

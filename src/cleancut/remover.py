@@ -1,127 +1,44 @@
-"""``Remover``: one loaded model, and the :class:`Cutout` it returns.
+"""``Remover``: one loaded model, configured by one :class:`~cleancut.options.EngineOptions`
+(what runs) and one :class:`~cleancut.config.Settings` (cache, network, pixel limit).
 
-The pipeline per image: decode → preprocess → inference → postprocess (the mask, with the
-optional :class:`~cleancut.edges.EdgeOptions`) → compose (edge colours, then the optional
-:class:`~cleancut.framing.Framing`: background, crop, canvas) → (encode on demand).
-Each stage reports ``compute:<stage>`` progress and checks the cancel signal before it runs.
+It owns the sessions; the stages themselves (:mod:`cleancut.stages`) are plain functions it
+calls: decode → preprocess → inference → postprocess → compose (→ encode on demand), each
+reporting ``compute:<stage>`` progress and checking the cancel signal before it runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io as codecs
-from . import pipeline
+from . import pipeline, stages
 from .config import Settings
+from .cutout import Cutout, check_options, make_cutout
 from .errors import InvalidOptionError
 from .inference.runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
 from .io.decode import DecodedImage, ImageInput
-from .io.formats import OutputFormat
 from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
 from .options import DEFAULT_PNG_LEVEL, CutOptions, EngineOptions
-from .passes import Pass
-from .pipeline import OutputType
+from .passes import Pass, normalize_quality_mode, passes_for
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
+from .stages import make_mask
 
 if TYPE_CHECKING:
     from .edges import EdgeOptions
     from .framing import Framing
 
-__all__ = ["Cutout", "Remover", "check_options", "make_cutout", "make_mask"]
+# Cutout, check_options, make_cutout, make_mask and DEFAULT_PNG_LEVEL live in cutout, stages
+# and options; they stay importable from here, where callers have long found them.
+__all__ = ["DEFAULT_PNG_LEVEL", "Cutout", "Remover", "check_options", "make_cutout", "make_mask"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Cutout:
-    """The result of every cleancut function.
-
-    ``pixels``: ``[H, W, 4]`` RGBA for ``foreground``/``background``, ``[H, W]`` gray for
-    ``mask``. ``mask``: the subject mask ``[H, W]`` uint8 (255 = subject), framed like the
-    pixels (full resolution unless cropped or capped). ``icc_profile``: the source's RGB
-    profile, carried to encoded outputs. ``timings``: seconds per stage. ``box``: the part
-    of the photo the output shows, ``(left, top, right, bottom)`` in the photo's pixels
-    (right and bottom exclusive): the crop box with ``crop``, else the whole photo.
-    """
-
-    pixels: np.ndarray
-    mask: np.ndarray
-    type: OutputType
-    icc_profile: bytes | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    box: tuple[int, int, int, int] | None = None
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return (self.width, self.height)
-
-    def to_pil(self, bg_color: str | tuple[int, int, int] | None = None) -> Any:
-        """A ``PIL.Image.Image`` (RGBA, or L for masks; RGB when ``bg_color`` is given)."""
-        from PIL import Image
-
-        img = Image.fromarray(self._pixels_for(None, bg_color))
-        if self.icc_profile and img.mode in ("RGB", "RGBA"):
-            img.info["icc_profile"] = self.icc_profile
-        return img
-
-    def _pixels_for(
-        self, fmt: OutputFormat | None, bg_color: str | tuple[int, int, int] | None
-    ) -> np.ndarray:
-        px = self.pixels
-        if px.ndim == 3 and (bg_color is not None or fmt == "jpeg"):
-            px = pipeline.flatten(px, pipeline.parse_color(bg_color))
-        return px
-
-    def to_bytes(
-        self,
-        format: str = "png",
-        *,
-        quality: float = 0.8,
-        bg_color: str | tuple[int, int, int] | None = None,
-        png_compress_level: int = DEFAULT_PNG_LEVEL,
-    ) -> bytes:
-        """Encode: ``png`` (default), ``webp``, ``jpeg`` (flattened on ``bg_color``, white by
-        default), or raw ``rgba8`` / ``alpha8``. ``quality`` 0..1 for JPEG and WebP (1 is
-        lossless WebP). ``bg_color`` composites onto an opaque colour in any format."""
-        fmt = codecs.normalize_format(format)
-        return codecs.encode(
-            self._pixels_for(fmt, bg_color),
-            fmt,
-            quality=quality,
-            icc_profile=self.icc_profile,
-            png_compress_level=png_compress_level,
-        )
-
-    def save(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        format: str | None = None,
-        quality: float = 0.8,
-        bg_color: str | tuple[int, int, int] | None = None,
-        overwrite: bool = False,
-        png_compress_level: int = DEFAULT_PNG_LEVEL,
-    ) -> Path:
-        """Encode and write atomically; the format follows ``format`` or the file extension."""
-        fmt = format or codecs.format_from_path(path) or "png"
-        data = self.to_bytes(fmt, quality=quality, bg_color=bg_color, png_compress_level=png_compress_level)
-        return codecs.write_atomic(path, data, overwrite=overwrite)
 
 
 class Remover:
@@ -140,20 +57,16 @@ class Remover:
         strict: bool = False,
         threads: int | None = None,
         settings: Settings | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        model_url: str | None = None,
-        offline: bool | None = None,
-        max_pixels: int | None = None,
         scheduling: str = "latency",
     ) -> None:
+        """``model``, ``device``, ``backend``, ``strict`` and ``threads`` are the fields of
+        :class:`~cleancut.options.EngineOptions`, spelled out for convenience
+        (:meth:`from_options` takes that value whole). ``settings``: cache, model source,
+        offline and pixel limit (default: :meth:`Settings.from_env`). ``scheduling``:
+        ``latency`` (one image at a time) or ``throughput`` (folder batches: several images in
+        flight, see :data:`cleancut.inference.runtime.Mode`)."""
         self.spec = resolve_model(model)
-        base = settings if settings is not None else Settings.from_env()
-        self.settings = base.with_(
-            cache_dir=Path(cache_dir) if cache_dir is not None else None,
-            model_base_url=model_url,
-            offline=offline,
-            max_pixels=max_pixels,
-        )
+        self.settings = settings if settings is not None else Settings.from_env()
         self.device: Device = normalize_device(device)
         self.backend: Backend = normalize_backend(backend)
         self.backend_reason: str | None = None
@@ -163,8 +76,6 @@ class Remover:
         self.threads = threads
         if scheduling not in MODES:
             raise InvalidOptionError(f"scheduling must be one of {', '.join(MODES)}, got {scheduling!r}")
-        #: ``latency`` (one image at a time) or ``throughput`` (folder batches: several
-        #: images in flight, see runtime.Mode).
         self.scheduling: Mode = scheduling
         self._session: Session | None = None
         #: sessions for passes at other input sizes than 1024² (quality modes), by size
@@ -176,15 +87,18 @@ class Remover:
     def from_options(
         cls, engine: EngineOptions, *, settings: Settings | None = None, scheduling: str = "latency"
     ) -> Remover:
-        """A remover for the one engine options type (:class:`~cleancut.options.EngineOptions`)."""
-        return cls(
-            engine.model,
-            device=engine.device,
-            backend=engine.backend,
-            strict=engine.strict,
-            threads=engine.threads,
-            settings=settings,
-            scheduling=scheduling,
+        """A remover for one :class:`~cleancut.options.EngineOptions` value."""
+        return cls(**dataclasses.asdict(engine), settings=settings, scheduling=scheduling)
+
+    @property
+    def engine(self) -> EngineOptions:
+        """What runs, as the one engine options value (model name and device normalised)."""
+        return EngineOptions(
+            model=self.spec.name,
+            device=self.device,
+            backend=self.backend,
+            strict=self.strict,
+            threads=self.threads,
         )
 
     # ------------------------------------------------------------------ loading
@@ -203,6 +117,7 @@ class Remover:
             if self._session is None:
                 from .inference import backends
                 from .inference.runtime import get_session, gpu_providers_present
+                from .models.store import ensure_model
 
                 check_cancel(cancel, "loading the model")
                 cancel_fn = None if cancel is None else (lambda: _fired(cancel))
@@ -218,8 +133,8 @@ class Remover:
                 gpu = (
                     choice.backend == "onnxruntime" and self.device != "cpu" and bool(gpu_providers_present())
                 )
-                graph = backends.graph_for(
-                    choice.backend, self.spec, self.settings, progress, cancel_fn, gpu=gpu
+                graph = ensure_model(
+                    self.spec, self.settings, progress, cancel_fn, backend=choice.backend, gpu=gpu
                 )
                 self._session = get_session(
                     graph,
@@ -284,8 +199,6 @@ class Remover:
     # ------------------------------------------------------------------ stages
 
     def decode(self, image: ImageInput) -> DecodedImage:
-        from . import stages
-
         return stages.decode(image, max_pixels=self.settings.max_pixels)
 
     def run_pass(self, p: Pass, x: np.ndarray) -> np.ndarray:
@@ -336,9 +249,6 @@ class Remover:
     ) -> np.ndarray:
         """RGB(A) uint8 ``[H, W, C]`` → the network's output ``[1, 1, S, S]`` in 0..1 for
         the quality ``mode`` (several passes averaged for ``best``)."""
-        from . import stages
-        from .passes import passes_for
-
         for p in passes_for(mode):  # load every pass's session before the first runs
             self.session_for(p.size, progress, cancel)
         return stages.infer(
@@ -397,9 +307,6 @@ class Remover:
         one options type of every front; its encoding fields apply to
         :func:`cleancut.stages.encode`, e.g. ``stages.encode(remover.cut(photo, opts), opts)``).
         The options are checked before any work starts."""
-        from . import stages
-        from .passes import normalize_quality_mode
-
         output_type = pipeline.normalize_output_type(options.type)
         check_options(output_type, options.edges, options.framing)
         mode = normalize_quality_mode(options.mode)
@@ -442,85 +349,6 @@ class Remover:
     def __repr__(self) -> str:
         state = "loaded" if self._session is not None else "not loaded"
         return f"Remover(model={self.spec.name!r}, backend={self.backend!r}, device={self.device!r}, {state})"
-
-
-def check_options(output_type: OutputType, edges: EdgeOptions | None, framing: Framing | None) -> None:
-    """Refuse option combinations that cannot work, before any work is done."""
-    if edges is not None:
-        edges.validate()
-    if framing is None:
-        return
-    framing.validate()
-    if output_type == "mask" and (framing.opaque or framing.shadow):
-        raise InvalidOptionError(
-            "a background or shadow needs a cut-out: use type foreground (or background); "
-            "a mask output takes only crop, square, padding and max_size"
-        )
-    if output_type == "background" and framing.shadow:
-        raise InvalidOptionError("a shadow needs a subject: use it with type foreground, not background")
-
-
-def _edges_or_default(edges: EdgeOptions | None) -> EdgeOptions:
-    """``None`` means the defaults, :class:`~cleancut.edges.EdgeOptions()`: the reference's
-    mask (bilinear) with blur-fusion colour decontamination."""
-    if edges is not None:
-        return edges
-    from .edges import EdgeOptions
-
-    return EdgeOptions()
-
-
-def make_mask(y: np.ndarray, pixels: np.ndarray, edges: EdgeOptions | None, *, exact: bool) -> np.ndarray:
-    """Network output → full-resolution mask through :func:`cleancut.edges.make_mask`
-    (``edges=None``: the default :class:`~cleancut.edges.EdgeOptions`)."""
-    from . import edges as edges_mod
-
-    return edges_mod.make_mask(y, pixels, _edges_or_default(edges), exact=exact)
-
-
-def make_cutout(
-    pixels: np.ndarray,
-    mask: np.ndarray,
-    output_type: OutputType,
-    icc_profile: bytes | None = None,
-    *,
-    edges: EdgeOptions | None = None,
-    framing: Framing | None = None,
-    max_pixels: int = 100_000_000,
-) -> Cutout:
-    """The compose stage, shared by :class:`Remover`, the batch runner and the server: the
-    output pixels for ``output_type`` from the photo and its full-resolution mask — edge
-    colours (``edges``), then background and framing (``framing``)."""
-    h, w = mask.shape
-    if framing is not None and framing.is_identity:
-        framing = None
-    if output_type == "mask":
-        if framing is None:
-            return Cutout(mask, mask, "mask", icc_profile, box=(0, 0, w, h))
-        from .framing import frame_mask
-
-        framed_mask, geo = frame_mask(mask, framing)
-        return Cutout(framed_mask, framed_mask, "mask", icc_profile, box=geo.box)
-    invert = output_type == "background"
-    colours = pixels
-    edges = _edges_or_default(edges)
-    if edges.decontaminate != "none":
-        from . import edges as edges_mod
-
-        estimate = edges_mod.background_colors if invert else edges_mod.foreground_colors
-        colours = estimate(pixels, mask, edges)
-    if framing is None:
-        return Cutout(
-            pipeline.apply_mask(colours, mask, invert=invert),
-            mask,
-            output_type,
-            icc_profile,
-            box=(0, 0, w, h),
-        )
-    from .framing import apply
-
-    framed = apply(colours, mask, framing, photo=pixels, invert=invert, max_pixels=max_pixels)
-    return Cutout(framed.pixels, framed.mask, output_type, icc_profile, box=framed.geometry.box)
 
 
 def _fired(cancel: CancelSignal) -> bool:

@@ -2,14 +2,15 @@
 
 decode → :func:`prepare` (the quality mode's pass inputs, :mod:`cleancut.passes`) →
 :func:`infer` (each pass on a session for its size, outputs combined) → :func:`finish`
-(mask through :func:`cleancut.edges.make_mask`, compose through
-:func:`~cleancut.remover.make_cutout`, the pixel limit passed on) → :func:`encode`.
+(mask through :func:`make_mask`, compose through :func:`cleancut.cutout.make_cutout`, the
+pixel limit passed on) → :func:`encode`.
 
 :class:`~cleancut.remover.Remover`, the local batch (:func:`cleancut.batch.run_jobs`), the
 server engine (:mod:`cleancut.server.engine`) and the Ray actor
 (:class:`cleancut.distributed.CutoutActor`) call these; they differ only in where each stage
 runs (threads, pools, actors) and how a pass reaches its session (batched on a GPU, with a
-deadline on the server).
+deadline on the server). Nothing here imports the remover: a pass reaches the network
+through the ``run`` callable it is given.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import io as codecs
+from .cutout import Cutout, edges_or_default, make_cutout
 from .passes import Pass, combine, pass_input, pass_output, passes_for
 from .progress import CancelSignal, ProgressCallback, stage
 
 if TYPE_CHECKING:
+    from .edges import EdgeOptions
     from .io.decode import DecodedImage, ImageInput
     from .options import CutOptions
-    from .remover import Cutout
 
-__all__ = ["RunPass", "decode", "encode", "finish", "infer", "prepare"]
+__all__ = ["RunPass", "decode", "encode", "finish", "infer", "make_mask", "prepare"]
 
 #: How one pass reaches the network: ``run(pass, x)`` → the raw output ``[N, 1, S, S]``.
 RunPass = Callable[[Pass, np.ndarray], np.ndarray]
@@ -82,6 +84,14 @@ def infer(
     return y
 
 
+def make_mask(y: np.ndarray, pixels: np.ndarray, edges: EdgeOptions | None, *, exact: bool) -> np.ndarray:
+    """Network output → full-resolution mask through :func:`cleancut.edges.make_mask`
+    (``edges=None``: the default :class:`~cleancut.edges.EdgeOptions`)."""
+    from . import edges as edges_mod
+
+    return edges_mod.make_mask(y, pixels, edges_or_default(edges), exact=exact)
+
+
 def finish(
     decoded: DecodedImage,
     y: np.ndarray,
@@ -95,8 +105,6 @@ def finish(
 ) -> Cutout:
     """Network output → the cut-out: the full-resolution mask (``options.edges``), then
     edge colours, background and framing (``options.type``, ``options.framing``)."""
-    from .remover import make_cutout, make_mask
-
     t0 = time.perf_counter()
     with stage("postprocess", progress, cancel):
         mask = make_mask(y, decoded.pixels, options.edges, exact=exact)

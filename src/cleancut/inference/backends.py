@@ -39,7 +39,7 @@ from ..models import INPUT_SIZE, ModelSpec
 from ..progress import ProgressCallback
 from .runtime import Backend, Device, default_threads, gpu_providers_present
 
-__all__ = ["Choice", "graph_for", "resolve", "self_check"]
+__all__ = ["Choice", "resolve", "self_check"]
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,6 @@ class Choice:
     backend: Backend
     reason: str
     record: dict[str, Any] | None = None
-
-
-def graph_for(
-    backend: Backend,
-    spec: ModelSpec,
-    settings: Settings,
-    progress: ProgressCallback | None = None,
-    cancel: Any = None,
-    *,
-    gpu: bool = False,
-) -> Path:
-    """The ONNX file ``backend`` loads for ``spec``: the models layer's
-    :func:`~cleancut.models.store.ensure_model`."""
-    from ..models.store import ensure_model
-
-    return ensure_model(spec, settings, progress, cancel, backend=backend, gpu=gpu)
 
 
 def _dist_version(name: str) -> str | None:
