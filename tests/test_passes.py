@@ -9,6 +9,7 @@ import pytest
 
 from cleancut import InvalidOptionError, Remover, pipeline
 from cleancut.passes import (
+    AVERAGE_GAIN,
     QUALITY_MODES,
     Pass,
     combine,
@@ -29,7 +30,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_modes_and_their_passes() -> None:
     assert QUALITY_MODES == ("fast", "default", "best")
     assert passes_for("default") == (Pass(1024),)
-    assert passes_for("BEST ") == (Pass(1024), Pass(1024, flip=True), Pass(1280))
+    assert passes_for("BEST ") == (Pass(1024), Pass(1024, flip=True), Pass(768), Pass(768, flip=True))
     assert all(p.size % 32 == 0 for m in QUALITY_MODES for p in passes_for(m))
     for bad in ("", "quality", None, 1, "best!"):
         with pytest.raises(InvalidOptionError, match="mode must be one of fast, default, best"):
@@ -49,12 +50,18 @@ def test_combine_averages_on_the_reference_grid() -> None:
     rng = np.random.default_rng(5)
     a = rng.random((1, 1, 64, 64), dtype=np.float32)
     assert combine([a]) is a
-    assert np.allclose(combine([a, a]), a)
+    assert np.allclose(combine([a, a], gain=1.0), a)
+    # the average is sharpened in logit space: 0, 0.5 and 1 stay, the rest move away from 0.5
+    sharp = combine([a, a])
+    assert np.allclose(sharp, 1 / (1 + ((1 - a) / a) ** AVERAGE_GAIN), atol=1e-5)
+    assert np.all((sharp - 0.5) * (a - 0.5) >= 0) and np.all(np.abs(sharp - 0.5) >= np.abs(a - 0.5) - 1e-6)
+    edges = np.tile(np.array([0.0, 0.5, 1.0], dtype=np.float32), (3, 1))[None, None]
+    assert np.array_equal(combine([edges, edges]), edges)
     # a smaller output is brought to the larger grid on src = dst·s/S (no half-pixel
     # offset), as pipeline.postprocess maps outputs to the photo: a ramp stays the same ramp
     ramp = np.tile(np.arange(32, dtype=np.float32) / 32, (32, 1))[None, None]
     big = np.tile(np.arange(64, dtype=np.float32) / 64, (64, 1))[None, None]
-    out = combine([ramp, big])
+    out = combine([ramp, big], gain=1.0)
     assert out.shape == (1, 1, 64, 64)
     assert np.allclose(out[0, 0, :, :62], big[0, 0, :, :62], atol=1e-6)
     with pytest.raises(InvalidOptionError):
@@ -102,7 +109,7 @@ def test_quality_modes_cut_out_a_real_photo(remover: Remover) -> None:
         assert masks[m].shape == (h, w)
         assert _iou(masks[m], masks["default"]) > 0.9, m
         assert not np.array_equal(masks[m], masks["default"]), m
-    # best is the mean of its three passes, post-processed like one
+    # best is the sharpened mean of its passes, post-processed like one
     outs = [pass_output(remover.session_for(p.size, None, None).run(pass_input(pixels, p, exact=False)), p)
             for p in passes_for("best")]  # fmt: skip
     assert np.array_equal(masks["best"], pipeline.postprocess(combine(outs), h, w))
