@@ -1,0 +1,211 @@
+"""``remove_video``: a clip in, its cut-out out, with decode, inference and encode
+overlapped (decode and encode each on their own thread, inference on the caller's)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .. import pipeline
+from ..options import EngineOptions
+from ..progress import CancelSignal, ProgressCallback
+from .cut import _cut, prepare_options, remover_for
+from .decode import Frame, VideoSource, iter_frames, probe
+from .encode import VideoWriter, target_for
+from .temporal import TemporalSmoother
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..edges import EdgeOptions
+    from ..framing import Framing
+    from ..remover import Remover
+
+__all__ = ["VideoResult", "remove_video"]
+
+T = TypeVar("T")
+_END = object()
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What :func:`remove_video` wrote: the output path, the frame count and seconds taken."""
+
+    path: Path
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def _ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """``items`` produced on a thread of its own, up to ``depth`` ahead; its errors are
+    raised here, in order. Stops the thread when the consumer stops early."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:
+            q.put(exc)
+
+    thread = threading.Thread(target=run, name="cleancut-video-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class _Encoder:
+    """The writer on a thread of its own, fed through a bounded queue."""
+
+    def __init__(self, writer: VideoWriter, depth: int = 4) -> None:
+        self.writer = writer
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="cleancut-video-encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is _END:
+                return
+            if self.error is None:
+                try:
+                    self.writer.write(*item)
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, pixels: Any, pts: int | None) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((pixels, pts))
+
+    def finish(self) -> None:
+        self.q.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def remove_video(
+    src: VideoSource,
+    dst: str | os.PathLike[str],
+    *,
+    type: str = "foreground",
+    bg_color: str | tuple[int, int, int] | None = None,
+    edges: EdgeOptions | None = None,
+    framing: Framing | None = None,
+    mode: str = "default",
+    smooth: bool | TemporalSmoother = True,
+    audio: bool = True,
+    overwrite: bool = False,
+    quality: int = 30,
+    remover: Remover | None = None,
+    engine: EngineOptions | None = None,
+    settings: Settings | None = None,
+    progress: ProgressCallback | Callable[[int, int], None] | None = None,
+    cancel: CancelSignal | None = None,
+) -> VideoResult:
+    """Cut the subject out of the clip ``src`` into ``dst``:
+
+    * ``clip.webm``: VP9 with alpha; ``clip.mov``: ProRes 4444 with alpha;
+    * ``clip.mp4``: H.264, flattened on ``bg_color`` (white unless given);
+    * a folder (existing, or a path ending in ``/`` or without a suffix): one RGBA PNG per
+      frame, ``000000.png`` on;
+    * ``type="mask"``: the gray mask instead (any of the above); ``type="background"``: the
+      background with the subject removed.
+
+    ``bg_color`` flattens any output onto an opaque colour (no alpha then). Audio (unless
+    ``audio=False``), frame timestamps (variable frame rates included) and the frame rate are
+    carried over; rotation metadata is applied to the pixels. ``smooth`` steadies the edges
+    over still parts of the clip (:class:`~cleancut.video.temporal.TemporalSmoother`).
+    Options are the photos' (``edges``, ``framing``, ``mode``); ``quality`` is the VP9 CRF
+    (lower is better; H.264 uses 12 less). ``progress(done, total)`` or
+    ``progress("compute:video", done, total)`` after each frame (``total`` 0 when unknown).
+
+    The output appears complete or not at all: it is written under a temporary name beside
+    ``dst`` and renamed at the end; any error (a bad clip, a cancel) removes it. Errors:
+    :mod:`cleancut.video.errors` (each also an :class:`~cleancut.errors.ImageError`),
+    :class:`~cleancut.errors.OutputExistsError`, :class:`~cleancut.errors.InvalidOptionError`.
+    """
+    t0 = time.perf_counter()
+    target = target_for(dst)
+    rem = remover_for(remover, engine, settings)
+    options = prepare_options(rem, type=type, edges=edges, framing=framing, mode=mode)
+    colour = pipeline.parse_color(bg_color) if bg_color is not None else None
+    info = probe(src)
+    total = info.frames
+    writer = VideoWriter(
+        target,
+        info,
+        mask=options.type == "mask",
+        bg_color=colour,
+        audio_from=src if audio else None,
+        overwrite=overwrite,
+        quality=quality,
+    )
+    report = _reporter(progress)
+    done = 0
+    try:
+        encoder = _Encoder(writer)
+        try:
+            frames: Iterator[Frame] = _ahead(iter_frames(src, max_pixels=rem.settings.max_pixels))
+            pts_queue: list[int | None] = []
+
+            def tagged() -> Iterator[Frame]:
+                for f in frames:
+                    pts_queue.append(f.pts)
+                    yield f
+
+            for cut in _cut(tagged(), rem, options, smooth, cancel):
+                encoder.put(cut.pixels, pts_queue.pop(0))
+                done += 1
+                if report is not None:
+                    report(done, max(total, done))
+        finally:
+            encoder.finish()
+        path = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return VideoResult(path, done, time.perf_counter() - t0)
+
+
+def _reporter(progress: Any) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    import inspect
+
+    try:
+        n = len(inspect.signature(progress).parameters)
+    except (TypeError, ValueError):
+        n = 3
+    if n >= 3:
+        return lambda done, total: progress("compute:video", done, total)
+    return lambda done, total: progress(done, total)
