@@ -2,7 +2,7 @@
 """cleancut side by side with its peers: same photos, same weights, one run.
 
     python benchmarks/compare.py [--rounds 2] [--photos small|large|all]
-                                 [--tools imgly,rembg,cleancut[,cleancut-ort]] [--work DIR]
+                                 [--tools imgly,rembg,cleancut,cleancut-ort] [--work DIR]
                                  [--skip-install] [--json FILE] [--timeout S]
     python benchmarks/compare.py --report FILE.json     # print a saved run's tables again
 
@@ -27,16 +27,19 @@ Tools (each in its own subprocess, loaded once, one warm-up call, then every pho
 * ``cleancut``: the path the CLI takes for one file (``plan_jobs`` + ``run_jobs`` on one
   loaded ``Remover``), default backend unless ``--cleancut-backend``. Also timed: the CLI as
   a whole process on one 12 MP photo (cold start: imports and model load, cache warm).
-* ``cleancut-ort`` (optional): cleancut forced onto onnxruntime, the peers' runtime, to
-  separate what cleancut's pipeline gains from what its backend choice gains.
+* ``cleancut-ort``: the same with ``backend="onnxruntime"``, the peers' runtime, in the
+  column "cleancut on onnxruntime" beside "cleancut on OpenVINO" (``auto``'s choice on a CPU
+  with OpenVINO installed; the column is named after the backend the worker reports). A
+  peer ÷ cleancut-on-onnxruntime is what the pipeline gains on the same runtime;
+  cleancut-on-onnxruntime ÷ cleancut is what the backend gains.
 
 Per photo, the time is the wall time of one call from reading the input file to the PNG
 written, in a process already loaded and warmed up; the load and the first (warm-up) call
 are reported apart, and so is each call's CPU time (whole process, all threads), which other
 jobs on a shared machine disturb less than wall time. Rounds run ABAB (imgly, rembg,
-cleancut, imgly, …) so machine noise falls on all; medians per photo and tool, and the
-ratios to cleancut per photo and per size class (also within each round), are printed as
-JSON (stdout and ``--json``) and as tables.
+cleancut, cleancut-ort, imgly, …) so machine noise falls on all; medians per photo and tool,
+and the ratios to each cleancut column per photo and per size class (also within each
+round, with their median), are printed as JSON (stdout and ``--json``) and as tables.
 
 Photos: the bundled examples (0.1–0.3 MP) and 12 MP phone-size JPEGs made from them:
 centre-cropped to 4:3 and upscaled to 4000×3000 with Lanczos, JPEG quality 92, written into
@@ -73,11 +76,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
-TOOLS = ("imgly", "rembg", "cleancut")
-#: Optional extra column: cleancut forced onto onnxruntime, the peers' runtime (its graph: the
-#: same weights widened to fp32, unused outputs pruned), to separate what the pipeline gains
-#: from what the backend (OpenVINO bf16 by default on this CPU) gains.
-EXTRA_TOOLS = ("cleancut-ort",)
+#: cleancut-ort: cleancut forced onto onnxruntime, the peers' runtime (its graph: the same
+#: weights widened to fp32, unused outputs pruned), to separate what the pipeline gains from
+#: what the backend (OpenVINO bf16 by default on this CPU) gains.
+TOOLS = ("imgly", "rembg", "cleancut", "cleancut-ort")
+#: the cleancut columns the peers are divided by
+REFERENCES = ("cleancut", "cleancut-ort")
 IMGLY_VERSION = "1.4.5"
 IMGLY_DATA = f"@imgly/background-removal-data@{IMGLY_VERSION}"
 IMGLY_MODEL = "medium"  # IMG.LY's name for isnet_fp16
@@ -614,18 +618,22 @@ def summarize(photos: Sequence[Photo], tools: Sequence[str], results: Json, cli:
                 if stages
                 else None,
             }
-        for tool in tools:
-            if tool != "cleancut" and "cleancut" in tools:
-                row[f"{tool}/cleancut"] = _ratio(row[tool]["median_s"], row["cleancut"]["median_s"])
+        for ref in (r for r in REFERENCES if r in tools):
+            for tool in tools:
+                if tool == ref or (ref == "cleancut-ort" and tool == "cleancut"):
+                    continue
+                row[f"{tool}/{ref}"] = _ratio(row[tool]["median_s"], row[ref]["median_s"])
                 # The same ratio inside each round: neighbours in time share the machine's
                 # load of the moment, so these move less than the times themselves.
-                row[f"{tool}/cleancut_per_round"] = [
+                per_round = [
                     _ratio(
                         _round_median(results[tool], r, photo.name),
-                        _round_median(results["cleancut"], r, photo.name),
+                        _round_median(results[ref], r, photo.name),
                     )
-                    for r in range(1, 1 + max(len(results[tool]["runs"]), len(results["cleancut"]["runs"])))
+                    for r in range(1, 1 + max(len(results[tool]["runs"]), len(results[ref]["runs"])))
                 ]
+                row[f"{tool}/{ref}_per_round"] = per_round
+                row[f"{tool}/{ref}_per_round_median"] = _median(per_round)
         per_photo[photo.name] = row
     per_class: Json = {}
     for size_class in ("small", "large"):
@@ -636,22 +644,21 @@ def summarize(photos: Sequence[Photo], tools: Sequence[str], results: Json, cli:
         for tool in tools:
             meds = [per_photo[n][tool]["median_s"] for n in names]
             entry[f"{tool}_total_s"] = round(sum(meds), 3) if all(m is not None for m in meds) else None
-        for tool in tools:
-            if tool != "cleancut" and "cleancut" in tools:
-                entry[f"{tool}/cleancut"] = _ratio(entry[f"{tool}_total_s"], entry["cleancut_total_s"])
-                entry[f"{tool}/cleancut_per_photo_median"] = _median(
-                    [per_photo[n][f"{tool}/cleancut"] for n in names]
-                )
-                rounds = len(per_photo[names[0]][f"{tool}/cleancut_per_round"])
-                entry[f"{tool}/cleancut_per_round"] = [
+        for ref in (r for r in REFERENCES if r in tools):
+            for tool in tools:
+                if tool == ref or (ref == "cleancut-ort" and tool == "cleancut"):
+                    continue
+                key = f"{tool}/{ref}"
+                entry[key] = _ratio(entry[f"{tool}_total_s"], entry[f"{ref}_total_s"])
+                entry[f"{key}_per_photo_median"] = _median([per_photo[n][key] for n in names])
+                rounds = len(per_photo[names[0]][f"{key}_per_round"])
+                entry[f"{key}_per_round"] = [
                     _ratio(
-                        *(
-                            _sum_or_none(_round_median(results[t], r, n) for n in names)
-                            for t in (tool, "cleancut")
-                        )
+                        *(_sum_or_none(_round_median(results[t], r, n) for n in names) for t in (tool, ref))
                     )
                     for r in range(1, rounds + 1)
                 ]
+                entry[f"{key}_per_round_median"] = _median(entry[f"{key}_per_round"])
         per_class[size_class] = entry
     startup: Json = {}
     for tool in tools:
@@ -674,47 +681,80 @@ def _fmt(v: float | None, width: int, unit: str = "") -> str:
     return f"{'—':>{width}}" if v is None else f"{v:>{width - len(unit)}.2f}{unit}"
 
 
+def _labels(report: Json, tools: Sequence[str]) -> dict[str, str]:
+    """Column names: the cleancut columns named after the backend their worker reported."""
+    names = {"imgly": "IMG.LY node", "rembg": "rembg"}
+    out: dict[str, str] = {}
+    for tool in tools:
+        if tool in names:
+            out[tool] = names[tool]
+            continue
+        backend = (report["tools"][tool].get("info") or {}).get("describe", {}).get("backend")
+        if backend is None:
+            backend = "onnxruntime" if tool == "cleancut-ort" else "default backend"
+        out[tool] = f"cleancut on {'OpenVINO' if backend == 'openvino' else backend}"
+    return out
+
+
+def _ratio_columns(tools: Sequence[str]) -> list[tuple[str, str]]:
+    """(tool, reference) pairs shown as ratio columns: every other tool ÷ each cleancut column."""
+    return [
+        (t, ref)
+        for ref in REFERENCES
+        if ref in tools
+        for t in tools
+        if t != ref and not (ref == "cleancut-ort" and t == "cleancut")
+    ]
+
+
 def print_table(report: Json, tools: Sequence[str]) -> None:
     s = report["summary"]
-    others = [t for t in tools if t != "cleancut"] if "cleancut" in tools else []
+    labels = _labels(report, tools)
+    short = {"imgly": "IMG.LY", "rembg": "rembg", "cleancut": "cc", "cleancut-ort": "cc-ort"}
+    pairs = _ratio_columns(tools)
     rounds = report["config"]["rounds"]
-    w = 13
+    widths = {t: max(13, len(labels[t]) + 2) for t in tools}
+    rw = 15
     print(f"\nMedian seconds per photo (read → cut-out → PNG written; loaded and warm; {rounds} round(s))")
+    print("  cc = " + labels.get("cleancut", "—") + ", cc-ort = " + labels.get("cleancut-ort", "—"))
     head = (
         f"{'photo':<22}{'MP':>6}"
-        + "".join(f"{t:>{w}}" for t in tools)
-        + "".join(f"{t + '/cc':>{w + 3}}" for t in others)
+        + "".join(f"{labels[t]:>{widths[t]}}" for t in tools)
+        + "".join(f"{short[t] + '÷' + short[r]:>{rw}}" for t, r in pairs)
     )
     print(head)
     print("-" * len(head))
     for name, row in s["per_photo"].items():
         print(
             f"{name:<22}{row['megapixels']:>6}"
-            + "".join(_fmt(row[t]["median_s"], w) for t in tools)
-            + "".join(_fmt(row[f"{t}/cleancut"], w + 3, "×") for t in others)
+            + "".join(_fmt(row[t]["median_s"], widths[t]) for t in tools)
+            + "".join(_fmt(row[f"{t}/{r}"], rw, "×") for t, r in pairs)
         )
     for size_class, entry in s["per_class"].items():
         label = f"{size_class} ({len(entry['photos'])} photos, sum)"
         print(
             f"{label:<28}"
-            + "".join(_fmt(entry[f"{t}_total_s"], w) for t in tools)
-            + "".join(_fmt(entry[f"{t}/cleancut"], w + 3, "×") for t in others)
+            + "".join(_fmt(entry[f"{t}_total_s"], widths[t]) for t in tools)
+            + "".join(_fmt(entry[f"{t}/{r}"], rw, "×") for t, r in pairs)
         )
     print("\nCPU seconds per photo, whole process, all threads (medians; steadier than wall time here)")
     print(head)
     for name, row in s["per_photo"].items():
-        cc = row.get("cleancut", {}).get("cpu_median_s")
         print(
             f"{name:<22}{row['megapixels']:>6}"
-            + "".join(_fmt(row[t].get("cpu_median_s"), w) for t in tools)
-            + "".join(_fmt(_ratio(row[t].get("cpu_median_s"), cc), w + 3, "×") for t in others)
+            + "".join(_fmt(row[t].get("cpu_median_s"), widths[t]) for t in tools)
+            + "".join(
+                _fmt(_ratio(row[t].get("cpu_median_s"), row[r].get("cpu_median_s")), rw, "×")
+                for t, r in pairs
+            )
         )
-    if report["config"]["rounds"] > 1:
+    if rounds > 1:
         for size_class, entry in s["per_class"].items():
             parts = [
-                f"{t}/cc "
-                + ", ".join("—" if v is None else f"{v:.2f}×" for v in entry[f"{t}/cleancut_per_round"])
-                for t in others
+                f"{short[t]}÷{short[r]} "
+                + ", ".join("—" if v is None else f"{v:.2f}×" for v in entry[f"{t}/{r}_per_round"])
+                + f" (median {_fmt(entry[f'{t}/{r}_per_round_median'], 8, '×').strip()})"
+                for t, r in pairs
             ]
             print(f"  {size_class}, ratio of sums in each round: " + "; ".join(parts))
     print(f"\nStart-up, medians (warm-up call on {WARMUP_PHOTO.name})")
@@ -782,8 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--tools",
         default=",".join(TOOLS),
-        help="comma-separated, from imgly,rembg,cleancut (default all three) and cleancut-ort "
-        "(cleancut on onnxruntime, the peers' runtime)",
+        help="comma-separated, from imgly,rembg,cleancut,cleancut-ort (default all four; "
+        "cleancut-ort: cleancut on onnxruntime, the peers' runtime)",
     )
     ap.add_argument("--work", type=Path, default=REPO / ".cache" / "bench", help="install and output folder")
     ap.add_argument(
@@ -816,9 +856,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    unknown = sorted(set(tools) - set(TOOLS) - set(EXTRA_TOOLS))
+    unknown = sorted(set(tools) - set(TOOLS))
     if unknown or not tools:
-        ap.error(f"--tools: unknown {unknown}; choose from {','.join(TOOLS + EXTRA_TOOLS)}")
+        ap.error(f"--tools: unknown {unknown}; choose from {','.join(TOOLS)}")
     if args.rounds < 1 or args.repeat < 1:
         ap.error("--rounds and --repeat must be at least 1")
     work: Path = args.work.resolve()

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""PNG encoders on 12 MP and 24 MP RGBA cut-outs: time and size.
+"""PNG encoders on real-photo RGBA cut-outs, clean and with sensor noise: time and size.
 
-    python benchmarks/png.py [--repeat 5] [--alpha auto|model|synthetic] [--noise 0]
-                             [--sizes 4000x3000,6000x4000] [--quick] [--json out.json]
+    python benchmarks/png.py [--repeat 5] [--alpha auto|model|synthetic]
+                             [--cases photo,12mp,12mp-noisy] [--quick] [--json out.json]
 
 Compares what ``codecs._encode_png`` does today (OpenCV's libpng, level 1, Z_RLE), Pillow
 at level 1, and :func:`cleancut.io.png.encode_png` with 1 and 2 threads, at levels 1 and 3
@@ -14,14 +14,26 @@ Every output is checked once, untimed: Pillow and ``cv2.imdecode(IMREAD_UNCHANGE
 give back the exact pixels, and for our encoder an sRGB ICC profile must come back from
 Pillow's ``info['icc_profile']``.
 
-The images (in a temporary folder) are a real photo at camera resolution: the bundled
-``examples/coffee.jpg`` upscaled with Lanczos to 4000×3000 and 6000×4000 and saved as a
-JPEG (q92), as ``benchmarks/stages.py`` does. The alpha channel comes from the real model
-(``Remover().remove``, with ``CLEANCUT_CACHE_DIR`` defaulting to ``.cache/cleancut``; run
-in a child process so its thread pools stay out of the timings); with ``--alpha auto``
-a soft-edged synthetic blob (``cv2.GaussianBlur``) stands in when the model cannot run.
-``--noise SIGMA`` adds camera-like noise to the colours before the JPEG step (a 6.7×
-upscale is smoother than a sensor's output).
+The images are the cases of ``benchmarks/stages.py`` (see its docstring; ``--cases``): a
+real photo at its own resolution with its own noise (``photo``), the same photo upscaled to
+4000×3000 (``12mp``: smooth, the easy case for deflate) and that upscale with simulated raw
+sensor noise (``12mp-noisy``: Poisson shot noise for a 2000 e⁻ full well plus 3 e⁻
+Gaussian read noise on linear RGGB Bayer samples, demosaiced; ``--full-well`` and
+``--read-noise`` change it), each saved as a JPEG q92 and decoded again. Noise is what
+deflate cannot compress, so the noisy case gives the larger files and the slower encodes a
+camera's photo would. The alpha channel comes from the real model (``Remover().remove``,
+with ``CLEANCUT_CACHE_DIR`` defaulting to ``.cache/cleancut``; run in a child process so its
+thread pools stay out of the timings); with ``--alpha auto`` a soft-edged synthetic blob
+(``cv2.GaussianBlur``) stands in when the model cannot run.
+
+Earlier figures (2 shared cores; they stood in ``cleancut/io/png.py`` before): on the
+smooth 12 MP upscale of ``examples/coffee.jpg`` with the model's alpha, at level 1, Up 9.9
+MB, Up + Z_RLE 12.6 MB, Sub 12.5 MB, Average 12.2 MB, None 19.0 MB, Paeth + Z_RLE 10.4 MB;
+libpng's per-row adaptive filter choice 10.5-11.8 MB and slower; with Gaussian colour noise
+added Up still won (14.3 MB against OpenCV's 14.8). Against ``cv2.imencode`` (10.45 MB,
+1.1 s on a quiet machine) ours, still on zlib's deflate, wrote 9.88 MB in 0.53 s on one
+thread and 0.27 s on two. On a 1.5 MP cut-out, Up-filtered (6.0 MB raw): zlib level 1
+84 ms → 1.99 MB, ISA-L level 1 18 ms → 1.88 MB.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+import stages  # noqa: E402  (benchmarks/stages.py: the photo cases)
 from cleancut.io import png as cleancut_png  # noqa: E402
 from cleancut.io.png import PngFilter, PngStrategy, encode_png  # noqa: E402
 from cleancut.parallel import usable_cores  # noqa: E402
@@ -143,23 +156,6 @@ def settings(quick: bool) -> list[Setting]:
 # --------------------------------------------------------------------------- images
 
 
-def make_photo(folder: Path, width: int, height: int, noise: float) -> Path:
-    from PIL import Image
-
-    target = folder / f"coffee_{width}x{height}.jpg"
-    with Image.open(REPO / "examples" / "coffee.jpg") as im:
-        big = im.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-    if noise > 0:
-        import cv2
-
-        rgb = np.asarray(big, dtype=np.float32)
-        grain = np.random.default_rng(0).normal(0.0, noise, rgb.shape).astype(np.float32)
-        grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * 1.6  # slightly correlated, like a sensor's
-        big = Image.fromarray(np.clip(rgb + grain, 0, 255).astype(np.uint8))
-    big.save(target, quality=92)
-    return target
-
-
 def model_alpha(photo: Path, out: Path) -> None:
     """Child process: the real model's cut-out of ``photo``, saved as an RGBA .npy."""
     os.environ.setdefault("CLEANCUT_CACHE_DIR", str(REPO / ".cache" / "cleancut"))
@@ -183,10 +179,12 @@ def synthetic_cutout(photo: Path) -> np.ndarray:
     return np.ascontiguousarray(np.dstack([rgb, soft]))
 
 
-def make_cutout(folder: Path, width: int, height: int, alpha: str, noise: float) -> tuple[np.ndarray, str]:
-    photo = make_photo(folder, width, height, noise)
+def make_cutout(
+    folder: Path, case: str, source: Path, alpha: str, full_well: float, read_noise: float
+) -> tuple[np.ndarray, str, Path]:
+    photo = stages.make_case(folder, case, source, full_well, read_noise)
     if alpha in ("auto", "model"):
-        out = folder / f"cutout_{width}x{height}.npy"
+        out = folder / f"cutout_{case}.npy"
         proc = subprocess.run(
             [sys.executable, __file__, "--model-alpha", str(photo), str(out)],
             capture_output=True,
@@ -194,13 +192,13 @@ def make_cutout(folder: Path, width: int, height: int, alpha: str, noise: float)
             check=False,
         )
         if proc.returncode == 0:
-            return np.load(out), "model"
+            return np.load(out), "model", photo
         if alpha == "model":
             raise SystemExit(f"the model could not run:\n{proc.stderr[-2000:]}")
         print(
             f"model alpha unavailable, using a synthetic blob ({proc.stderr.strip()[-200:]})", file=sys.stderr
         )
-    return synthetic_cutout(photo), "synthetic"
+    return synthetic_cutout(photo), "synthetic", photo
 
 
 # --------------------------------------------------------------------------- checks
@@ -276,8 +274,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--alpha", choices=("auto", "model", "synthetic"), default="auto")
-    ap.add_argument("--noise", type=float, default=0.0, help="sigma of added colour noise (0: none)")
-    ap.add_argument("--sizes", default="4000x3000,6000x4000")
+    ap.add_argument(
+        "--cases",
+        default="photo,12mp,12mp-noisy",
+        help=f"comma-separated, from {','.join(c for c in stages.CASES if c != 'small')}",
+    )
+    ap.add_argument("--photo", type=Path, help="the real photo (default: as benchmarks/stages.py)")
+    ap.add_argument("--full-well", type=float, default=2000.0, help="electrons at white (default 2000)")
+    ap.add_argument("--read-noise", type=float, default=3.0, help="read noise, electrons (default 3)")
     ap.add_argument("--quick", action="store_true", help="only the baselines and our up/default rows")
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--model-alpha", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -287,11 +291,14 @@ def main() -> None:
         return
 
     icc = srgb_profile()
+    source = args.photo or stages.real_photo()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cleancut-png-bench-") as tmp:
-        for size in args.sizes.split(","):
-            width, height = (int(v) for v in size.lower().split("x"))
-            pixels, alpha_source = make_cutout(Path(tmp), width, height, args.alpha, args.noise)
+        for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
+            pixels, alpha_source, photo = make_cutout(
+                Path(tmp), case, source, args.alpha, args.full_well, args.read_noise
+            )
+            height, width = pixels.shape[:2]
             verify_icc(pixels, icc)
             rows = settings(args.quick)
             measure(pixels, rows, args.repeat)
@@ -299,6 +306,8 @@ def main() -> None:
             default = next(r for r in rows if r.name == "ours L1 t2 up/default")
             results.append(
                 {
+                    "case": case,
+                    "jpeg_bytes": photo.stat().st_size,
                     "width": width,
                     "height": height,
                     "megapixels": round(width * height / 1e6, 1),
@@ -325,7 +334,13 @@ def main() -> None:
         "usable_cores": usable_cores(),
         "load_average": os.getloadavg(),
         "repeat": args.repeat,
-        "noise": args.noise,
+        "source_photo": source.name,
+        "sensor_noise": {
+            "cases": "*-noisy",
+            "model": "Poisson shot + Gaussian read noise on linear RGGB Bayer samples, demosaiced",
+            "full_well_e": args.full_well,
+            "read_noise_e": args.read_noise,
+        },
         "results": results,
     }
     text = json.dumps(report, indent=2)
@@ -337,10 +352,10 @@ def main() -> None:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     names = [s["name"] for s in results[0]["settings"]]
-    head = f"{'encoder / setting':<30}" + "".join(
-        f"{str(r['megapixels']) + ' MP: wall   cpu     MB  vs cv2':>36}" for r in results
-    )
+    cases = f"{'':<30}" + "".join(f"{r['case'] + ' ' + str(r['megapixels']) + ' MP':>42}" for r in results)
+    head = f"{'encoder / setting':<30}" + "".join(f"{'wall     cpu     MB  vs cv2':>42}" for _ in results)
     print()
+    print(cases)
     print(head)
     print("-" * len(head))
     for name in names:
@@ -350,13 +365,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
             s, base = by[name], by[names[0]]
             speed = base["median_wall_s"] / s["median_wall_s"]
             line += (
-                f"{s['median_wall_s']:>16.3f}s{s['median_cpu_s']:>6.2f}s"
+                f"{s['median_wall_s']:>20.3f}s{s['median_cpu_s']:>6.2f}s"
                 f"{s['bytes'] / 1e6:>7.2f}{speed:>6.2f}x"
             )
         print(line)
     for r in results:
         print(
-            f"{r['megapixels']} MP: alpha from {r['alpha']} (0: {r['alpha_0_share']:.0%}, "
+            f"{r['case']} {r['megapixels']} MP: alpha from {r['alpha']} (0: {r['alpha_0_share']:.0%}, "
             f"255: {r['alpha_255_share']:.0%}); raw {r['raw_mib']} MiB; our encoder's traced peak "
             f"{r['ours_default_traced_peak_mib']} MiB"
         )

@@ -82,7 +82,7 @@ def soft_tiles(soft: np.ndarray, tile: int) -> list[tuple[int, int, int, int]]:
     s = soft.view(np.uint8) if soft.dtype == np.bool_ else soft
     padded = cv2.copyMakeBorder(s, 0, hb * tile - h, 0, wb * tile - w, cv2.BORDER_CONSTANT, value=0)
     # max over each tile's rows (a row-wise reduction numpy vectorises), then over its
-    # columns: 6 ms at 12 MP against 53 ms for two logical_or.reduceat passes.
+    # columns: far cheaper than two logical_or.reduceat passes.
     occupied = padded.reshape(hb, tile, wb * tile).max(axis=1).reshape(hb, wb, tile).max(axis=2)
     return [
         (int(i) * tile, min(h, (int(i) + 1) * tile), int(j) * tile, min(w, (int(j) + 1) * tile))
@@ -92,19 +92,15 @@ def soft_tiles(soft: np.ndarray, tile: int) -> list[tuple[int, int, int, int]]:
 
 #: Tiled blur-fusion. The r = 90 box mean varies slowly, so the wide pass runs on a copy
 #: area-downscaled by an integer ``k`` (longest side ≤ ``_WIDE_SIDE``; radius scaled alike,
-#: still 90 px of the photo) and is upsampled only where needed. Its box edges snap to k-px
-#: blocks. On the 1600×1200 composites of benchmarks/quality.py (fp16, guided + blur-fusion)
-#: the edge-band colour error is 18.74 with side 1536 (k = 2), 18.80 with 768 (k = 3) and
-#: 18.83 with 512 (k = 4); mask metrics do not move. 768 halves the decontamination's CPU on
-#: a 1.5 MP photo (k 1 → 2: 210 → 106 ms of one core), which a folder batch of such photos
-#: gives straight back to the model; 12 MP photos get k = 6 (a 15-px box on the copy).
+#: still 90 px of the photo) and is upsampled only where needed; its box edges snap to k-px
+#: blocks. 768 keeps the edge colours (benchmarks/quality.py; figures in
+#: benchmarks/stages.py's docstring) at half the CPU of full size on a 1.5 MP photo.
 #: The r = 6 pass runs at full resolution on ``_TILE``² tiles (``_MARGIN`` px of context, so
 #: their box means are the whole image's) that hold pixels of the band, ``_BATCH`` tiles at a
-#: time stacked into one tall image: a few whole-array OpenCV calls per batch instead of
-#: per tile, on arrays small enough to stay in cache (8 tiles: 2.6× faster per pixel than
-#: 128), and memory stays at a few MB whatever the image size. Batches run on ``_THREADS``
-#: threads: OpenCV and numpy release the GIL and at this size OpenCV runs each call on one
-#: core (12 MP: 0.48 → 0.28 s under load; same output).
+#: time stacked into one tall image: a few whole-array OpenCV calls per batch instead of per
+#: tile, on arrays small enough to stay in cache, and memory stays at a few MB whatever the
+#: image size. Batches run on ``_THREADS`` threads: OpenCV and numpy release the GIL and at
+#: this size OpenCV runs each call on one core.
 _WIDE_SIDE: Final = 768
 _TILE: Final = 64
 _MARGIN: Final = 4  # cv2.blur with an even 6×6 box reads offsets −3..+2
@@ -112,12 +108,8 @@ _BATCH: Final = 8
 _THREADS: Final = 2
 #: Pixels whose colour is re-estimated: ``lo ≤ α ≤ hi``. Outside it the estimate cannot
 #: matter: at α ≤ 3 the pixel shows ≤ 1.2 % of its colour, at α ≥ 252 the observed colour
-#: holds ≤ 1.2 % of background. IS-Net's bilinear-upsampled mask has levels 1–3 over much
-#: of the background (0 < α < 255 covered up to 82 % of a 1600×1200 composite in
-#: benchmarks/quality.py), so the band is what makes the cost follow the edge: on the
-#: 12 MP benchmark photo 16.7 % of pixels are soft, 6.9 % in 4..251. With this band and
-#: k = 2 the harness's edge-band colour error (fp16) went 20.00 → 20.02 (guided +
-#: blur_fusion) and 21.66 → 21.67 (blur_fusion alone); mask metrics are unaffected.
+#: holds ≤ 1.2 % of background. IS-Net's bilinear-upsampled mask has levels 1–3 over much of
+#: the background, so the band is what makes the cost follow the edge, not the image size.
 SOFT_BAND: Final = (4, 251)
 
 
@@ -217,7 +209,7 @@ def blur_fusion_tiled(
             # averaged k×k blocks, so full-res x sits at (x + 0.5)/k − 0.5 of the low-res
             # grid, which is cv2.resize's own grid for a crop starting at a block edge (c0·k):
             # the bilinear warpAffine computed (bit-identical for k | 32, where its 1/32
-            # weights are exact), 2.4× faster (18 µs vs 42 µs a 72² patch).
+            # weights are exact), at less than half the cost.
             # (Context outside the image gets the edge's F̄, B̄ rather than the mirrored
             # pixel's: both vary over ~90 px, the difference is below a level.)
             cy, cx = py // k - 1, px // k - 1
@@ -230,9 +222,9 @@ def blur_fusion_tiled(
             b_bar[sl] = up_b[oy : oy + size, ox : ox + size]
         # The stack as one tall image: a box at a tile's inner pixel reads only its own
         # patch (margin ≥ 3), so patches do not leak into each other where it is used.
-        # Batches of 8 tiles keep every array cache-sized: the same operations on 128-tile
-        # batches ran 2.6× slower per pixel. α is made 3-channel once: numpy's broadcast
-        # multiply [n, m, 3] × [n, m, 1] was 3× slower than a plain one (measured).
+        # Batches of 8 tiles keep every array cache-sized (much larger batches ran slower
+        # per pixel). α is made 3-channel once: numpy's broadcast multiply [n, m, 3] ×
+        # [n, m, 1] is several times slower than a plain one.
         fb, bb = f_bar, b_bar
         alpha = np.multiply(a8, inv, dtype=f32)
         a3 = cv2.merge([alpha, alpha, alpha])
@@ -299,7 +291,7 @@ def _clip01(x: np.ndarray) -> None:
 def _wide_fields(rgb: np.ndarray, mask: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray, int]:
     """First-pass ``F̄``, ``B̄`` (float32 0..1) on a copy area-downscaled by an integer ``k``
     (longest side ≤ ``_WIDE_SIDE``), and ``k``. An integer factor takes OpenCV's block-mean
-    path: the 12 MP resize went from 37 ms to ~5 ms; the image is cropped to a multiple of
+    path (several times faster); the image is cropped to a multiple of
     ``k`` (< k px lost on two sides, nothing to a 90-px mean)."""
     import cv2
 
@@ -348,7 +340,7 @@ def _resize(x: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray
 
 #: Levels up to this many pixels are swept whole; bigger ones only in 256² tiles that hold
 #: semi-transparent pixels (elsewhere α is 0 or 1 and the caller reads F̂ only inside the
-#: soft band). Whole-image sweeps at 24 MP took 30 s and 1.7 GB (benchmarks/edges.py).
+#: soft band): whole-image sweeps of a 24 MP photo take tens of seconds and over a GB.
 _WHOLE_LEVEL_PIXELS: Final = 1 << 20
 #: Context around a tile: a red-black sweep moves information at most 2 px, so 2 px per
 #: sweep plus slack leaves the tile's own pixels as a whole-level sweep would.
@@ -464,8 +456,8 @@ def multilevel_tiled(
     inv = np.float32(1.0 / 255.0)
     h0, w0 = mask.shape
     levels = _levels(h0, w0)
-    # The pyramid is built fine to coarse, each level area-resized from the next finer one:
-    # resizing the 24 MP original to every level took 3 s of the 11 s (benchmarks/edges.py).
+    # The pyramid is built fine to coarse, each level area-resized from the next finer one
+    # (resizing the full-size original to every level was a large share of the time).
     pyramid = [(np.ascontiguousarray(pixels[:, :, :3]), mask)]
     for h, w in reversed(levels[:-1]):
         img8, a8 = pyramid[-1]

@@ -113,7 +113,7 @@ def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> n
     """RGB(A) uint8 ``[H, W, C]`` → network input ``[1, 3, size, size]`` float32.
 
     Alpha is ignored, as in the reference. ``exact=False`` resizes on the same grid with
-    OpenCV (:func:`_resize_fast`): 20x faster (0.01 s against 0.2 s), values within one level
+    OpenCV (:func:`_resize_fast`): an order of magnitude faster, values within one level
     of the exact port (0.1-0.2 % of them differ), and the fp16 model's mask then moves by
     0.005/255 on average. The dynamically quantised model is fragile (design §3: a one-level
     input change can move its output by 218/255), so cleancut keeps it on the exact path.
@@ -127,10 +127,9 @@ def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> n
     else:
         planes = downsample_planes(pixels, size)
     # Plane by plane straight into the NCHW tensor, one OpenCV pass each
-    # (v·(1/256) − 0.5 in float32: every step exact, (v − 128)/256 is a dyadic fraction):
-    # 3.6 ms at 1024² against 6.5 ms for numpy's subtract-then-scale and 13 ms for
-    # converting the interleaved image and transposing it. It counts in a folder batch,
-    # where these stages share the cores with the model.
+    # (v·(1/256) − 0.5 in float32: every step exact, (v − 128)/256 is a dyadic fraction),
+    # cheaper than numpy's subtract-then-scale or converting the interleaved image and
+    # transposing it; in a folder batch these stages share the cores with the model.
     x = np.empty((1, 3, size, size), dtype=np.float32)
     for c, plane in enumerate(planes):
         cv2.addWeighted(plane, 1.0 / STD, plane, 0.0, -MEAN / STD, dst=x[0, c], dtype=cv2.CV_32F)
@@ -148,8 +147,8 @@ def quantize(output: np.ndarray) -> np.ndarray:
     # [0, 255.5] after the shift equals clipping v to [0, 1] first, and the cast of a
     # non-negative value truncates, which is the floor. ``fmax`` returns its non-NaN
     # argument, so NaN (a broken model or provider) becomes background instead of an
-    # undefined cast, in the clipping pass itself: 4.6 ms against 9.9 ms with np.clip +
-    # np.nan_to_num at 1024² (same process, one after the other).
+    # undefined cast, in the clipping pass itself (half the time of np.clip +
+    # np.nan_to_num).
     v = np.multiply(m, 255.0, dtype=np.float64)
     v += 0.5
     np.fmax(v, 0.0, out=v)
@@ -168,7 +167,7 @@ def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | No
     level and gives the subject its full 255.
 
     ``exact``: ``True`` always uses the exact port of the reference resize, ``False`` always
-    OpenCV on the same grid (within one level, 11x faster), ``None`` OpenCV above 2 MP only.
+    OpenCV on the same grid (within one level, much faster), ``None`` OpenCV above 2 MP only.
     """
     m8 = quantize(output)
     fast = height * width > _FAST_UPSAMPLE_PIXELS if exact is None else not exact
@@ -186,9 +185,9 @@ def downsample_planes(pixels: np.ndarray, size: int) -> list[np.ndarray]:
     reference grid with OpenCV (:func:`_resize_fast`), what the network sees.
 
     OpenCV's bilinear ``warpAffine`` has a vectorised path for four channels and none for
-    three: widening RGB to RGBA first (1.3 ms) and warping four channels (5.2 ms) costs less
-    than half of warping three (11.5-13.5 ms) for a 1.5 MP photo to 1024², with identical
-    values in R, G and B. A fourth channel already there (alpha) is warped and dropped.
+    three: widening RGB to RGBA first and warping four channels costs less than half of
+    warping three, with identical values in R, G and B. A fourth channel already there
+    (alpha) is warped and dropped.
     """
     import cv2
 
@@ -203,7 +202,7 @@ def _resize_fast(src: np.ndarray, height: int, width: int) -> np.ndarray:
 
     OpenCV quantises bilinear weights to 1/32, so a value can differ by one level from
     :func:`resize_bilinear` (measured on a model mask upsampled to 12 MP: 0.0006 % of
-    pixels, never more than 1); it is 11x faster (0.04 s against 0.46 s at 12 MP).
+    pixels, never more than 1), and an order of magnitude faster.
     """
     import cv2
 
@@ -238,7 +237,7 @@ def apply_mask(pixels: np.ndarray, mask: np.ndarray, *, invert: bool = False) ->
     alpha = 255 - mask if invert else mask
     if pixels.shape[2] == 4:
         alpha = _mul_alpha(alpha, pixels[:, :, 3])
-    # cv2.merge interleaves in one pass: 2.5 ms against 9.7 ms of numpy's strided copies at 1.5 MP.
+    # cv2.merge interleaves in one pass, several times faster than numpy's strided copies.
     out: np.ndarray = cv2.merge([*cv2.split(np.ascontiguousarray(pixels[:, :, :3])), alpha])
     return out
 

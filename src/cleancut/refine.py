@@ -27,30 +27,11 @@ from .pipeline import quantize
 
 __all__ = ["GUIDED_EPS", "GUIDED_FIT_SIZE", "GUIDED_RADIUS", "guided_upsample"]
 
-#: The fit's resolution: the network's 1024² output and guide box-averaged 4× per side.
-#: Window radius at that resolution: 5×5 there, a 20-px window at the network's 1024².
-#: With eps 1e-3 (guide in 0..1: a colour step of ~0.03 already steers the fit, flat
-#: regions keep the network's value). Swept with benchmarks/quality.py (fp16, 14
-#: composites, guided + blur-fusion with its wide pass at side 1536 — 18.80 instead of 18.74
-#: at the current 768; MAE / IoU / edge-band colour error):
-#:
-#: ====================  ======  =====  ==========
-#: fit, radius            MAE     IoU    edge error
-#: ====================  ======  =====  ==========
-#: bilinear (no guide)   .1585   .631   23.26
-#: 1024², r 2 (before)   .1565   .642   20.02
-#: 512², r 1             .1548   .645   19.36
-#: 512², r 2             .1547   .647   19.03
-#: 512², r 3             .1548   .647   18.85
-#: 256², r 1             .1550   .647   19.10
-#: **256², r 2**         .1552   .648   18.74
-#: ====================  ======  =====  ==========
-#:
-#: A wider window helps most where the soft region is wide (fur edge error 23.67 → 20.46,
-#: hair 21.00 → 19.30) and costs a little on hard-edged emoji (16.93 → 17.23); the fit at
-#: 256² is 16× less work than at 1024² (the coefficient solve: 129 ms → 3.3 ms of one core;
-#: the whole guided stage of a 1.5 MP photo 198 → 54 ms, the rest being the
-#: full-resolution apply), and it was the largest part of the default edge stage.
+#: The fit's resolution: the network's 1024² output and guide box-averaged 4× per side;
+#: window radius 2 there (a 20-px window at 1024²); eps 1e-3 (guide in 0..1: a colour step of
+#: ~0.03 already steers the fit, flat regions keep the network's value). Chosen by a sweep
+#: with benchmarks/quality.py (figures in benchmarks/stages.py's docstring): the wider
+#: window at 256² follows soft edges (fur, hair) best and is a fraction of 1024²'s work.
 GUIDED_FIT_SIZE: Final = 256
 GUIDED_RADIUS: Final = 2
 GUIDED_EPS: Final = 1e-3
@@ -68,8 +49,8 @@ def _coefficient_planes(
     channels: list[np.ndarray], p: np.ndarray, radius: int, eps: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``a_r, a_g, a_b, b`` (box-averaged) from three contiguous float32 guide planes (0..1)
-    and ``p``. Planar and in place: the interleaved ``[h, w, 3]`` version with strided
-    channel slices took 0.21 s at 1024², this one 0.08 s (same process, one at a time)."""
+    and ``p``. Planar and in place: much faster than an interleaved ``[h, w, 3]`` version
+    with strided channel slices."""
     f32 = np.float32
     mean_i = [_box(c, radius) for c in channels]
     mean_p = _box(p, radius)
@@ -146,11 +127,11 @@ def guided_coefficients(
 
 #: ``cv2.cvtColor(RGBA2GRAY)`` on float32 is ``0.299·c0 + 0.587·c1 + 0.114·c2`` (these float32
 #: constants, SIMD): with each ``a`` divided by its weight beforehand it sums the three
-#: products ``a_k·I_k`` in one pass. The generic ``cv2.transform`` 4→1 took 80 ms at 12 MP,
-#: the grey conversion 13 ms (same process, on the 2-core dev box).
+#: products ``a_k·I_k`` in one pass, several times faster than the generic
+#: ``cv2.transform`` 4→1.
 _GREY_WEIGHTS: Final = (0.299, 0.587, 0.114)
 #: Output rows per block: four float32 planes of a 6000-px row block stay in L2-sized pieces
-#: (64 rows: 6 MB in all at 24 MP); 16 and 256 rows were slower.
+#: (16 and 256 rows were slower).
 _ROWS_PER_BLOCK: Final = 64
 
 
@@ -177,7 +158,7 @@ def guided_upsample(
     Full resolution, per block of rows, with buffers reused across blocks (no full-size
     float array, no page faults on fresh memory): the packed ``[a_r/w_r, a_g/w_g, a_b/w_b, b]``
     coefficients are upsampled in one 4-channel ``warpAffine`` (one coordinate map for all
-    four; four 1-channel warps cost 3× as much), multiplied by the guide ``[R, G, B, 255]``
+    four; four 1-channel warps cost more), multiplied by the guide ``[R, G, B, 255]``
     (uint8), summed by the grey conversion and the ``b`` channel added, in levels
     (``255·(aᵀI + b)``), clipped and rounded.
     """
@@ -236,8 +217,8 @@ def guided_upsample(
         cv2.cvtColor(c, cv2.COLOR_RGBA2GRAY, dst=qb)  # Σ a_k·I_k
         cv2.extractChannel(c, 3, dst=ob)
         cv2.add(qb, ob, dst=qb)
-        # ≤ 0 → 0, then round and saturate at 255 in one pass (np.clip + a casting store
-        # were 3× slower); rounding is half-to-even, unlike quantize's half-up, at exact .5 only
+        # ≤ 0 → 0, then round and saturate at 255 in one pass (cheaper than np.clip and a
+        # casting store); rounding is half-to-even, unlike quantize's half-up, at exact .5 only
         cv2.threshold(qb, 0.0, 0.0, cv2.THRESH_TOZERO, dst=qb)
         cv2.convertScaleAbs(qb, dst=out[start:stop])
     return out

@@ -10,7 +10,7 @@ ordinary PNG that every decoder reads.
 How the stream is put together (the technique pigz uses):
 
 * every block gets its own raw-deflate compressor (no header): ISA-L's (``isal`` on PyPI,
-  Intel's hand-vectorised deflate, 4-5x zlib's speed) at levels 1-3, zlib's otherwise; all
+  Intel's hand-vectorised deflate, several times zlib's speed) at levels 1-3, zlib's otherwise; all
   blocks but the last end with ``Z_SYNC_FLUSH`` (which ends on a byte boundary with an
   empty stored block, so the next block's deflate data can follow directly), the last one
   with ``Z_FINISH`` (which sets the final-block bit);
@@ -23,20 +23,13 @@ Blocks do not share a deflate window, which costs about 0.02 % of the file at th
 block size (2 MiB of filtered data). How the rows are split depends only on the image and
 ``block_rows``, never on ``threads``: one and two threads write the same bytes.
 
-Filter and strategy (``benchmarks/png.py`` measures them): on photo cut-outs the *Up*
-filter with zlib's default strategy gives the smallest file of the cheap choices and
-compresses as fast as any. Up costs one vectorised subtraction; the residual rows of a
-natural image repeat, which deflate's matcher finds (Z_RLE only looks one byte back), and
-the alpha channel of a cut-out, long runs of 0 and 255, becomes zeros. On a 12 MP
-cut-out (model alpha) at level 1: Up 9.9 MB, Up + Z_RLE 12.6 MB, Sub 12.5 MB, Average
-12.2 MB, None 19.0 MB, Paeth + Z_RLE 10.4 MB (libpng's choice in the OpenCV path: the
-same size as OpenCV's file, but numpy's Paeth costs more CPU than the whole compression).
-With camera-like noise added to the photo Up still wins (14.3 MB against OpenCV's 14.8).
-A per-row "minimum sum of absolute differences" choice among None/Sub/Up/Average
-(libpng's heuristic) made the files *larger* (10.5-11.8 MB) and the encoder slower, so it
-is not offered. Against ``cv2.imencode`` at level 1 with Z_RLE
-(10.45 MB, 1.1 s on a quiet 2-core machine) this writes 9.88 MB in 0.53 s on one thread
-and 0.27 s on two.
+Filter and strategy (``benchmarks/png.py`` measures them, with its figures): on photo
+cut-outs the *Up* filter with zlib's default strategy gives the smallest file of the cheap
+choices and compresses as fast as any. Up costs one vectorised subtraction; the residual
+rows of a natural image repeat, which deflate's matcher finds (Z_RLE only looks one byte
+back), and the alpha channel of a cut-out, long runs of 0 and 255, becomes zeros. Paeth
+(libpng's choice in the OpenCV path) costs more CPU in numpy than the whole compression,
+and libpng's per-row adaptive choice made files larger, so neither is the default.
 """
 
 from __future__ import annotations
@@ -52,7 +45,7 @@ from ..errors import InvalidOptionError
 from ..parallel import inner_threads
 
 _isal: Any
-try:  # Intel's ISA-L deflate: 4-5x zlib's speed at levels 1-3 (see _compressor)
+try:  # Intel's ISA-L deflate, much faster than zlib's at levels 1-3 (see _compressor)
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - isal has wheels for every common platform
     _isal = None
@@ -175,10 +168,9 @@ def encode_png(
 def _compressor(level: int, strategy: int) -> Any:
     """A raw-deflate compressor: ISA-L for levels 1-3 with the default strategy, else zlib.
 
-    Measured on a 1.5 MP cut-out, Up-filtered (6.0 MB): zlib level 1 84 ms → 1.99 MB, ISA-L
-    level 1 18 ms → 1.88 MB (smaller *and* 4.7x faster). In a folder batch the encoder
-    shares the two cores with the model, so its CPU time is throughput lost (issue 3).
-    ISA-L has levels 0-3 only and ignores strategies; level 0 here means *stored* (zlib).
+    ISA-L is several times faster than zlib at these levels and no larger
+    (``benchmarks/png.py``); in a folder batch the encoder's CPU time is taken from the
+    model. ISA-L has levels 0-3 only and ignores strategies; level 0 here means *stored* (zlib).
     """
     if _isal is not None and 1 <= level <= 3 and strategy == zlib.Z_DEFAULT_STRATEGY:
         return _isal.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY)
