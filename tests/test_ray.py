@@ -27,10 +27,14 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from cleancut import InvalidOptionError, Remover, Settings, distributed
+from cleancut import InvalidOptionError, Remover, Settings
 from cleancut.batch import OutputOptions, plan_jobs
 from cleancut.cli import cli
 from cleancut.distributed import MANIFEST_NAME, RayResult, plan_ray_jobs, read_manifest, run_ray
+from cleancut.distributed import driver as ray_driver
+from cleancut.distributed import jobs as ray_jobs
+from cleancut.distributed import manifest as ray_manifest
+from cleancut.options import EngineOptions
 from conftest import EXAMPLES
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cleancut[ray]')")
@@ -41,7 +45,7 @@ fsspec = pytest.importorskip("fsspec", reason="fsspec is not installed (pip inst
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 #: One actor with one thread: the machine has 2 cores and the driver needs one.
-ENGINE: dict[str, Any] = {"num_workers": 1, "threads": 1, "batch_size": 2}
+ENGINE: dict[str, Any] = {"engine": EngineOptions(threads=1), "num_workers": 1, "batch_size": 2}
 
 
 def sha(path: Path) -> str:
@@ -125,7 +129,8 @@ def first_run(
 ) -> tuple[Path, list[RayResult], dict[str, str]]:
     out = tmp_path_factory.mktemp("cutouts")
     before = {str(p.relative_to(tree)): sha(p) for p in tree.rglob("*") if p.is_file()}
-    # two actors here (the rest of the module uses one): rows are shared out between them
+    # two actors here (the rest of the module uses one): rows are shared out between them;
+    # the engine's fields one by one, as earlier versions took them (the rest use engine=)
     results = list(
         run_ray([tree], out, OutputOptions(), settings=model_settings, num_workers=2, threads=1, batch_size=2)
     )
@@ -176,8 +181,8 @@ def test_remote_listing_names_like_a_folder(tmp_path: Path) -> None:
     for rel in rels:
         touch(tmp_path / rel)
         mem.pipe_file(f"/tree-{os.getpid()}/{rel}", b"x")
-    local = [rel.as_posix() for _, rel in distributed._local_pairs(str(tmp_path), None)]
-    remote = [rel.as_posix() for _, rel in distributed._remote_pairs(f"memory:///tree-{os.getpid()}", None)]
+    local = [rel.as_posix() for _, rel in ray_jobs.local_pairs(str(tmp_path), None)]
+    remote = [rel.as_posix() for _, rel in ray_jobs.remote_pairs(f"memory:///tree-{os.getpid()}", None)]
     assert remote == local == ["a.jpg", "a.png", "y/d.tif", "z/a.jpg", "z/c.jpeg"]
 
 
@@ -201,12 +206,12 @@ def test_unusable_locations_are_refused(tmp_path: Path) -> None:
 
 def test_manifest_survives_a_cut_line(tmp_path: Path) -> None:
     """A line cut short by a crash is ignored, and the next run's rows still parse."""
-    first = distributed._Manifest(str(tmp_path), "run1")
+    first = ray_manifest.Manifest(str(tmp_path), "run1")
     first.append(RayResult("a.jpg", str(tmp_path / "a.png"), "written", timings={"inference": 0.5}))
     first.close()
     with (tmp_path / MANIFEST_NAME).open("a") as f:
         f.write('{"input": "b.jpg", "status": "wri')
-    second = distributed._Manifest(str(tmp_path), "run2")
+    second = ray_manifest.Manifest(str(tmp_path), "run2")
     second.append(RayResult("c.jpg", str(tmp_path / "c.png"), "failed", "c.jpg is empty (0 bytes)"))
     second.close()
     rows = read_manifest(tmp_path)
@@ -220,7 +225,22 @@ def test_manifest_survives_a_cut_line(tmp_path: Path) -> None:
 def test_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
     with pytest.raises(InvalidOptionError, match=r"pip install 'cleancut\[ray\]'"):
-        distributed._import_ray()
+        ray_driver.import_ray()
+
+
+def test_one_engine_value() -> None:
+    """run_ray takes one EngineOptions; the fields one by one (earlier versions' keywords)
+    make the same value, and the two forms together are refused."""
+    assert ray_driver._engine_of(None, model=None, device="cpu", backend=None, strict=None, threads=2) == (
+        EngineOptions(device="cpu", threads=2)
+    )
+    engine = EngineOptions(model="isnet", threads=3)
+    assert (
+        ray_driver._engine_of(engine, model=None, device=None, backend=None, strict=None, threads=None)
+        is engine
+    )
+    with pytest.raises(InvalidOptionError, match="not both"):
+        next(run_ray(["x.jpg"], "out", engine=engine, threads=1))
 
 
 def test_cli_usage_errors(tmp_path: Path) -> None:
@@ -352,7 +372,7 @@ def test_file_uris_go_through_fsspec(
         assert img.format == "WEBP"
         alpha = np.asarray(img.getchannel("A"))
     assert iou(alpha, local_masks["shop/deep/coffee.jpg"]) >= 0.99
-    parts = list((tmp_path / "out" / distributed.MANIFEST_PARTS).glob("*.jsonl"))
+    parts = list((tmp_path / "out" / ray_manifest.MANIFEST_PARTS).glob("*.jsonl"))
     assert len(parts) == 1
     assert sorted(r["status"] for r in read_manifest(out_uri)) == ["failed", "failed", "written", "written"]
     assert not [p for p in (tmp_path / "out").rglob("*") if "tmp" in p.name]
