@@ -10,8 +10,8 @@ and then alternates, over ``--rounds``, between
 
 * the local batch: ``plan_jobs`` + ``run_jobs`` with one ``Remover(threads=--threads)``
   (``cleancut IN -o OUT``'s code path, model already loaded);
-* the Ray engine: ``run_ray(num_workers=--workers, threads=--threads)``, which starts its
-  actor pool (each actor loads the model) on every call.
+* the Ray engine: ``run_ray(engine=EngineOptions(threads=--threads), num_workers=--workers)``,
+  which starts its actor pool (each actor loads the model) on every call.
 
 For both it reports images/s over the whole call and, for Ray, also in steady state (from
 the first returned batch to the last, so without the actor start-up). The machine must be
@@ -51,6 +51,7 @@ def main() -> None:
     from cleancut import Remover
     from cleancut.batch import OutputOptions, plan_jobs, run_jobs
     from cleancut.distributed import run_ray
+    from cleancut.options import EngineOptions
 
     work = Path(tempfile.mkdtemp(prefix="cleancut-ray-bench-"))
     try:
@@ -72,9 +73,8 @@ def main() -> None:
 
             t0 = time.perf_counter()
             stamps: list[float] = []
-            for res in run_ray(
-                [work / "in"], work / f"ray-{r}", num_workers=args.workers, threads=args.threads
-            ):
+            engine = EngineOptions(threads=args.threads)
+            for res in run_ray([work / "in"], work / f"ray-{r}", engine=engine, num_workers=args.workers):
                 if res.status == "written":
                     stamps.append(time.perf_counter())
             ray_total.append(len(stamps) / (time.perf_counter() - t0))
