@@ -538,3 +538,31 @@ def test_a_symlink_loop_fails_alone(tmp_path: Path, remover: Remover) -> None:
     assert [r.status for r in results] == ["failed", "skipped"]
     assert results[0].error is not None and "loop.jpg" in results[0].error
     assert "symbolic links" in results[0].error
+
+
+# --------------------------------------------------------------------------- one set of rules
+
+
+def test_both_engines_share_planning_through_public_names() -> None:
+    """The local batch and the Ray engine take their naming and input-protection rules from
+    :mod:`cleancut.planning`, and import no private name of another module: a change to one
+    module's insides cannot silently change the other engine."""
+    import ast
+
+    from cleancut import batch, planning
+
+    assert batch.plan_jobs is planning.plan_jobs and batch.Job is planning.Job
+    src = Path(planning.__file__).parent
+    offenders = []
+    for path in [src / "batch.py", src / "planning.py", *sorted((src / "distributed").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                offenders += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in {"batch", "planning", "local_batch"}
+                and node.attr.startswith("_")
+            ):
+                offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders
