@@ -3,8 +3,9 @@
 The network sees each frame alone, so on a still background or a still subject its output
 wobbles from frame to frame with sensor noise and compression; the mask edge flickers. The
 filter keeps a running average of the output per pixel, but only where the *image* did not
-change: the frame difference (gray, averaged over small cells so that noise cancels, widened
-by one cell so that a moving edge's neighbourhood counts as moving) opens a gate from
+change: the frame difference (largest colour channel, averaged over small cells so that noise
+cancels, widened by one cell so that a moving edge's neighbourhood counts as moving) opens a
+gate from
 ``strength`` (still) to 0 (moving). Moving parts take the current output as it is, so motion
 is never smeared; still parts average over a few frames (``strength`` 0.7 ≈ the last 5).
 """
@@ -24,20 +25,20 @@ class TemporalSmoother:
     ``[..., S, S]`` in 0..1; it returns the output to use instead (same shape, float32).
 
     ``strength``: weight of the running average where the image is still (0 turns the filter
-    off). ``low``/``high``: mean gray change per cell (0..1) below which a cell is still and
-    above which it is moving; in between the gate opens linearly. ``cell``: the side, in
+    off). ``low``/``high``: mean colour change per cell (largest channel, 0..1) below which
+    a cell is still and above which it is moving; in between the gate opens linearly. ``cell``: the side, in
     frame pixels, of the cells the difference is averaged over."""
 
     strength: float = 0.7
     low: float = 3 / 255
     high: float = 12 / 255
     cell: int = 4
-    _gray: np.ndarray | None = field(default=None, init=False, repr=False)
+    _last: np.ndarray | None = field(default=None, init=False, repr=False)
     _state: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def reset(self) -> None:
         """Forget the past (a cut in the clip, or a new clip)."""
-        self._gray = self._state = None
+        self._last = self._state = None
 
     def gate(self, pixels: np.ndarray) -> np.ndarray | None:
         """The weight of the past per cell (``[h, w]`` float32, ``strength`` where still, 0
@@ -48,12 +49,12 @@ class TemporalSmoother:
         h, w = pixels.shape[:2]
         gh, gw = max(1, h // self.cell), max(1, w // self.cell)
         rgb = np.ascontiguousarray(pixels[..., :3])
-        gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (gw, gh), interpolation=cv2.INTER_AREA)
-        gray = gray.astype(np.float32) / 255.0
-        prev, self._gray = self._gray, gray
-        if prev is None or prev.shape != gray.shape:
+        small = cv2.resize(rgb, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        prev, self._last = self._last, small
+        if prev is None or prev.shape != small.shape:
             return None
-        diff: np.ndarray = cv2.dilate(np.abs(gray - prev), np.ones((3, 3), np.uint8))
+        change = np.abs(small - prev).max(axis=2)  # colour counts: red on gray can keep its luma
+        diff: np.ndarray = cv2.dilate(change, np.ones((3, 3), np.uint8))
         still = np.clip((self.high - diff) / (self.high - self.low), 0.0, 1.0)
         gate: np.ndarray = (self.strength * still).astype(np.float32)
         return gate

@@ -1,0 +1,354 @@
+"""Video (cleancut.video): tiny clips made here with PyAV, cut by a stand-in network (a
+colour key, so results are exact and fast) or, once, by the real model."""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+
+from cleancut import Remover, Settings  # noqa: E402
+from cleancut.errors import ImageError, InvalidOptionError, OutputExistsError  # noqa: E402
+from cleancut.video import (  # noqa: E402
+    NoVideoStreamError,
+    TemporalSmoother,
+    TruncatedVideoError,
+    UnreadableVideoError,
+    VideoError,
+    cut_frames,
+    iter_frames,
+    probe,
+    remove_video,
+)
+
+W, H, N, RATE = 96, 64, 8, 12
+RED = (220, 40, 40)
+
+
+def make_clip(
+    path: Path,
+    *,
+    n: int = N,
+    audio: bool = True,
+    rotate: int = 0,
+    vfr: bool = False,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """A red disc moving right over a textured background (light noise per frame), H.264 in
+    MP4, with a 440 Hz mono AAC track; ``vfr``: frames 100 ms and 60 ms apart in turn.
+    Returns the disc's masks (as stored, before any rotation)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    shade = np.sin(xx / 3.0) * 40 + np.cos(yy / 4.0) * 40 + 120
+    bg = (shade[..., None] * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
+    c = av.open(str(path), "w", format="mp4")
+    s = c.add_stream("libx264", rate=RATE)
+    s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+    tb = Fraction(1, 1000) if vfr else Fraction(1, RATE)
+    s.time_base = s.codec_context.time_base = tb
+    if rotate:
+        s.set_display_rotation(rotate)
+    a = None
+    if audio:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    masks, t = [], 0
+    for i in range(n):
+        m = (xx - (24 + 5 * i)) ** 2 + (yy - H // 2) ** 2 < (H // 4) ** 2
+        img = bg.copy()
+        img[m] = RED
+        img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts, f.time_base = (t if vfr else i), tb
+        t += 60 if i % 2 else 100
+        for p in s.encode(f):
+            c.mux(p)
+        masks.append(m)
+    for p in s.encode():
+        c.mux(p)
+    if a is not None:
+        samples = int(16000 * n / RATE)
+        sig = (np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000) * 0.3).astype(np.float32)
+        for k in range(0, samples, 1024):
+            af = av.AudioFrame.from_ndarray(sig[None, k : k + 1024], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, k
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    c.close()
+    return masks
+
+
+class KeyRemover:
+    """Stands in for :class:`Remover` in the video path: the 'network output' is the red
+    disc, keyed out and shrunk to a 32² grid like the real output's 1024²."""
+
+    exact_resize = False
+
+    def __init__(self, tmp: Path) -> None:
+        self.settings = Settings.from_env(environ={}, cache_dir=tmp / "cache")
+        self.calls = 0
+
+    def predict(self, pixels: np.ndarray, *, mode: str = "default", **_: Any) -> np.ndarray:
+        import cv2
+
+        self.calls += 1
+        px = pixels.astype(np.int16)
+        key = ((px[..., 0] - px[..., 1]) > 100).astype(np.float32)
+        return cv2.resize(key, (32, 32), interpolation=cv2.INTER_AREA)[None, None]
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    path = tmp_path / "clip.mp4"
+    make_clip(path)
+    return path
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Any:
+    return KeyRemover(tmp_path)
+
+
+def decode_all(path: Path, *, alpha_decoder: bool = False) -> tuple[list[Any], Any]:
+    """Every video frame of ``path`` (VP9 through libvpx-vp9, the decoder that reads the
+    alpha channel), and the opened container's streams."""
+    c = av.open(str(path))
+    s = c.streams.video[0]
+    frames: list[Any] = []
+    if alpha_decoder:
+        ctx = av.codec.CodecContext.create("libvpx-vp9", "r")
+        for p in c.demux(s):
+            if p.size:
+                frames.extend(ctx.decode(p))
+        frames.extend(ctx.decode(None))
+    else:
+        frames = list(c.decode(s))
+    streams = [(st.type, st.codec_context.name) for st in c.streams]
+    pts = [f.pts * f.time_base if f.time_base else None for f in frames]
+    c.close()
+    return frames, (streams, pts)
+
+
+def video_pts_seconds(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sorted(float(p.pts * p.time_base) for p in c.demux(s) if p.pts is not None)
+
+
+def inner(m: np.ndarray, by: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels surely inside and surely outside a mask (``by`` pixels from its edge)."""
+    import cv2
+
+    k = np.ones((2 * by + 1, 2 * by + 1), np.uint8)
+    u = m.astype(np.uint8)
+    return cv2.erode(u, k) > 0, cv2.dilate(u, k) == 0
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_webm_has_alpha_on_the_subject_and_keeps_frames_timing_and_audio(
+    tmp_path: Path, clip: Path, key: Any
+) -> None:
+    out = tmp_path / "out.webm"
+    result = remove_video(clip, out, remover=key)
+    assert result.path == out and result.frames == N and key.calls == N
+    frames, (streams, _) = decode_all(out, alpha_decoder=True)
+    assert ("video", "vp9") in streams and ("audio", "opus") in streams
+    assert len(frames) == N
+    assert frames[0].format.name == "yuva420p"
+    masks = make_clip(tmp_path / "again.mp4", audio=False)
+    for frame, m in zip(frames, masks, strict=True):
+        alpha = frame.to_ndarray(format="rgba")[..., 3].astype(int)
+        inside, outside = inner(m)
+        assert alpha[inside].min() > 170
+        assert alpha[outside].max() < 50
+    assert video_pts_seconds(out) == pytest.approx([i / RATE for i in range(N)], abs=0.002)
+    assert leftovers(tmp_path) == []
+
+
+def test_mov_is_prores_4444_with_alpha_and_keeps_variable_frame_timing(tmp_path: Path, key: Any) -> None:
+    src = tmp_path / "vfr.mp4"
+    make_clip(src, vfr=True)
+    out = tmp_path / "out.mov"
+    remove_video(src, out, remover=key)
+    frames, (streams, _) = decode_all(out)
+    assert ("video", "prores") in streams and ("audio", "aac") in streams
+    assert len(frames) == N
+    assert "yuva444" in frames[0].format.name
+    assert frames[0].to_ndarray(format="rgba")[..., 3].min() == 0
+    assert video_pts_seconds(out) == pytest.approx(video_pts_seconds(src), abs=0.002)
+    gaps = np.diff(video_pts_seconds(out))
+    assert set(np.round(gaps, 2)) == {0.06, 0.1}
+
+
+def test_mp4_is_h264_flattened_on_the_background_colour(tmp_path: Path, clip: Path, key: Any) -> None:
+    out = tmp_path / "out.mp4"
+    remove_video(clip, out, remover=key, bg_color="#00ff00")
+    frames, (streams, _) = decode_all(out)
+    assert ("video", "h264") in streams and ("audio", "aac") in streams
+    assert len(frames) == N
+    rgb = frames[0].to_ndarray(format="rgb24").astype(int)
+    assert rgb.shape == (H, W, 3)
+    assert abs(rgb[2, 90] - np.array([0, 255, 0])).max() < 20  # a corner: background → green
+    assert rgb[H // 2, 24, 0] > 180  # the disc keeps its red
+
+
+def test_frames_folder_holds_one_rgba_png_per_frame(tmp_path: Path, clip: Path, key: Any) -> None:
+    from PIL import Image
+
+    out = tmp_path / "frames"
+    remove_video(clip, f"{out}/", remover=key)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"{i:06d}.png" for i in range(N)]
+    with Image.open(out / names[3]) as im:
+        assert im.mode == "RGBA" and im.size == (W, H)
+    assert leftovers(tmp_path) == []
+
+
+def test_mask_type_is_a_gray_video(tmp_path: Path, clip: Path, key: Any) -> None:
+    out = tmp_path / "mask.webm"
+    remove_video(clip, out, remover=key, type="mask", audio=False)
+    frames, (streams, _) = decode_all(out)
+    assert [s for s in streams if s[0] == "audio"] == []
+    gray = frames[0].to_ndarray(format="gray")
+    assert gray[H // 2, 24] > 240 and gray[2, 90] < 15
+
+
+def test_rotation_metadata_is_applied_to_the_pixels(tmp_path: Path, key: Any) -> None:
+    src = tmp_path / "rot.mp4"
+    make_clip(src, rotate=90, audio=False, n=4)
+    info = probe(src)
+    assert info.rotation == 90 and (info.width, info.height) == (H, W)
+    first = next(iter(iter_frames(src)))
+    assert first.pixels.shape == (W, H, 3)
+    out = tmp_path / "frames"
+    remove_video(src, out, remover=key)
+    from PIL import Image
+
+    with Image.open(out / "000000.png") as im:
+        assert im.size == (H, W)
+
+
+def test_cut_frames_takes_plain_arrays(tmp_path: Path, key: Any) -> None:
+    frames = [f.pixels for f in iter_frames(make_clip_path(tmp_path))]
+    cuts = list(cut_frames(frames, remover=key, smooth=False))
+    assert len(cuts) == N and cuts[0].pixels.shape == (H, W, 4)
+
+
+def make_clip_path(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.mp4"
+    make_clip(path, audio=False)
+    return path
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path: Path, clip: Path, key: Any) -> None:
+    out = tmp_path / "out.webm"
+    out.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError):
+        remove_video(clip, out, remover=key)
+    assert out.read_bytes() == b"keep"
+    remove_video(clip, out, remover=key, overwrite=True)
+    assert out.stat().st_size > 100
+
+
+def test_unknown_output_suffix_is_refused(tmp_path: Path, clip: Path, key: Any) -> None:
+    with pytest.raises(InvalidOptionError, match="webm"):
+        remove_video(clip, tmp_path / "out.gif", remover=key)
+
+
+@pytest.mark.parametrize("case", ["truncated", "audio_only", "not_video", "empty"])
+def test_bad_inputs_raise_clear_errors_and_leave_nothing(
+    tmp_path: Path, clip: Path, key: Any, case: str
+) -> None:
+    bad = tmp_path / "in" / "bad.mp4"
+    bad.parent.mkdir()
+    if case == "truncated":
+        bad.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+    elif case == "audio_only":
+        with av.open(str(bad), "w", format="mp4") as c:
+            a = c.add_stream("aac", rate=16000)
+            a.layout = "mono"
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, 0
+            for p in [*a.encode(af), *a.encode()]:
+                c.mux(p)
+    elif case == "not_video":
+        bad.write_text("just some text, not a clip\n" * 20)
+    else:
+        bad.write_bytes(b"")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for dst in (out_dir / "o.webm", out_dir / "frames"):
+        with pytest.raises(VideoError) as info:
+            remove_video(bad, dst, remover=key)
+        assert isinstance(info.value, ImageError)
+        assert list(out_dir.iterdir()) == []
+    expected = {
+        "truncated": (TruncatedVideoError, UnreadableVideoError),
+        "audio_only": (NoVideoStreamError,),
+        "not_video": (UnreadableVideoError,),
+        "empty": (UnreadableVideoError,),
+    }[case]
+    assert isinstance(info.value, expected)
+
+
+def test_failure_mid_clip_leaves_nothing(tmp_path: Path, clip: Path, key: Any) -> None:
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    from cleancut.errors import CancelledError
+
+    with pytest.raises(CancelledError):
+        remove_video(clip, tmp_path / "out.mov", remover=key, cancel=cancel)
+    assert not (tmp_path / "out.mov").exists()
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- steady edges
+
+
+def test_smoother_steadies_still_parts_and_follows_motion() -> None:
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    sm = TemporalSmoother()
+    outs = []
+    for _ in range(10):
+        noisy = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+        y = np.clip(0.5 + rng.normal(0, 0.05, (1, 1, 16, 16)), 0, 1).astype(np.float32)
+        outs.append(sm.step(noisy, y))
+    raw_flicker = 0.05 * np.sqrt(2) * np.sqrt(2 / np.pi)
+    flicker = np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(outs[3:])])
+    assert flicker < raw_flicker / 2
+    moved = np.roll(frame, 16, axis=1)  # everything changes: the output is taken as it is
+    y = np.full((1, 1, 16, 16), 0.9, np.float32)
+    assert np.allclose(sm.step(moved, y), y)
+
+
+def test_real_model_cuts_a_few_frames(tmp_path: Path, remover: Remover) -> None:
+    src = tmp_path / "clip.mp4"
+    masks = make_clip(src, n=3, audio=False)
+    cuts = list(cut_frames(iter_frames(src), remover=remover, mode="fast"))
+    assert len(cuts) == 3
+    for cut, m in zip(cuts, masks, strict=True):
+        assert cut.pixels.shape == (H, W, 4)
+        alpha = cut.pixels[..., 3].astype(int)
+        assert alpha[m].mean() > alpha[~m].mean()
