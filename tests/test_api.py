@@ -507,6 +507,18 @@ def test_unknown_model(model_settings: Settings) -> None:
         cleancut.resolve_model("nope")
 
 
+def test_remover_is_configured_by_engine_options_and_settings(model_settings: Settings) -> None:
+    """One configuration: the engine keywords are EngineOptions' fields, the rest is
+    ``settings=`` (no loose cache/url/offline/pixel keywords beside it)."""
+    engine = cleancut.EngineOptions(model="large", device="CPU", threads=2)
+    rem = Remover.from_options(engine, settings=model_settings)
+    assert rem.engine == cleancut.EngineOptions(model=rem.spec.name, device="cpu", threads=2)
+    assert Remover.from_options(rem.engine, settings=model_settings).engine == rem.engine
+    assert rem.settings is model_settings
+    with pytest.raises(TypeError):
+        Remover("isnet_fp16", max_pixels=10)  # type: ignore[call-arg]
+
+
 def test_gpu_strict_raises_on_cpu_only_machine(model_settings: Settings) -> None:
     import onnxruntime as ort
 

@@ -671,3 +671,29 @@ def test_symlink_loop_and_odd_file_names_keep_one_line_each(tmp_path: Path) -> N
     assert lines[2] == f"written: {d}/c\\xff.png -> {out}/c\\xff.png"
     assert lines[3].startswith("2 written, 0 skipped, 1 failed, of 3")
     assert sorted(os.fsencode(p.name) for p in out.iterdir()) == [b"b\nline.png", b"c\xff.png"]
+
+
+def test_one_batch_loop_shows_every_engine_s_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    """The local batch and Ray both go through cli.progress.BatchProgress: one error line
+    per failure (on one line, the input named once), a line per input where there is no
+    bar, the counts; nothing per input for a single input, only errors when quiet."""
+    from cleancut.cli.progress import BatchProgress, Row
+
+    rows = [
+        Row("written", "a.jpg", "out/a.png"),
+        Row("skipped", "b.jpg", "out/b.png"),
+        Row("failed", "c\nd.jpg", None, "c\nd.jpg: not an image"),
+        Row("failed", "e.jpg", None, "truncated"),
+    ]
+    counts = BatchProgress(total=len(rows), quiet=False).run(rows)
+    assert (counts.written, counts.skipped, counts.failed, counts.total) == (1, 1, 2, 4)
+    assert counts.summary(of=5).startswith("1 written, 1 skipped, 2 failed, of 5 in ")
+    assert capsys.readouterr().err.splitlines() == [
+        "written: a.jpg -> out/a.png",
+        "skipped: b.jpg -> out/b.png",
+        "error: c\\nd.jpg: not an image",
+        "error: e.jpg: truncated",
+    ]
+    BatchProgress(total=1, quiet=False, single=True).run([Row("written", "a.jpg", "a.png")])
+    BatchProgress(total=2, quiet=True).run(rows[:2])
+    assert capsys.readouterr().err == ""

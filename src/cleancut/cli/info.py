@@ -1,0 +1,106 @@
+"""``cleancut info``: versions, execution providers, the provider actually used, cache and
+models, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..cli_options import engine_options
+from ..config import Settings
+from ..models import DEFAULT_MODEL, MODELS, model_names, resolve_model
+from ..options import EngineOptions
+from .app import SettingsFlags, errors, settings_options
+
+__all__ = ["info_cmd"]
+
+
+@click.command("info")
+@click.option(
+    "-m",
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    type=click.Choice(model_names(), case_sensitive=False),
+)
+@engine_options
+@click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@settings_options
+def info_cmd(
+    model: str, device: str, backend: str, strict_device: bool, as_json: bool, flags: SettingsFlags
+) -> None:
+    """Versions, execution providers, the provider actually used, cache and models."""
+    with errors():
+        settings = flags.settings()
+        engine = EngineOptions(model=model, device=device, backend=backend, strict=strict_device)
+        report = _report(engine, settings)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            _print(report)
+
+
+def _report(engine: EngineOptions, settings: Settings) -> dict[str, Any]:
+    import platform
+
+    import numpy
+    import onnxruntime
+    import PIL
+
+    from ..inference.openvino import version as ov_version
+    from ..inference.runtime import available_providers, default_threads
+    from ..models.installed import installed_path, verify_installed
+
+    report: dict[str, Any] = {
+        "cleancut": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "onnxruntime": onnxruntime.__version__,
+        "openvino": ov_version() or "not installed",
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "available_providers": available_providers(),
+        "default_threads": default_threads(),
+        "cache_dir": str(settings.cache_dir),
+        "model_url": settings.model_base_url,
+        "offline": settings.offline,
+        "models": {},
+    }
+    for spec in MODELS.values():
+        path = installed_path(spec, settings)
+        report["models"][spec.name] = (
+            "verified" if verify_installed(spec, path) else "corrupt" if path.is_file() else "not fetched"
+        )
+    report["session"] = _session(engine, settings, report["models"])
+    return report
+
+
+def _session(engine: EngineOptions, settings: Settings, states: dict[str, str]) -> dict[str, Any] | str:
+    """What would run, loaded offline, when the model (or the one it is built from) is here."""
+    from ..remover import Remover
+
+    spec = resolve_model(engine.model)
+    if states[spec.name] != "verified" and not (
+        spec.derived_from and states[spec.derived_from] == "verified"
+    ):
+        return f"{spec.name} not fetched: run `cleancut models fetch {spec.name}`"
+    rem = Remover.from_options(engine, settings=settings.with_(offline=True))
+    return rem.load().describe()
+
+
+def _print(report: dict[str, Any]) -> None:
+    for key, value in report.items():
+        if key == "models":
+            click.echo("models:")
+            for n, state in value.items():
+                click.echo(f"  {n:<14}{state}")
+        elif key == "session" and isinstance(value, dict):
+            click.echo("session:")
+            for k, v in value.items():
+                click.echo(f"  {k:<12}{v}")
+        else:
+            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")

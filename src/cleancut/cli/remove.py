@@ -1,0 +1,266 @@
+"""``cleancut remove`` (the default command): its flags (from the options table,
+:mod:`cleancut.cli_options`), the checks made before any model loads, and the run of
+INPUT... on this machine or on Ray."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import click
+
+from ..cli_options import cut_options, engine_options, ray_options, table_option
+from ..cutout import check_options
+from ..errors import InvalidOptionError
+from ..io.formats import OutputFormat, normalize_format
+from ..options import CutOptions, EngineOptions
+from ..passes import normalize_quality_mode
+from ..pipeline import normalize_output_type, parse_color
+from .app import SettingsFlags, echo, errors, settings_options
+from .progress import BatchProgress, Counts, FetchProgress, Row
+
+if TYPE_CHECKING:
+    from ..batch import Job
+    from ..config import Settings
+    from ..edges import EdgeOptions
+    from ..framing import Framing
+
+__all__ = ["remove_cmd"]
+
+log = logging.getLogger("cleancut")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How INPUT... is run, beside what each cut-out looks like (:class:`CutOptions`)."""
+
+    engine: EngineOptions
+    #: ``-f`` as given: ``None`` lets the local batch take the format from ``-o``'s extension
+    fmt: OutputFormat | None
+    flags: SettingsFlags
+    settings: Settings
+    overwrite: bool
+    quiet: bool
+    on_ray: bool
+    address: str | None = None
+    num_workers: int | None = None
+
+
+@click.command("remove")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="PATH",
+    help="Output file, or folder for several inputs; - for stdout.",
+)
+@table_option("model", "-m", show_default=True)
+@table_option("mode", "quality_mode", show_default=True)
+@table_option("type", "-t", "output_type", show_default=True)
+@table_option("format", "-f", "fmt", default=None)  # default: from the -o extension
+@table_option("quality", "-q", show_default=True)
+@table_option("bg_color")
+@cut_options
+@engine_options
+@ray_options
+@table_option("strict", "strict_device", is_flag=True)
+@table_option("threads")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
+@click.option("--quiet", is_flag=True, help="Print only errors.")
+@settings_options
+def remove_cmd(
+    inputs: tuple[str, ...],
+    output: str | None,
+    model: str,
+    quality_mode: str,
+    output_type: str,
+    fmt: str | None,
+    quality: float,
+    bg_color: str | None,
+    edges: EdgeOptions | None,
+    framing: Framing | None,
+    device: str,
+    backend: str,
+    engine: str,
+    address: str | None,
+    num_workers: int | None,
+    strict_device: bool,
+    threads: int | None,
+    overwrite: bool,
+    quiet: bool,
+    flags: SettingsFlags,
+) -> None:
+    """Cut out INPUT... (files, folders, or - for stdin)."""
+    with errors():
+        settings = flags.settings()
+        out_fmt = normalize_format(fmt) if fmt else None
+        options = _cut_options(
+            output_type, out_fmt, quality, bg_color, edges, framing, quality_mode, settings
+        )
+        run = _Run(
+            engine=EngineOptions(
+                model=model, device=device, backend=backend, strict=strict_device, threads=threads
+            ),
+            fmt=out_fmt,
+            flags=flags,
+            settings=settings,
+            overwrite=overwrite,
+            quiet=quiet,
+            on_ray=_check_engine(engine, output, address, num_workers),
+            address=address,
+            num_workers=num_workers,
+        )
+        _dispatch(inputs, output, options, run)
+
+
+def _cut_options(
+    output_type: str,
+    fmt: OutputFormat | None,
+    quality: float,
+    bg_color: str | None,
+    edges: EdgeOptions | None,
+    framing: Framing | None,
+    quality_mode: str,
+    settings: Settings,
+) -> CutOptions:
+    """The flags as one :class:`CutOptions`, checked (usage errors) before any model loads.
+    Its format is ``fmt`` or ``png``; the local batch may take another from ``-o``."""
+    color = parse_color(bg_color) if bg_color is not None else None
+    if color is not None and framing is not None and framing.opaque:
+        raise InvalidOptionError("--bg-color and --background both set the background: give one")
+    out_type = normalize_output_type(output_type)
+    check_options(out_type, edges, framing)
+    if framing is not None:  # decoded now: a bad background image fails before the model loads
+        framing = framing.loaded(max_pixels=settings.max_pixels)
+    return CutOptions(
+        type=out_type,
+        format=fmt or "png",
+        quality=quality,
+        bg_color=color,
+        edges=edges,
+        framing=framing,
+        mode=normalize_quality_mode(quality_mode),
+    )
+
+
+def _check_engine(engine: str, output: str | None, address: str | None, num_workers: int | None) -> bool:
+    """Whether this run goes to Ray; usage errors for Ray options without ``--engine ray``."""
+    if engine.lower() != "ray":
+        if address is not None or num_workers is not None:
+            raise InvalidOptionError("--address and --num-workers apply only with --engine ray")
+        return False
+    if output is None or output == "-":
+        raise InvalidOptionError("--engine ray writes into a folder: give -o FOLDER (a path or a URI)")
+    return True
+
+
+def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, run: _Run) -> None:
+    """The one place that decides what runs INPUT...: Ray (which plans its own inputs, URIs
+    included), else the local image batch. Another kind of input gets its branch here."""
+    if run.on_ray:
+        assert output is not None  # _check_engine
+        _remove_on_ray(inputs, output, options, run)
+    else:
+        _remove_images(inputs, output, options, run)
+
+
+# --------------------------------------------------------------------------- local images
+
+
+def _remove_images(inputs: tuple[str, ...], output: str | None, options: CutOptions, run: _Run) -> None:
+    """Images (files, folders, stdin) on this machine: plan, load the model, run the batch."""
+    from ..batch import plan_jobs
+
+    jobs, out_fmt = plan_jobs(inputs, output, run.fmt)
+    _sweep_stale_temps(jobs)
+    if not jobs:
+        click.echo("no images found in the given folders", err=True)
+        sys.exit(1)
+    counts = _run_local(jobs, replace(options, format=out_fmt), run)
+    _report_local(jobs, counts, run.quiet)
+    if counts.failed:
+        sys.exit(1)
+
+
+def _sweep_stale_temps(jobs: list[Job]) -> None:
+    """A run killed mid-write (SIGKILL, power loss) leaves hidden temp files of ours beside
+    its outputs; the rerun that resumes it clears those whose writer is gone."""
+    from ..io.atomic import sweep_stale_temps
+
+    for folder in sorted({job.output.parent for job in jobs if job.output is not None}):
+        sweep_stale_temps(folder)
+
+
+def _run_local(jobs: list[Job], options: CutOptions, run: _Run) -> Counts:
+    """One loaded model through :func:`cleancut.batch.run_jobs`, shown by the batch loop."""
+    from ..batch import run_jobs
+    from ..remover import Remover
+
+    # Several images: the backend may run them in parallel streams (batch.run_jobs).
+    scheduling = "throughput" if len(jobs) > 1 else "latency"
+    remover = Remover.from_options(run.engine, settings=run.settings, scheduling=scheduling)
+    remover.load(progress=FetchProgress(run.quiet))
+    results = run_jobs(jobs, remover, options, overwrite=run.overwrite)
+    rows = (Row(r.status, r.job.name, r.job.output, r.error, r.data) for r in results)
+    return BatchProgress(total=len(jobs), quiet=run.quiet, single=len(jobs) == 1).run(rows)
+
+
+def _report_local(jobs: list[Job], counts: Counts, quiet: bool) -> None:
+    """The closing line: ``wrote OUT`` for one input, the counts for several; nothing when
+    quiet, or for one input that failed or went to stdout (its error line or output says it)."""
+    single = len(jobs) == 1
+    if quiet or (single and (counts.failed or jobs[0].output is None)):
+        return
+    if single and counts.written:
+        echo(f"wrote {jobs[0].output} ({counts.seconds:.1f} s)")
+    elif single:
+        echo(f"skipped: {jobs[0].output} exists (use --overwrite)")
+    else:
+        click.echo(counts.summary(of=len(jobs)), err=True)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _remove_on_ray(inputs: tuple[str, ...], output: str, options: CutOptions, run: _Run) -> None:
+    """``--engine ray``: the same batch loop, error lines, summary and exit code as the local
+    batch; the work runs in :mod:`cleancut.distributed`, which plans its own inputs (URIs
+    included)."""
+    from ..distributed import manifest_location, run_ray
+
+    progress = BatchProgress(total=0, quiet=run.quiet)
+
+    def on_start(total: int) -> None:
+        progress.set_total(total)
+        if total == 0:
+            click.echo("no images found in the given inputs", err=True)
+
+    engine = run.engine
+    results = run_ray(
+        inputs,
+        output,
+        options,
+        model=engine.model,
+        device=engine.device,
+        backend=engine.backend,
+        strict=engine.strict,
+        threads=engine.threads,
+        address=run.address,
+        num_workers=run.num_workers,
+        overwrite=run.overwrite,
+        # only what was given: each Ray worker reads its own environment for the rest
+        settings_overrides=run.flags.overrides(),
+        # Ray's own logs only with -v: the bar, error lines and summary are the interface
+        quiet=not log.isEnabledFor(logging.INFO),
+        on_start=on_start,
+    )
+    counts = progress.run(Row(r.status, r.input, r.output, r.error) for r in results)
+    if counts.total == 0:
+        sys.exit(1)
+    if not run.quiet:
+        echo(f"{counts.summary()} (manifest: {manifest_location(output)})")
+    if counts.failed:
+        sys.exit(1)
