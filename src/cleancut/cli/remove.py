@@ -238,21 +238,16 @@ def _remove_on_ray(inputs: tuple[str, ...], output: str, options: CutOptions, ru
         if total == 0:
             click.echo("no images found in the given inputs", err=True)
 
-    engine = run.engine
     results = run_ray(
         inputs,
         output,
         options,
-        model=engine.model,
-        device=engine.device,
-        backend=engine.backend,
-        strict=engine.strict,
-        threads=engine.threads,
+        engine=run.engine,
         address=run.address,
         num_workers=run.num_workers,
         overwrite=run.overwrite,
-        # only what was given: each Ray worker reads its own environment for the rest
-        settings_overrides=run.flags.overrides(),
+        # only the flags given: each Ray worker reads its own environment for the rest
+        settings=run.flags.overrides(),
         # Ray's own logs only with -v: the bar, error lines and summary are the interface
         quiet=not log.isEnabledFor(logging.INFO),
         on_start=on_start,
