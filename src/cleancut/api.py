@@ -1,13 +1,8 @@
-"""The flat functions: the reference's ``removeBackground`` & co. in Python style.
-
-Each returns a :class:`~cleancut.remover.Cutout`. They share one :class:`Remover` per
-model/device/settings in the process, so the model is loaded once however often they are called.
-
-Edge and framing options are flat keywords here (``refine="guided"``, ``background="white"``,
-``crop=True``, ``preset="ecommerce"``, …); :func:`edge_options` and
-:func:`~cleancut.framing.make_framing` turn them into the :class:`~cleancut.edges.EdgeOptions`
-and :class:`~cleancut.framing.Framing` objects that :class:`Remover` takes. A keyword left at
-``None`` is not given: the preset's or the dataclass's default stays.
+"""The flat functions, the reference's ``removeBackground`` & co.: flat keywords (the
+library's rows of :func:`cleancut.options.OPTIONS`) made into one
+:class:`~cleancut.options.EngineOptions`, :class:`~cleancut.edges.EdgeOptions` and
+:class:`~cleancut.framing.Framing` for one shared :class:`Remover` per engine and settings,
+so the model loads once per process. A keyword left at ``None`` keeps the default.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
-"""The one place where a cut-out's stages are ordered, as plain functions over plain values.
+"""The one place where a cut-out's stages are ordered, as plain functions over plain values:
+decode → :func:`prepare` → :func:`infer` → :func:`make_mask` → compose
+(:func:`cleancut.cutout.make_cutout`, via :func:`finish`) → :func:`encode`.
 
-decode → :func:`prepare` (the quality mode's pass inputs, :mod:`cleancut.passes`) →
-:func:`infer` (each pass on a session for its size, outputs combined) → :func:`finish`
-(mask through :func:`make_mask`, compose through :func:`cleancut.cutout.make_cutout`, the
-pixel limit passed on) → :func:`encode`.
-
-:class:`~cleancut.remover.Remover`, the local batch (:func:`cleancut.batch.run_jobs`), the
-server engine (:mod:`cleancut.server.engine`) and the Ray actor
-(:class:`cleancut.distributed.CutoutActor`) call these; they differ only in where each stage
-runs (threads, pools, actors) and how a pass reaches its session (batched on a GPU, with a
-deadline on the server). Nothing here imports the remover: a pass reaches the network
-through the ``run`` callable it is given.
+The remover, the local batch, the server engine and the Ray actor call these and differ
+only in where each stage runs; a pass reaches the network through the ``run`` callable
+given to :func:`infer`, so nothing here imports the remover.
 """
 
 from __future__ import annotations

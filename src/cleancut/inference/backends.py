@@ -1,20 +1,5 @@
-"""Choosing what runs a model: ``backend="auto" | "onnxruntime" | "openvino"``.
-
-``auto`` picks the fastest backend that is installed **and verified on this CPU**:
-
-* a GPU provider in onnxruntime (``device`` not ``cpu``) → onnxruntime, on the GPU;
-* otherwise, when OpenVINO is installed, a one-time self-check runs both backends on a
-  bundled photo: onnxruntime on the reference graph (the published weights as published)
-  and OpenVINO on its graph. OpenVINO is accepted only if its mask agrees with the
-  reference (mean |Δalpha| ≤ 2/255 and IoU ≥ 0.99 at 1024²); the faster accepted backend
-  wins. The verdict is stored in ``<cache>/backends/`` keyed by the model, the library
-  versions, the CPU's model and flags, and the thread count, so it is measured once per
-  machine and reused by every later process.
-
-Which graph each backend loads: for ``isnet_fp16`` both load its fp32 widening (the same weight
-values, see :func:`cleancut.models.store.ensure_model`); OpenVINO computes it in bf16 on CPUs
-that have it, which is what the self-check measures against onnxruntime's fp32.
-"""
+"""Choosing what runs a model for ``backend="auto"``: the fastest backend installed and
+verified on this machine, by a one-time self-check against the onnxruntime reference."""
 
 from __future__ import annotations
 
@@ -167,7 +152,17 @@ def resolve(
     threads: int | None,
     progress: ProgressCallback | None = None,
 ) -> Choice:
-    """Turn ``auto`` into a concrete backend (running the self-check once if needed)."""
+    """Turn ``auto`` into a concrete backend (running the self-check once if needed).
+
+    A GPU provider in onnxruntime (``device`` not ``cpu``) → onnxruntime on the GPU.
+    Otherwise, when OpenVINO is installed, :func:`self_check` runs both backends on a bundled
+    photo: onnxruntime on the reference graph and OpenVINO on its graph (for ``isnet_fp16``
+    both load its fp32 widening; OpenVINO computes it in bf16 where the CPU has it).
+    OpenVINO is accepted only if its mask agrees with the reference (mean |Δalpha| ≤ 2/255
+    and IoU ≥ 0.99 at 1024²); the faster accepted backend wins. The verdict is stored in
+    ``<cache>/backends/``, keyed by the model, the library versions, the CPU's model and
+    flags and the thread count: measured once per machine, reused by every process.
+    """
     from .openvino import available as ov_available
 
     if requested == "openvino":
@@ -183,8 +178,8 @@ def resolve(
     if not ov_available():
         return Choice("onnxruntime", "openvino is not installed")
     if spec.precision == "quint8":
-        # Its dynamically quantised ConvInteger graph is not OpenVINO's fast path: measured
-        # 5.7 s per pass against onnxruntime's 3.2 s here, so no self-check is spent on it.
+        # Its dynamically quantised ConvInteger graph is not OpenVINO's fast path (measured
+        # slower than onnxruntime), so no self-check is spent on it.
         return Choice("onnxruntime", "quint8 (ConvInteger) graphs run faster in onnxruntime")
     n = threads if threads and threads > 0 else default_threads()
     path, ident = _record_path(spec, settings, n)
