@@ -204,15 +204,15 @@ def main() -> None:
         args.json.write_text(text)
     rounds_head = "".join(f"{'r' + str(i + 1):>8}" for i in range(args.rounds))
     print("\nimages/s per round, then each round's rate ÷ that round's best inference-only rate")
-    print(f"{'mode':<28}{'median':>8}{rounds_head}")
+    print(f"{'mode':<34}{'median':>8}{rounds_head}")
     for k in rates:
         cells = "".join(f"{x:>8.3f}" for x in rates[k])
-        print(f"{k:<28}{med[k]:>8.3f}{cells}")
+        print(f"{k:<34}{med[k]:>8.3f}{cells}")
     for k, v in per_round.items():
         cells = "".join(f"{x:>8.1%}" for x in v)
-        print(f"{k + ' ÷ inference':<28}{ratio[k]:>8.1%}{cells}")
+        print(f"{k + ' ÷ inference':<34}{ratio[k]:>8.1%}{cells}")
     cells = "".join(f"{x:>8.3f}" for x in cpu_per_round)
-    print(f"{'CPU/image ÷ inference':<28}{report['pipeline_cpu_vs_inference_cpu']:>8.3f}{cells}")
+    print(f"{'CPU/image ÷ inference':<34}{report['pipeline_cpu_vs_inference_cpu']:>8.3f}{cells}")
     print(
         f"pipeline (throughput mode) ÷ inference-only: median of per-round ratios "
         f"{report['pipeline_vs_inference_only']:.1%} over {args.rounds} round(s); CPU per image "
