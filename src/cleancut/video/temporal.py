@@ -7,7 +7,7 @@ change: the frame difference (largest colour channel, averaged over small cells 
 cancels, widened by one cell so that a moving edge's neighbourhood counts as moving) opens a
 gate from
 ``strength`` (still) to 0 (moving). Moving parts take the current output as it is, so motion
-is never smeared; still parts average over a few frames (``strength`` 0.7 ≈ the last 5).
+is never smeared; still parts average over a few frames (``strength`` 0.85 ≈ the last 7).
 """
 
 from __future__ import annotations
@@ -26,13 +26,18 @@ class TemporalSmoother:
 
     ``strength``: weight of the running average where the image is still (0 turns the filter
     off). ``low``/``high``: mean colour change per cell (largest channel, 0..1) below which
-    a cell is still and above which it is moving; in between the gate opens linearly. ``cell``: the side, in
-    frame pixels, of the cells the difference is averaged over."""
+    a cell is still and above which it is moving; in between the gate opens linearly.
+    ``cell``: the side, in frame pixels, of the cells the difference is averaged over.
+    ``jump_low``/``jump_high``: where the output itself moves by more than this from the
+    running average (the network changed its mind about a still region, because the rest of
+    the picture changed), the gate opens the same way, so the average does not lag."""
 
-    strength: float = 0.7
+    strength: float = 0.85
     low: float = 3 / 255
     high: float = 12 / 255
     cell: int = 4
+    jump_low: float = 0.15
+    jump_high: float = 0.4
     _last: np.ndarray | None = field(default=None, init=False, repr=False)
     _state: np.ndarray | None = field(default=None, init=False, repr=False)
 
@@ -71,6 +76,9 @@ class TemporalSmoother:
         s = y.shape[-2:]
         kk: np.ndarray = cv2.resize(k, (s[1], s[0]), interpolation=cv2.INTER_LINEAR)
         kk = kk.reshape((1,) * (y.ndim - 2) + s)
+        if self.jump_high > self.jump_low:
+            jump = np.abs(y - state)
+            kk = kk * np.clip((self.jump_high - jump) / (self.jump_high - self.jump_low), 0.0, 1.0)
         out: np.ndarray = (kk * state + (1.0 - kk) * y).astype(np.float32)
         self._state = out
         return out
