@@ -352,3 +352,48 @@ def test_real_model_cuts_a_few_frames(tmp_path: Path, remover: Remover) -> None:
         assert cut.pixels.shape == (H, W, 4)
         alpha = cut.pixels[..., 3].astype(int)
         assert alpha[m].mean() > alpha[~m].mean()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_env(model_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLEANCUT_CACHE_DIR", str(model_settings.cache_dir))
+    monkeypatch.setenv("CLEANCUT_OFFLINE", "1")
+    monkeypatch.setenv("CLEANCUT_NPM", "0")
+    monkeypatch.delenv("CLEANCUT_MODEL_URL", raising=False)
+
+
+def cleancut(*args: object) -> Any:
+    from click.testing import CliRunner
+
+    from cleancut.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_cli_cuts_a_clip_to_webm_and_resumes_a_folder(tmp_path: Path, cli_env: None) -> None:
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=3)
+    out = tmp_path / "out.webm"
+    res = cleancut(src, "-o", out, "-m", "isnet_fp16", "--mode", "fast")
+    assert res.exit_code == 0, res.stderr
+    assert "wrote" in res.stderr and "3 frames" in res.stderr
+    frames, (streams, _) = decode_all(out, alpha_decoder=True)
+    assert len(frames) == 3 and frames[0].format.name == "yuva420p" and ("audio", "opus") in streams
+    folder = tmp_path / "cuts"
+    res = cleancut(src, "-o", folder, "--bg-color", "white", "--mode", "fast", "-m", "isnet_fp16")
+    assert res.exit_code == 0, res.stderr
+    assert (folder / "clip.mp4").is_file()
+    res = cleancut(src, "-o", folder, "--bg-color", "white", "--mode", "fast", "-m", "isnet_fp16")
+    assert res.exit_code == 0 and "skipped" in res.stderr
+
+
+def test_cli_bad_clip_is_one_error_line(tmp_path: Path, cli_env: None) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a clip")
+    res = cleancut(bad, "-o", tmp_path / "out.webm", "-m", "isnet_fp16")
+    assert res.exit_code == 1
+    assert any(line.startswith("error:") for line in res.stderr.splitlines())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]

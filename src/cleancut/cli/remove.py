@@ -160,7 +160,24 @@ def _check_engine(engine: str, output: str | None, address: str | None, num_work
 def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, run: _Run) -> None:
     """The one place that decides what runs INPUT...: Ray (which plans its own inputs, URIs
     included), else the local image batch. Another kind of input gets its branch here."""
-    if run.on_ray:
+    from .video import is_video, remove_videos
+
+    videos = [p for p in inputs if is_video(p)]
+    if videos and run.on_ray:
+        raise InvalidOptionError("--engine ray takes photos; cut video clips on this machine")
+    if videos and len(videos) != len(inputs):
+        raise InvalidOptionError("give video clips and photos in separate runs")
+    if videos:
+        remove_videos(
+            inputs,
+            output,
+            options,
+            engine=run.engine,
+            settings=run.settings,
+            overwrite=run.overwrite,
+            quiet=run.quiet,
+        )
+    elif run.on_ray:
         assert output is not None  # _check_engine
         _remove_on_ray(inputs, output, options, run)
     else:

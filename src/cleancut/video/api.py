@@ -203,7 +203,8 @@ def _reporter(progress: Any) -> Callable[[int, int], None] | None:
     import inspect
 
     try:
-        n = len(inspect.signature(progress).parameters)
+        params = inspect.signature(progress).parameters.values()
+        n = sum(1 for p in params if p.default is inspect.Parameter.empty)
     except (TypeError, ValueError):
         n = 3
     if n >= 3:
