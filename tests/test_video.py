@@ -397,3 +397,17 @@ def test_cli_bad_clip_is_one_error_line(tmp_path: Path, cli_env: None) -> None:
     assert res.exit_code == 1
     assert any(line.startswith("error:") for line in res.stderr.splitlines())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_any_output(tmp_path: Path, clip: Path) -> None:
+    from dataclasses import replace
+
+    from cleancut.video import VideoTooLargeError
+
+    small = KeyRemover(tmp_path)
+    small.settings = replace(small.settings, max_pixels=W * H - 1)
+    out_dir = tmp_path / "out"
+    with pytest.raises(VideoTooLargeError, match="limit"):
+        remove_video(clip, out_dir / "o.webm", remover=small)
+    assert small.calls == 0
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
