@@ -115,8 +115,8 @@ def remove_background(
     ``image`` is a path, bytes, a binary file, a PIL image or a numpy array. Save with
     ``.save("out.png")`` or encode with ``.to_bytes("webp", quality=0.9)``.
 
-    ``mode``: ``default`` (one 1024² pass, the reference's), ``best`` (1024², mirrored and
-    1280² passes averaged: better masks for about 3.6× the network time) or ``fast`` (one
+    ``mode``: ``default`` (one 1024² pass, the reference's), ``best`` (1024² and 768² passes,
+    each also mirrored, averaged: better masks for about 3.1× the network time) or ``fast`` (one
     768² pass); see :mod:`cleancut.passes` and the README's quality table.
 
     Edges: ``refine`` (``bilinear``/``guided``), ``decontaminate`` (``none``/``blur_fusion``/

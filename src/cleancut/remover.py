@@ -276,8 +276,9 @@ class Remover:
     ) -> Cutout:
         """Cut out ``image``: ``type`` is ``foreground`` (default), ``background`` or ``mask``.
 
-        ``mode``: ``default`` (one 1024² pass, the reference), ``best`` (three passes
-        averaged: mirrored and 1280², about 3.6× the network time, see :mod:`cleancut.passes`)
+        ``mode``: ``default`` (one 1024² pass, the reference), ``best`` (four passes
+        averaged: 1024² and 768², each mirrored, about 3.1× the network time, see
+        :mod:`cleancut.passes`)
         or ``fast`` (one 768² pass).
 
         ``edges``: how the mask and its edge colours are made (``None``: the defaults of
