@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 import cleancut.framing as cf  # noqa: E402
 from cleancut.errors import InvalidOptionError  # noqa: E402
+from cleancut.framing.backgrounds import image_background  # noqa: E402
+from cleancut.framing.geometry import cut, resize  # noqa: E402
 
 SIZES = {12: (4000, 3000), 24: (6000, 4000)}
 OPTIONS: dict[str, cf.Framing] = {
@@ -149,9 +151,9 @@ def before_apply(pixels: np.ndarray, mask: np.ndarray, framing: cf.Framing) -> c
     keep = mask
     if pixels.shape[2] == 4:
         keep = _before_mul(keep, pixels[:, :, 3])
-    colours = cf._resize(cf._cut(pixels[:, :, :3], geo.window, geo.window), geo.size)
-    alpha = cf._resize(cf._cut(keep, geo.window, geo.box), geo.size)
-    framed_mask = cf._resize(cf._cut(mask, geo.window, geo.box), geo.size)
+    colours = resize(cut(pixels[:, :, :3], geo.window, geo.window), geo.size)
+    alpha = resize(cut(keep, geo.window, geo.box), geo.size)
+    framed_mask = resize(cut(mask, geo.window, geo.box), geo.size)
     ow, oh = geo.size
     bg = framing.background
     if geo.subject is not None:
@@ -178,11 +180,11 @@ def before_apply(pixels: np.ndarray, mask: np.ndarray, framing: cf.Framing) -> c
         back = np.empty((oh, ow, 3), dtype=np.uint8)
         back[:] = np.asarray(bg, dtype=np.uint8)
     elif isinstance(bg, str):
-        win_photo = cf._cut(np.ascontiguousarray(pixels[:, :, :3]), geo.window, geo.window, reflect=True)
-        weight = 255 - cf._cut(mask, geo.window, geo.window, reflect=True)
+        win_photo = cut(np.ascontiguousarray(pixels[:, :, :3]), geo.window, geo.window, reflect=True)
+        weight = 255 - cut(mask, geo.window, geo.window, reflect=True)
         back = _before_blur_background(win_photo, weight, geo.size, framing.blur * max(ow, oh))
     elif isinstance(bg, np.ndarray):
-        back = cf._image_background(bg, geo.size, framing.fit)
+        back = image_background(bg, geo.size, framing.fit)
     else:
         raise InvalidOptionError(f"unusable background {type(bg).__name__}")
     if shadow is not None:

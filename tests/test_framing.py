@@ -384,7 +384,7 @@ def test_blend_is_exact() -> None:
     # Compositing runs through cv2.blendLinear with float32 weights a and 255 − a; it must
     # give pipeline.flatten's integer round((fg·a + bg·(255 − a)) / 255) for every
     # (fg, alpha, bg) triple, and round(x · a / 255) with black.
-    from cleancut.framing import _blend
+    from cleancut.framing.compose import blend
 
     # Rows: every (fg, alpha) pair; the 86 columns × 3 channels: every bg value (17 MB).
     fg = np.repeat(np.arange(256, dtype=np.uint8), 256)
@@ -398,10 +398,10 @@ def test_blend_is_exact() -> None:
     w = alpha[:, :, None].astype(np.uint16)
     v = fg3 * w + bg3 * (255 - w) + 128
     expected = ((v + (v >> 8)) >> 8).astype(np.uint8)
-    np.testing.assert_array_equal(_blend(fg3, alpha, bg3, None), expected)
+    np.testing.assert_array_equal(blend(fg3, alpha, bg3, None), expected)
     v = fg3 * w + 128
-    np.testing.assert_array_equal(_blend(fg3, alpha, None, None), ((v + (v >> 8)) >> 8).astype(np.uint8))
-    flat = _blend(fg3, alpha, (7, 128, 255), None, opaque=True)
+    np.testing.assert_array_equal(blend(fg3, alpha, None, None), ((v + (v >> 8)) >> 8).astype(np.uint8))
+    flat = blend(fg3, alpha, (7, 128, 255), None, opaque=True)
     assert (flat[:, :, 3] == 255).all()
     np.testing.assert_array_equal(
         flat[:, :, :3], pipeline.flatten(np.dstack([fg3, alpha[:, :, None]]), (7, 128, 255))
@@ -413,7 +413,7 @@ def test_blend_is_exact() -> None:
     dark = ((v + (v >> 8)) >> 8).astype(np.uint8)
     v = fg3 * w + dark * (255 - w) + 128
     np.testing.assert_array_equal(
-        _blend(fg3, alpha, bg3, None, shade=shade), ((v + (v >> 8)) >> 8).astype(np.uint8)
+        blend(fg3, alpha, bg3, None, shade=shade), ((v + (v >> 8)) >> 8).astype(np.uint8)
     )
 
 
