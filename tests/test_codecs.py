@@ -569,7 +569,7 @@ def test_profile_for_another_colour_space_is_dropped(rgb: np.ndarray) -> None:
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_malformed_icc_is_ignored(fmt: str, rgb: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
     data = save(Image.fromarray(rgb), fmt, icc_profile=b"this is not an ICC profile" * 3)
-    with caplog.at_level("WARNING", logger="cleancut.io.decode"):
+    with caplog.at_level("WARNING", logger="cleancut.io.color"):
         d = decode(data, max_pixels=MAX)
     assert d.icc_profile is None
     assert "ICC" in caplog.text

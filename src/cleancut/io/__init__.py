@@ -2,6 +2,7 @@
 
 - :mod:`~cleancut.io.formats`: output formats (names, extensions, MIME types) and sniffing;
 - :mod:`~cleancut.io.decode`: anything a caller holds into a :class:`DecodedImage`;
+- :mod:`~cleancut.io.color`: any Pillow mode, sample depth and ICC profile into RGB(A) uint8;
 - :mod:`~cleancut.io.encode`: pixels back into PNG, WebP, JPEG or raw bytes;
 - :mod:`~cleancut.io.png`: cleancut's threaded PNG encoder;
 - :mod:`~cleancut.io.atomic`: :func:`write_atomic` (no partial file is ever visible) and the

@@ -2,8 +2,10 @@
 into a :class:`DecodedImage` — RGB or RGBA ``uint8`` pixels with the EXIF orientation
 applied, plus the ICC profile that describes them.
 
-Pillow's own exceptions never escape: they are translated here, in one place, into the
-:mod:`cleancut.errors` tree."""
+This module opens the source safely (the pixel limit checked before Pillow allocates,
+HEIF/AVIF plugins, a fast path for plain JPEGs); :mod:`cleancut.io.color` turns the pixels
+into RGB. Pillow's own exceptions never escape: they are translated here, in one place,
+into the :mod:`cleancut.errors` tree."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO, Final, Union, cast
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from ..errors import (
     CleancutError,
@@ -30,6 +32,7 @@ from ..errors import (
     UnreadableImageError,
     UnsupportedImageError,
 )
+from .color import embedded_icc, scale_to_uint8, to_rgb
 from .formats import AVIF_BRANDS, HEIF_BRANDS, iso_bmff_brand, looks_like
 
 __all__ = [
@@ -294,149 +297,18 @@ def _load(img: Image.Image, name: str, max_pixels: int) -> None:
         raise UnreadableImageError(f"{name} could not be decoded: {exc}") from exc
 
 
-def _profile_color_space(icc: bytes) -> str | None:
-    try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return str(profile.profile.xcolor_space).strip().upper()
-    except Exception:
-        return None
-
-
-_SRGB: ImageCms.ImageCmsProfile | None = None
-
-
-def _srgb() -> ImageCms.ImageCmsProfile:
-    global _SRGB
-    if _SRGB is None:
-        _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-    return _SRGB
-
-
-def _to_srgb(img: Image.Image, icc: bytes, mode: str) -> Image.Image | None:
-    try:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        out = ImageCms.profileToProfile(img, src, _srgb(), outputMode=mode)
-        return out
-    except Exception:
-        log.warning("could not apply the embedded ICC profile; using the pixels as sRGB")
-        return None
-
-
-def _scale_to_uint8(a: np.ndarray, *, sixteen_bit: bool = False) -> np.ndarray:
-    """Map integer or float samples of any depth onto 0..255.
-
-    * ``uint8``: unchanged.
-    * ``uint16`` (or ``sixteen_bit``: Pillow's 16-bit modes): ``round(v / 257)`` whatever the
-      values, so a dark 16-bit image stays dark.
-    * float: ``0..1`` if every finite sample is at most 1, else ``0..255``; rounded half up,
-      NaN → 0, ±inf → the ends.
-    * other integers (e.g. ``int64`` literals, Pillow's 32-bit ``I``): ``0..255`` if they fit,
-      else 16-bit if they fit, else scaled by the maximum. Negative values become 0.
-    """
-    if a.dtype == np.uint8:
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        f = a.astype(np.float32)
-        finite = np.isfinite(f)
-        hi = float(np.max(f, where=finite, initial=0.0))
-        f *= 255.0 if hi <= 1.0 else 1.0
-        f += 0.5
-        np.nan_to_num(f, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
-        np.clip(f, 0, 255, out=f)
-        as8: np.ndarray = f.astype(np.uint8)
-        return as8
-    out: np.ndarray
-    if a.dtype == np.uint16:
-        out = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        return out
-    b = a.astype(np.float64) if a.dtype == np.uint64 else a.astype(np.int64)
-    hi = b.max() if b.size else 0
-    if sixteen_bit or 255 < hi <= 65535:
-        out = ((np.clip(b, 0, 65535) + 128) // 257).astype(np.uint8)
-    elif hi <= 255:
-        out = np.clip(b, 0, 255).astype(np.uint8)
-    else:
-        out = (np.clip(b, 0, None) * (255.0 / float(hi)) + 0.5).astype(np.uint8)
-    return out
-
-
-_ALPHA_MODES: Final[tuple[str, ...]] = ("LA", "La", "PA", "RGBA", "RGBa")
-
-
 def _from_pil(img: Image.Image, name: str, fmt: str | None) -> DecodedImage:
+    """``img`` as RGB(A) (:func:`~cleancut.io.color.to_rgb`); a mode Pillow cannot convert
+    is an :class:`~cleancut.errors.UnsupportedImageError`."""
     try:
-        return _convert_pil(img, name, fmt)
+        pixels, icc = to_rgb(img, name, fmt)
     except (CleancutError, MemoryError):
         raise
     except Exception as exc:  # a mode or palette Pillow cannot convert
         raise UnsupportedImageError(
             f"{name} has pixel mode {img.mode!r}, which cleancut could not convert to RGB: {exc}"
         ) from exc
-
-
-def _embedded_icc(img: Image.Image, name: str) -> tuple[bytes | None, str | None]:
-    """The embedded ICC profile and its colour space (``None``, ``None`` when there is none
-    or it is malformed, which is logged)."""
-    icc = img.info.get("icc_profile") or None
-    if not isinstance(icc, bytes):
-        return None, None
-    space = _profile_color_space(icc)
-    if space is None:
-        log.warning("%s: the embedded ICC profile is malformed; it is ignored", name)
-        return None, None
-    return icc, space
-
-
-def _convert_pil(img: Image.Image, name: str, fmt: str | None) -> DecodedImage:
-    icc, space = _embedded_icc(img, name)
-    mode = img.mode
-
-    if mode.startswith("I") or mode == "F":
-        # 16-bit (Pillow < 11 opens 16-bit gray PNG as "I"), 32-bit integer or float gray:
-        # scale to 8 bits, then treat as L (a gray ICC profile still applies).
-        sixteen = mode.startswith("I;16") or (mode == "I" and fmt == "PNG")
-        img = Image.fromarray(_scale_to_uint8(np.asarray(img), sixteen_bit=sixteen))
-        mode = img.mode
-    if mode == "La":
-        img = img.convert("LA")  # Pillow converts premultiplied gray only to LA
-        mode = "LA"
-
-    if mode in ("1", "L", "LA", "P", "PA"):
-        if mode == "P":
-            palette_mode = img.palette.mode if img.palette is not None else "RGB"
-            has_alpha = "transparency" in img.info or palette_mode == "RGBA"
-        else:
-            has_alpha = mode in ("LA", "PA")
-        target = "RGBA" if has_alpha else "RGB"
-        if icc and space == "GRAY" and mode in ("L", "LA"):
-            alpha = img.getchannel("A") if mode == "LA" else None
-            conv = _to_srgb(img.convert("L"), icc, "RGB")
-            icc = None
-            if conv is not None:
-                if alpha is not None:
-                    conv.putalpha(alpha)
-                img = conv
-            else:
-                img = img.convert(target)
-        else:
-            img = img.convert(target)
-    elif mode == "CMYK":
-        conv = _to_srgb(img, icc, "RGB") if icc and space == "CMYK" else None
-        img = conv if conv is not None else img.convert("RGB")
-        icc = None
-    elif mode in ("RGB", "RGBA"):
-        pass
-    else:  # RGBa, RGBX, YCbCr, LAB (its "A" is a colour axis, not alpha), HSV, ...
-        img = img.convert("RGBA" if mode in _ALPHA_MODES else "RGB")
-
-    if icc and space != "RGB":
-        icc = None  # a profile for another colour space would mislabel RGB pixels
-    pixels = np.asarray(img)
-    if pixels.dtype != np.uint8:
-        pixels = _scale_to_uint8(pixels)
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-    return DecodedImage(np.ascontiguousarray(pixels), icc, fmt)
+    return DecodedImage(pixels, icc, fmt)
 
 
 def _from_array(a: np.ndarray, max_pixels: int) -> DecodedImage:
@@ -454,7 +326,7 @@ def _from_array(a: np.ndarray, max_pixels: int) -> DecodedImage:
         a = a.astype(np.uint8) * 255
     elif not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise UnsupportedImageError(f"unsupported array dtype {a.dtype}; use uint8")
-    a = _scale_to_uint8(a)
+    a = scale_to_uint8(a)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     elif a.shape[2] == 1:
@@ -474,8 +346,8 @@ def _rotated(img: Image.Image) -> bool:
 
 def _exif_transpose(img: Image.Image, name: str) -> Image.Image:
     try:
-        # Pillow's exif_transpose returns a *copy* of an upright image: 3.4 ms per 1.5 MP
-        # photo that a folder batch takes from the model (issue 3). Only orientations 2-8 move.
+        # Pillow's exif_transpose returns a *copy* even of an upright image, a cost a folder
+        # batch takes from the model: only orientations 2-8 move the pixels.
         if not _rotated(img):
             return img
         with warnings.catch_warnings():
@@ -498,8 +370,8 @@ def _decode_plain_jpeg(
 
     Both link libjpeg-turbo with the same settings (islow DCT, fancy upsampling), so the
     pixels are the same bit for bit; OpenCV hands over its buffer, where Pillow's decode is
-    followed by a copy into numpy: 8.6 ms against 12.8 ms for a 1.5 MP photo (one core),
-    which a folder batch gives back to the model. Only the plain case is taken: a file or
+    followed by a copy into numpy, time a folder batch gives back to the model (the figures
+    are in the README's performance section). Only the plain case is taken: a file or
     bytes (not a caller's stream), an RGB JPEG that ends with its end-of-image marker (a
     truncated one goes to Pillow, which says so), upright (no EXIF rotation to apply), an
     RGB ICC profile or none, within the pixel limit. Anything else, or a decode OpenCV
@@ -515,7 +387,7 @@ def _decode_plain_jpeg(
             return None
     except Exception:  # malformed EXIF: Pillow's path says so
         return None
-    icc, space = _embedded_icc(img, name)
+    icc, space = embedded_icc(img, name)
     if icc is not None and space != "RGB":
         return None
     if isinstance(fp, (str, Path)):
