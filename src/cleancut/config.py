@@ -20,7 +20,7 @@ from typing import Any
 from .errors import InvalidOptionError
 from .models import DEFAULT_BASE_URL
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Settings"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Settings", "parse_env_bool"]
 
 #: 100 MP: above every phone and most cameras (a 24 MP photo is a quarter of it), well
 #: below what would exhaust memory (RGBA + mask of 100 MP is about 0.5 GB).
@@ -36,7 +36,10 @@ def _default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("cleancut", appauthor=False))
 
 
-def _parse_bool(name: str, value: str) -> bool:
+def parse_env_bool(name: str, value: str) -> bool:
+    """The environment variable ``name``'s ``value`` as a boolean (``1``/``true``/``yes``/
+    ``on`` or ``0``/``false``/``no``/``off``/empty); anything else is an
+    :class:`~cleancut.errors.InvalidOptionError` naming the variable."""
     v = value.strip().lower()
     if v in _TRUE:
         return True
@@ -67,7 +70,7 @@ class Settings:
         if env.get("CLEANCUT_MODEL_URL"):
             values["model_base_url"] = env["CLEANCUT_MODEL_URL"]
         if "CLEANCUT_OFFLINE" in env:
-            values["offline"] = _parse_bool("CLEANCUT_OFFLINE", env["CLEANCUT_OFFLINE"])
+            values["offline"] = parse_env_bool("CLEANCUT_OFFLINE", env["CLEANCUT_OFFLINE"])
         if "CLEANCUT_NPM" in env:
             npm = env["CLEANCUT_NPM"].strip()
             values["npm"] = None if npm.lower() in _FALSE else npm

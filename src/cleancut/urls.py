@@ -83,12 +83,12 @@ class UrlPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> UrlPolicy:
-        from .config import _parse_bool
+        from .config import parse_env_bool
 
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         if "CLEANCUT_URL_ALLOW_PRIVATE" in env:
-            values["allow_private"] = _parse_bool(
+            values["allow_private"] = parse_env_bool(
                 "CLEANCUT_URL_ALLOW_PRIVATE", env["CLEANCUT_URL_ALLOW_PRIVATE"]
             )
         if env.get("CLEANCUT_URL_ALLOW_NETWORKS"):
