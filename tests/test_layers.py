@@ -1,6 +1,7 @@
 """Layers point one way: the import graph of ``src/cleancut`` (module-level and deferred
 imports alike, read from the source) has no cycle, the layers below the fronts import none
-of the pipeline, and no module imports the package root (which loads the whole library)."""
+of the pipeline, and no module imports the package root (which loads the whole library).
+Rooms stay small: no module is over :data:`MAX_LINES` lines."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ LAYERED = (
     "cleancut.parallel",
 )
 LAYERED_PACKAGES = ("cleancut.models", "cleancut.inference", "cleancut.io")
+
+#: The framing package's modules, each importing only those before it.
+FRAMING = ("options", "geometry", "backgrounds", "compose")
+
+#: The most lines a module may have: a file past this has grown a second job (split it).
+MAX_LINES = 600
 
 
 def _modules() -> dict[str, Path]:
@@ -112,12 +119,66 @@ def test_layers_have_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def _inits_run(importer: str, target: str) -> list[str]:
+    """The packages whose ``__init__`` runs when ``importer`` imports ``target``: those
+    above ``target`` that do not hold ``importer`` (a package importing its own modules is
+    not a cycle)."""
+    parts = target.split(".")
+    above = (".".join(parts[:i]) for i in range(2, len(parts)))
+    return [
+        p
+        for p in above
+        if p in MODULES and MODULES[p].name == "__init__.py" and not importer.startswith(p + ".")
+    ]
+
+
 def test_no_import_cycle_anywhere() -> None:
     """Not in the pipeline either: the stages are plain functions, the remover calls them
-    (and the cut-out they return lives in :mod:`cleancut.cutout`, below both)."""
-    graph = {name: [t for t in GRAPH[name] if t != ROOT] for name in MODULES if name != ROOT}
+    (and the cut-out they return lives in :mod:`cleancut.cutout`, below both). Importing
+    ``a.b.c`` runs ``a.b``'s ``__init__`` first, so that counts as importing ``a.b`` too:
+    ``cli/__init__`` imports ``server.command``, which therefore cannot import a module of
+    ``cli``."""
+    graph: dict[str, list[str]] = {}
+    for name in MODULES:
+        if name == ROOT:
+            continue
+        targets = {t for t in GRAPH[name] if t != ROOT}
+        targets |= {p for t in targets for p in _inits_run(name, t)}
+        graph[name] = sorted(targets - {name})
     cycle = _cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_framing_stays_below_the_pipeline() -> None:
+    """Framing is arithmetic on arrays: it imports the lower layers and the colour helpers
+    of :mod:`cleancut.pipeline`, never the remover, the stages or a front."""
+    offenders = [
+        f"{name} -> {t}"
+        for name in GRAPH
+        if name == "cleancut.framing" or name.startswith("cleancut.framing.")
+        for t in GRAPH[name]
+        if not (t.startswith("cleancut.framing") or _layered(t) or t == "cleancut.pipeline")
+    ]
+    assert not offenders, offenders
+
+
+def test_framing_modules_point_one_way() -> None:
+    """options ← geometry ← backgrounds ← compose: each imports only the ones before it, and
+    the package's ``__init__`` only re-exports them."""
+    names = [f"cleancut.framing.{m}" for m in FRAMING]
+    assert sorted(n for n in MODULES if n.startswith("cleancut.framing.")) == sorted(names)
+    for i, name in enumerate(names):
+        inside = {t for t in GRAPH[name] if t.startswith("cleancut.framing")}
+        assert inside <= set(names[:i]), f"{name} imports {sorted(inside - set(names[:i]))}"
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {
+        str(path.relative_to(SRC)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in MODULES.values()
+    }
+    over = {path: n for path, n in sizes.items() if n > MAX_LINES}
+    assert not over, f"over {MAX_LINES} lines (split by job): {over}"
 
 
 def test_stages_do_not_import_the_remover() -> None:

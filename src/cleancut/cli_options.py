@@ -1,4 +1,9 @@
-"""Click options shared by ``cleancut remove``, ``cleancut info`` and ``cleancut serve``."""
+"""Click options shared by ``cleancut remove``, ``cleancut info`` and ``cleancut serve``,
+generated from the options table (:mod:`cleancut.options`).
+
+It sits beside the table rather than in :mod:`cleancut.cli` because ``cleancut serve``
+(:mod:`cleancut.server.command`) uses it too, and ``cli/__init__`` imports that command:
+a module inside ``cli`` would close the circle ``cli → server.command → cli``."""
 
 from __future__ import annotations
 
