@@ -61,6 +61,12 @@ class Settings:
     download_timeout: float = 30.0
     download_retries: int = 3
 
+    def __post_init__(self) -> None:
+        # A folder given as a string (``Settings.from_env(cache_dir="~/models")``) is a path,
+        # read as CLEANCUT_CACHE_DIR is.
+        if not isinstance(self.cache_dir, Path):
+            object.__setattr__(self, "cache_dir", Path(os.fspath(self.cache_dir)).expanduser())
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
