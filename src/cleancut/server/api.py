@@ -1,4 +1,5 @@
-"""The HTTP API: ``POST /api/remove``, ``GET /api/models``, ``GET /api/config``, probes."""
+"""The HTTP API: ``POST /api/remove``, ``GET /api/models``, ``GET /api/config``, probes
+(the clip routes are in :mod:`.video_api`)."""
 
 from __future__ import annotations
 
@@ -204,6 +205,11 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "max_pixels": settings.max_pixels,
                 "timeout": settings.timeout,
                 "upload_timeout": settings.upload_timeout,
+                "max_video_bytes": settings.max_video_bytes,
+                "max_video_seconds": settings.max_video_seconds,
+                "max_video_frames": settings.max_video_frames,
+                "max_video_pixels": min(settings.max_video_pixels, settings.max_pixels),
+                "video_timeout": settings.video_timeout,
             },
             "browser": {
                 "state": browser_state,
@@ -239,6 +245,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "models": state.engine.describe(),
                 "queue": state.queue.stats().as_dict(),
                 "uploads": state.uploads.stats(),
+                "videos": state.videos.stats(),
             }
         )
 

@@ -21,6 +21,7 @@ from .jobqueue import DeadlineExceededError, QueueFullError
 from .middleware import ServerMiddleware
 from .settings import ServerSettings
 from .state import AppState
+from .video_api import build_video_router
 from .web import STATIC_DIR, NoCacheStaticFiles, build_web_router
 
 __all__ = ["create_app"]
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 _DESCRIPTION = """
 Background removal with IS-Net. `POST /api/remove` with the photo as the body
 (`Content-Type: image/*`) or as the multipart field `file`; the answer is the cut-out.
+`POST /api/remove-video` takes a short clip the same ways and answers 202 with a job:
+`GET /api/jobs/{id}` reports the frames done, `GET /api/jobs/{id}/result` gives the cut-out
+clip once (WebM VP9 with alpha, MOV ProRes 4444, or MP4 on a colour).
 
 Errors are JSON `{"error": code, "detail": message}`. Over capacity the server answers 503
 with `Retry-After` at once instead of queueing without bound. The web page at `/` runs the
@@ -110,6 +114,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(ServerMiddleware, credentialless_paths=("/docs", "/redoc"))
     _install_error_handlers(app)
     app.include_router(build_router(settings.models))
+    app.include_router(build_video_router(settings.models))
     app.include_router(build_web_router())
     app.mount("/static", NoCacheStaticFiles(directory=STATIC_DIR), name="static")
     return app

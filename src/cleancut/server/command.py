@@ -15,7 +15,14 @@ import click
 from ..cli_options import engine_options
 from ..errors import CleancutError
 from ..models import DEFAULT_MODEL, model_names
-from .settings import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SERVER_MAX_PIXELS
+from .settings import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_VIDEO_BYTES,
+    DEFAULT_MAX_VIDEO_FRAMES,
+    DEFAULT_MAX_VIDEO_PIXELS,
+    DEFAULT_MAX_VIDEO_SECONDS,
+    DEFAULT_SERVER_MAX_PIXELS,
+)
 
 __all__ = ["serve"]
 
@@ -104,6 +111,68 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     type=click.IntRange(min=0),
     help="Requests that may wait for a worker; beyond, 503 with Retry-After at once.",
 )
+@click.option(
+    "--max-video-mb",
+    default=DEFAULT_MAX_VIDEO_BYTES / 2**20,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest clip for /api/remove-video (413 above).",
+)
+@click.option(
+    "--max-video-seconds",
+    default=DEFAULT_MAX_VIDEO_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Longest clip, in seconds (413 above, before any inference).",
+)
+@click.option(
+    "--max-video-frames",
+    default=DEFAULT_MAX_VIDEO_FRAMES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most frames in a clip (413 above, before any inference).",
+)
+@click.option(
+    "--max-video-pixels",
+    default=DEFAULT_MAX_VIDEO_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest clip frame, in pixels (413 above).",
+)
+@click.option(
+    "--video-timeout",
+    default=900.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a clip's job may take once admitted (its status then says 504 timeout).",
+)
+@click.option(
+    "--max-video-jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Clips cut out at once, each holding one job slot; beyond, 503 with Retry-After at once.",
+)
+@click.option(
+    "--max-video-results",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Clip jobs kept at once, running or waiting for their download; beyond, 503 at once.",
+)
+@click.option(
+    "--video-result-ttl",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a finished clip's result is kept for its (one) download.",
+)
+@click.option(
+    "--video-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where clips and results are kept while their job lives (default: the system's temporary folder).",
+)
 @engine_options
 @click.option(
     "--browser/--no-browser",
@@ -145,6 +214,15 @@ def serve(
     upload_timeout: float,
     min_upload_rate: float,
     queue_size: int,
+    max_video_mb: float,
+    max_video_seconds: float,
+    max_video_frames: int,
+    max_video_pixels: int,
+    video_timeout: float,
+    max_video_jobs: int,
+    max_video_results: int,
+    video_result_ttl: float,
+    video_dir: Path | None,
     device: str,
     backend: str,
     browser: bool,
@@ -194,6 +272,15 @@ def serve(
             max_uploads=max_uploads,
             upload_timeout=upload_timeout,
             min_upload_rate=min_upload_rate * 1024,
+            max_video_bytes=int(max_video_mb * 2**20),
+            max_video_seconds=max_video_seconds,
+            max_video_frames=max_video_frames,
+            max_video_pixels=max_video_pixels,
+            video_timeout=video_timeout,
+            max_video_jobs=max_video_jobs,
+            max_video_results=max_video_results,
+            video_result_ttl=video_result_ttl,
+            video_dir=video_dir,
             core=core,
             ort_dir=ort_dir,
             browser=browser,

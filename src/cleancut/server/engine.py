@@ -169,7 +169,7 @@ class Engine:
         self,
         remover: Remover,
         network: _Network,
-        decoded: DecodedImage,
+        pixels: np.ndarray,
         xs: list[np.ndarray],
         mode: str,
         slot: Slot,
@@ -184,7 +184,7 @@ class Engine:
                 raise CancelledError("inference stopped: the request ran out of time")
             return y
 
-        return stages.infer(decoded.pixels, mode, run, exact=remover.exact_resize, inputs=xs)
+        return stages.infer(pixels, mode, run, exact=remover.exact_resize, inputs=xs)
 
     def _finish(
         self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
@@ -197,6 +197,21 @@ class Engine:
         media = mime_type(options.format, cutout.width, cutout.height)
         return Result(body, media, cutout.width, cutout.height, box=cutout.box)
 
+    def network_for(self, model: str) -> tuple[Remover, _Network]:
+        """The remover and loaded network of ``model`` (a 422 when it is not loaded here)."""
+        network = self._networks.get(model)
+        if network is None:
+            raise InvalidOptionError(f"model {model!r} is not loaded on this server")
+        return self.removers[model], network
+
+    async def infer_frame(
+        self, slot: Slot, model: str, pixels: np.ndarray, xs: list[np.ndarray], mode: str
+    ) -> np.ndarray:
+        """One frame of a clip through the network, as one job of the inference pool (so that
+        photos take their turn between a clip's frames) under the clip's deadline."""
+        remover, network = self.network_for(model)
+        return await slot.inference(self._infer, remover, network, pixels, xs, mode, slot)
+
     async def remove(self, slot: Slot, data: bytes, options: RemoveOptions) -> Result:
         """Cut out one uploaded image inside an admitted slot."""
         network = self._networks.get(options.model)
@@ -204,7 +219,7 @@ class Engine:
             raise InvalidOptionError(f"model {options.model!r} is not loaded on this server")
         remover = self.removers[options.model]
         decoded, xs, options = await slot.io("decode", self._decode, remover, data, options)
-        output = await slot.inference(self._infer, remover, network, decoded, xs, options.mode, slot)
+        output = await slot.inference(self._infer, remover, network, decoded.pixels, xs, options.mode, slot)
         del xs  # 12 MB per pass: gone before encoding starts
         result = await slot.io("encode", self._finish, remover, decoded, output, options)
         result.timings = dict(slot.timings)

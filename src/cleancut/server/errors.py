@@ -22,8 +22,19 @@ from ..errors import (
     UrlFetchError,
     UrlRefusedError,
 )
+from ..video.errors import (
+    NoVideoStreamError,
+    TruncatedVideoError,
+    UnreadableVideoError,
+    UnsupportedVideoError,
+    VideoTooLargeError,
+)
 
-__all__ = ["ApiError", "from_cleancut_error"]
+__all__ = ["ApiError", "VideoTooLongError", "from_cleancut_error"]
+
+
+class VideoTooLongError(VideoTooLargeError):
+    """A clip lasts longer, or holds more frames, than the server takes (413)."""
 
 
 class ApiError(Exception):
@@ -46,6 +57,13 @@ class ApiError(Exception):
 # Most specific first: the first isinstance match wins. A model that failed to load is the
 # server's problem, not the client's: 503, and worth retrying later.
 _MAPPING: Final[tuple[tuple[type[CleancutError], int, str, int | None], ...]] = (
+    # clips first: each video error is also the photo error of the same kind
+    (VideoTooLongError, 413, "video_too_long", None),
+    (VideoTooLargeError, 413, "video_too_large", None),
+    (UnsupportedVideoError, 415, "unsupported_video", None),
+    (TruncatedVideoError, 400, "truncated_video", None),
+    (NoVideoStreamError, 400, "no_video_stream", None),
+    (UnreadableVideoError, 400, "unreadable_video", None),
     (ImageTooLargeError, 413, "image_too_large", None),
     (UnsupportedImageError, 415, "unsupported_image", None),
     (TruncatedImageError, 400, "truncated_image", None),

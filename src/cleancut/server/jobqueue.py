@@ -17,6 +17,11 @@ Inside a slot, work runs in two executors: an I/O pool (decode, pre- and post-pr
 encoding: Pillow and numpy release the GIL) and the inference pool with exactly
 ``workers`` threads, so inference is serialised there and never oversubscribes the CPU.
 
+A clip (``POST /api/remove-video``) holds one slot for all its frames but submits each
+frame's inference to the inference pool as a job of its own: photos admitted meanwhile take
+their turn between two frames, never behind the whole clip. Its ``passes_left`` (frames
+still to run) feeds the estimate of when its slot frees.
+
 Each slot has a deadline. When it passes, the request is answered (503 if its inference
 never started, 504 otherwise) and the slot's cancel signal fires: a job still waiting is
 dropped from the executor, a running one stops at its next stage boundary, and an ONNX
@@ -102,6 +107,9 @@ class Slot:
         #: When its inference started and ended (monotonic seconds), for the queue's estimate.
         self.inference_started: float | None = None
         self.inference_ended: float | None = None
+        #: Inferences this slot still has to run, when it runs many (a clip: one per frame
+        #: left); ``None`` for a photo's single inference.
+        self.passes_left: int | None = None
 
     # ------------------------------------------------------------------ cancellation
 
@@ -184,6 +192,14 @@ class Slot:
             self._queue._count_timeout()
             raise DeadlineExceededError("queued" if queued else name, self.timeout) from None
 
+    async def settled(self) -> None:
+        """Wait until the last piece of work submitted for this slot has stopped: after a
+        timeout or a cancel its stage may still be running on its thread, and whatever it
+        uses (a clip's decoder and writer) must not be closed under it."""
+        pending = self._pending
+        if pending is not None and not pending.done():
+            await asyncio.wait([asyncio.wrap_future(pending)])
+
     # ------------------------------------------------------------------ release
 
     def _release(self) -> None:
@@ -235,13 +251,15 @@ class JobQueue:
         if len(slots) < self.capacity:
             return 0.0, "a place is free now"
         candidates = [s.deadline - now for s in slots]
-        candidates += [0.0 for s in slots if s.inference_ended is not None]
+        candidates += [0.0 for s in slots if s.inference_ended is not None and s.passes_left is None]
         if mean is None:
             basis = "no inference has finished yet: at the latest when the oldest request's --timeout ends"
         else:
             basis = f"recent inferences took {mean:.1f} s each"
             for s in slots:
-                if s.inference_started is not None and s.inference_ended is None:
+                if s.passes_left is not None:  # a clip: frees once its frames left have run
+                    candidates.append(mean * s.passes_left)
+                elif s.inference_started is not None and s.inference_ended is None:
                     candidates.append(mean - (now - s.inference_started))
             if running < self.workers and any(s.inference_started is None for s in slots):
                 candidates.append(mean)

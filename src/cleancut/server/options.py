@@ -27,7 +27,17 @@ from ..passes import normalize_quality_mode
 from ..pipeline import normalize_output_type, parse_color
 from ..remover import check_options
 
-__all__ = ["OPTION_NAMES", "RemoveOptions", "openapi_parameters", "parse_options"]
+__all__ = [
+    "OPTION_NAMES",
+    "VIDEO_FORMATS",
+    "VIDEO_OPTION_NAMES",
+    "RemoveOptions",
+    "VideoOptions",
+    "openapi_parameters",
+    "openapi_video_parameters",
+    "parse_options",
+    "parse_video_options",
+]
 
 EDGE_OPTIONS: Final = tuple(o.name for o in OPTIONS() if o.group == "edges")
 FRAMING_OPTIONS: Final = tuple(o.name for o in OPTIONS() if o.group == "framing")
@@ -228,4 +238,92 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
                 "schema": schema,
             }
         )
+    return params
+
+
+# --------------------------------------------------------------------------- clips
+
+#: ``POST /api/remove-video``'s output formats and their media types.
+VIDEO_FORMATS: Final = {"webm": "video/webm", "mov": "video/quicktime", "mp4": "video/mp4"}
+_VIDEO_FORMAT_HELP: Final = (
+    "webm: VP9 with alpha (plays in browsers); mov: ProRes 4444 with alpha (for editors); "
+    "mp4: H.264, needs bg_color or an opaque background (no alpha)"
+)
+#: Photo options that mean nothing for a clip (a clip's quality is its codec's).
+_PHOTO_ONLY: Final = ("quality",)
+_SMOOTH_HELP: Final = (
+    "Steady the edges over still parts of the clip (a motion-gated average of the network "
+    "output over neighbouring frames); false cuts every frame alone."
+)
+#: The names ``POST /api/remove-video`` takes: the photo options that apply to a clip (the
+#: same table, parsed by :func:`parse_options`), plus ``smooth``.
+VIDEO_OPTION_NAMES: Final = (*(n for n in OPTION_NAMES if n not in _PHOTO_ONLY), "smooth")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """A clip's options: the photo options that apply (``cut``: model, mode, type,
+    bg_color, edges, framing), the container ``format`` and the temporal ``smooth`` step."""
+
+    cut: RemoveOptions
+    format: str = "webm"
+    smooth: bool = True
+
+    @property
+    def media_type(self) -> str:
+        return VIDEO_FORMATS[self.format]
+
+
+def parse_video_options(
+    values: Mapping[str, str], *, models: Sequence[str], background_image: bytes | None = None
+) -> VideoOptions:
+    """Validate a clip's raw option strings: ``format`` and ``smooth`` here, every other
+    option through :func:`parse_options`, so photos and clips agree on them. Raises
+    :class:`~cleancut.errors.InvalidOptionError` (answered 422)."""
+    unknown = sorted(set(values) - set(VIDEO_OPTION_NAMES))
+    if unknown:
+        photo_only = [n for n in unknown if n in _PHOTO_ONLY]
+        hint = f" ({', '.join(photo_only)} applies to photos only)" if photo_only else ""
+        raise InvalidOptionError(
+            f"unknown option {', '.join(map(repr, unknown))} for a clip{hint}; known options: "
+            f"{', '.join(VIDEO_OPTION_NAMES)}"
+        )
+    rest = dict(values)
+    fmt = (rest.pop("format", "") or "webm").strip().lower()
+    if fmt not in VIDEO_FORMATS:
+        raise InvalidOptionError(f"format {fmt[:40]!r} is not a clip format: {_VIDEO_FORMAT_HELP}")
+    smooth = _flag("smooth", rest.pop("smooth", None))
+    cut = parse_options(rest, models=models, background_image=background_image)
+    opaque = cut.bg_color is not None or (cut.framing is not None and cut.framing.opaque)
+    if fmt == "mp4" and cut.type != "mask" and not opaque:
+        raise InvalidOptionError(
+            "format mp4 (H.264) has no alpha channel: give bg_color (e.g. white) or a background, "
+            "or ask for webm or mov to keep the transparency"
+        )
+    return VideoOptions(cut=cut, format=fmt, smooth=True if smooth is None else smooth)
+
+
+def openapi_video_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
+    """``POST /api/remove-video``'s query parameters: the photo parameters that apply to a
+    clip (from the same table), ``format`` with the clip formats, and ``smooth``."""
+    params = []
+    for param in openapi_parameters(models):
+        if param["name"] in _PHOTO_ONLY:
+            continue
+        if param["name"] == "format":
+            param = {
+                **param,
+                "description": _VIDEO_FORMAT_HELP + "." + _FORM_NOTE,
+                "schema": {"type": "string", "enum": list(VIDEO_FORMATS), "default": "webm"},
+            }
+        params.append(param)
+    params.append(
+        {
+            "name": "smooth",
+            "in": "query",
+            "required": False,
+            "description": _SMOOTH_HELP + _FORM_NOTE,
+            "schema": {"type": "boolean", "default": True},
+        }
+    )
     return params

@@ -7,6 +7,7 @@ memory far below the machine's RAM (rembg's server grew to 137 GB under load: re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from ..urls import UrlPolicy
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_MAX_VIDEO_BYTES",
+    "DEFAULT_MAX_VIDEO_FRAMES",
+    "DEFAULT_MAX_VIDEO_PIXELS",
+    "DEFAULT_MAX_VIDEO_SECONDS",
     "DEFAULT_SERVER_MAX_PIXELS",
     "ServerSettings",
 ]
@@ -28,6 +33,13 @@ DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 #: RGBA (4 B/px) plus mask and output, ~10 B/px, so the queue's worst case stays near
 #: (workers + queue_size) x 0.5 GB.
 DEFAULT_SERVER_MAX_PIXELS = 50_000_000
+#: 100 MiB: a minute of 1080p H.264 from a phone is 50-130 MB; short clips are far less.
+DEFAULT_MAX_VIDEO_BYTES = 100 * 1024 * 1024
+#: A short clip: one network pass per frame, about a second each on a small CPU.
+DEFAULT_MAX_VIDEO_SECONDS = 60.0
+DEFAULT_MAX_VIDEO_FRAMES = 1800
+#: 4K UHD frames at most (a few are held at once: decoded, in flight and being encoded).
+DEFAULT_MAX_VIDEO_PIXELS = 3840 * 2160
 
 
 def _default_core() -> Settings:
@@ -52,6 +64,15 @@ class ServerSettings:
     ``upload_timeout``: seconds a request's body (or its ``url`` fetch) may take to arrive
     (408 after). ``min_upload_rate``: bytes per second a body must keep up on average once
     the first ``upload_grace`` seconds have passed (408 after; 0: no minimum).
+    ``max_video_bytes``, ``max_video_seconds``, ``max_video_frames``, ``max_video_pixels``:
+    the largest clip ``POST /api/remove-video`` takes (body, duration, frame count, pixels
+    per frame); over any of them it is refused (413) before any inference.
+    ``video_timeout``: seconds a clip's job may take from admission to its last frame.
+    ``max_video_jobs``: clips admitted (holding a job slot) at once; more are answered 503
+    ``videos_busy`` at once. ``max_video_results``: clip jobs kept at once, running or
+    finished and waiting for their download (503 beyond); ``video_result_ttl``: seconds a
+    finished result is kept for its download. ``video_dir``: where clips and results are
+    kept while a job lives (default: the system's temporary folder).
     ``core``: cleancut's own settings (cache folder, offline mode, npm, model URL).
     ``ort_dir``: a folder holding onnxruntime-web's files (skips ``npm pack``).
     ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
@@ -77,6 +98,15 @@ class ServerSettings:
     upload_timeout: float = 60.0
     min_upload_rate: float = 16 * 1024
     upload_grace: float = 5.0
+    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+    max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
+    max_video_pixels: int = DEFAULT_MAX_VIDEO_PIXELS
+    video_timeout: float = 900.0
+    max_video_jobs: int = 1
+    max_video_results: int = 8
+    video_result_ttl: float = 600.0
+    video_dir: Path | None = None
     core: Settings = field(default_factory=_default_core)
     ort_dir: Path | None = None
     browser: bool = True
@@ -101,6 +131,21 @@ class ServerSettings:
             (self.min_upload_rate >= 0, f"min_upload_rate must be 0 or more, got {self.min_upload_rate}"),
             (self.upload_grace >= 0, f"upload_grace must be 0 or more, got {self.upload_grace}"),
             (0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"),
+            (self.max_video_bytes >= 1, f"max_video_bytes must be positive, got {self.max_video_bytes}"),
+            (
+                math.isfinite(self.max_video_seconds) and self.max_video_seconds > 0,
+                f"max_video_seconds must be positive, got {self.max_video_seconds}",
+            ),
+            (self.max_video_frames >= 1, f"max_video_frames must be positive, got {self.max_video_frames}"),
+            (self.max_video_pixels >= 1, f"max_video_pixels must be positive, got {self.max_video_pixels}"),
+            (self.video_timeout > 0, f"video_timeout must be positive, got {self.video_timeout}"),
+            (self.max_video_jobs >= 1, f"max_video_jobs must be at least 1, got {self.max_video_jobs}"),
+            (
+                self.max_video_results >= self.max_video_jobs,
+                f"max_video_results must be at least max_video_jobs ({self.max_video_jobs}), "
+                f"got {self.max_video_results}",
+            ),
+            (self.video_result_ttl > 0, f"video_result_ttl must be positive, got {self.video_result_ttl}"),
         )
         for ok, message in checks:
             if not ok:

@@ -1,4 +1,5 @@
-"""What one server process holds: settings, the engine, the job queue, the browser assets.
+"""What one server process holds: settings, the engine, the job queue, the clip jobs, the
+browser assets.
 
 Start-up work runs in background threads so that ``/healthz`` and the page answer at once
 while the model loads (a first run may download 84 MiB): ``/readyz`` turns 200 only when the
@@ -19,6 +20,7 @@ from .jobqueue import JobQueue
 from .ort_assets import OrtAssets, provision_ort
 from .settings import ServerSettings
 from .upload import UploadStage
+from .video import VideoJobs
 
 __all__ = ["AppState", "BrowserState"]
 
@@ -35,6 +37,7 @@ class AppState:
             settings.max_uploads, settings.upload_timeout, settings.min_upload_rate, settings.upload_grace
         )
         self.engine = Engine(settings)
+        self.videos = VideoJobs(settings)
         self.chunks: ModelChunks | None = None
         self.ort: OrtAssets | None = None
         self._chunks_error: str | None = None
@@ -76,6 +79,7 @@ class AppState:
             log.warning("the in-browser engine is unavailable (server mode still works): %s", exc)
 
     def close(self) -> None:
+        self.videos.close()
         self.queue.shutdown()
 
     # ------------------------------------------------------------------ browser status

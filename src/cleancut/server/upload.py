@@ -22,17 +22,25 @@ on its own terms:
 * a ``url`` fetch runs within what is left of the same deadline.
 
 A 408 is sent with ``Connection: close``: the rest of the body is not waited for.
+
+A clip (``POST /api/remove-video``, :func:`read_clip_upload`) goes through the same stage
+under its own size limit, but is streamed to a file as it arrives, never held in memory:
+the raw body is written as it comes, and a multipart form is parsed from the counted stream
+(Starlette spools the file part to an anonymous temporary file, copied to its place once the
+form is complete).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from pathlib import Path
+from typing import Any, BinaryIO, Final
 
 import anyio
 import anyio.to_thread
@@ -45,7 +53,7 @@ from starlette.types import Message
 from ..urls import UrlPolicy, fetch_url
 from .errors import ApiError
 
-__all__ = ["Transfer", "Upload", "UploadStage", "read_upload"]
+__all__ = ["ClipUpload", "Transfer", "Upload", "UploadStage", "read_clip_upload", "read_upload"]
 
 _RAW_TYPES: Final = ("application/octet-stream",)
 #: Form encodings; a URL-encoded form can only carry ``url`` (curl -d url=…), not a file.
@@ -69,16 +77,16 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _too_large(limit: int) -> ApiError:
+def _too_large(limit: int, flag: str = "--max-upload-mb") -> ApiError:
     return ApiError(
         413,
         "upload_too_large",
         f"the upload is larger than the limit of {limit:,} bytes ({limit / 2**20:.1f} MiB); "
-        "the server's --max-upload-mb sets it",
+        f"the server's {flag} sets it",
     )
 
 
-def check_declared_size(request: Request, limit: int) -> None:
+def check_declared_size(request: Request, limit: int, flag: str = "--max-upload-mb") -> None:
     """Refuse a declared ``Content-Length`` over the limit without reading the body."""
     declared = request.headers.get("content-length")
     if declared is None:
@@ -88,7 +96,7 @@ def check_declared_size(request: Request, limit: int) -> None:
     except ValueError:
         raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number") from None
     if size > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, flag)
 
 
 def check_media_type(request: Request) -> None:
@@ -99,6 +107,19 @@ def check_media_type(request: Request) -> None:
     hint = (
         "send the photo as the body with Content-Type image/* (curl: -H 'Content-Type: image/jpeg' "
         "--data-binary @photo.jpg) or as the multipart field 'file' (curl: -F file=@photo.jpg)"
+    )
+    got = f"Content-Type {media!r}" if media else "no Content-Type"
+    raise ApiError(415, "unsupported_media_type", f"got {got}; {hint}")
+
+
+def check_clip_media_type(request: Request) -> None:
+    """Refuse bodies that cannot be a clip upload (415) before reading them."""
+    media = _media_type(request)
+    if media == "multipart/form-data" or media.startswith("video/") or media in _RAW_TYPES:
+        return
+    hint = (
+        "send the clip as the body with Content-Type video/* (curl: -H 'Content-Type: video/mp4' "
+        "--data-binary @clip.mp4) or as the multipart field 'file' (curl: -F file=@clip.mp4)"
     )
     got = f"Content-Type {media!r}" if media else "no Content-Type"
     raise ApiError(415, "unsupported_media_type", f"got {got}; {hint}")
@@ -324,5 +345,131 @@ async def _parse_form(request: Request, body: bytes) -> Upload:
         if not data:
             raise ApiError(400, "empty_body", f"the uploaded file {upload.filename or ''!r} is empty")
         return Upload(data, upload.filename, fields, background)
+    finally:
+        await form.close()
+
+
+# --------------------------------------------------------------------------- clips
+
+#: Bytes gathered before a write to the clip's file (off the event loop).
+_WRITE_BLOCK: Final = 1 << 20
+
+
+@dataclass
+class ClipUpload:
+    """A clip received into ``path`` (its bytes are on disk, not here)."""
+
+    path: Path
+    size: int
+    filename: str | None = None
+    form: dict[str, str] = field(default_factory=dict)
+    #: An uploaded background image (the multipart file field ``background``), encoded.
+    background: bytes | None = None
+
+
+class _CountedBody:
+    """The request body as an async iterator under the transfer's clock and a size limit."""
+
+    def __init__(self, request: Request, limit: int, transfer: Transfer) -> None:
+        self._stream = request.stream()
+        self._limit = limit
+        self._transfer = transfer
+        self.size = 0
+
+    def __aiter__(self) -> _CountedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._transfer.next_chunk(self._stream)
+        if chunk is None:
+            raise StopAsyncIteration
+        self.size += len(chunk)
+        if self.size > self._limit:
+            raise _too_large(self._limit, "--max-video-mb")
+        return chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _write_stream(body: _CountedBody, path: Path) -> None:
+    with open(path, "xb") as out:
+        block: list[bytes] = []
+        pending = 0
+        async for chunk in body:
+            block.append(chunk)
+            pending += len(chunk)
+            if pending >= _WRITE_BLOCK:
+                await anyio.to_thread.run_sync(out.write, b"".join(block))
+                block, pending = [], 0
+        if block:
+            await anyio.to_thread.run_sync(out.write, b"".join(block))
+
+
+def _copy_file(src: BinaryIO, path: Path) -> int:
+    src.seek(0)
+    with open(path, "xb") as out:
+        shutil.copyfileobj(src, out, _WRITE_BLOCK)
+        return out.tell()
+
+
+async def read_clip_upload(request: Request, limit: int, transfer: Transfer, path: Path) -> ClipUpload:
+    """Receive a clip into ``path`` (which must not exist): the raw body, or the multipart
+    field ``file`` plus option fields and an optional ``background`` image. Errors as for
+    :func:`read_upload` (400/408/413/415); ``path`` may be left partly written on error, for
+    the caller to remove with its folder."""
+    check_declared_size(request, limit, "--max-video-mb")
+    check_clip_media_type(request)
+    body = _CountedBody(request, limit, transfer)
+    try:
+        if _media_type(request) != "multipart/form-data":
+            await _write_stream(body, path)
+            if body.size == 0:
+                raise ApiError(400, "empty_body", "the request body is empty; send the clip's bytes")
+            return ClipUpload(path, body.size)
+        return await _parse_clip_form(request, body, path)
+    finally:
+        await body.aclose()
+
+
+async def _parse_clip_form(request: Request, body: _CountedBody, path: Path) -> ClipUpload:
+    async def receive() -> Message:
+        try:
+            chunk = await body.__anext__()
+        except StopAsyncIteration:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    counted = Request(request.scope, receive)
+    try:
+        form = await counted.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS)
+    except (MultiPartException, HTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
+        raise ApiError(400, "bad_multipart", f"the multipart form could not be parsed: {detail}") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(
+                400,
+                "missing_file",
+                "the multipart form has no file field named 'file' (curl: -F file=@clip.mp4)",
+            )
+        fields: dict[str, str] = {}
+        background: bytes | None = None
+        for key, value in form.multi_items():
+            if key == "file":
+                continue
+            if key == "background" and isinstance(value, UploadFile):
+                background = await value.read()
+                if not background:
+                    raise ApiError(400, "empty_body", "the uploaded background image is empty")
+                continue
+            if not isinstance(value, str):
+                raise ApiError(400, "bad_multipart", f"form field {key!r} must be text, not a file")
+            fields[key] = value
+        size = await anyio.to_thread.run_sync(_copy_file, upload.file, path)
+        if size == 0:
+            raise ApiError(400, "empty_body", f"the uploaded file {upload.filename or ''!r} is empty")
+        return ClipUpload(path, size, upload.filename, fields, background)
     finally:
         await form.close()
