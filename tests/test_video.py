@@ -1,9 +1,12 @@
 """Video (cleancut.video): tiny clips made here with PyAV, cut by a stand-in network (a
-colour key, so results are exact and fast) or, once, by the real model."""
+colour key, so results are exact and fast) where a test checks the container side (alpha,
+timing, audio), and by the real model (the suite's shared session) where it checks what the
+cut itself does (smoothing on and off, options reaching the frames)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,14 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from cleancut import Remover, Settings  # noqa: E402
+from cleancut import EdgeOptions, Framing, Remover, Settings  # noqa: E402
 from cleancut.errors import ImageError, InvalidOptionError, OutputExistsError  # noqa: E402
 from cleancut.video import (  # noqa: E402
     NoVideoStreamError,
     TemporalSmoother,
     TruncatedVideoError,
     UnreadableVideoError,
+    UnsupportedVideoError,
     VideoError,
     cut_frames,
     iter_frames,
@@ -206,16 +210,71 @@ def test_mp4_is_h264_flattened_on_the_background_colour(tmp_path: Path, clip: Pa
     assert rgb[H // 2, 24, 0] > 180  # the disc keeps its red
 
 
-def test_frames_folder_holds_one_rgba_png_per_frame(tmp_path: Path, clip: Path, key: Any) -> None:
+def test_frames_folder_holds_one_rgba_png_per_frame_and_their_timing(
+    tmp_path: Path, clip: Path, key: Any
+) -> None:
     from PIL import Image
 
     out = tmp_path / "frames"
     remove_video(clip, f"{out}/", remover=key)
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"{i:06d}.png" for i in range(N)]
+    assert names == [f"{i:06d}.png" for i in range(N)] + ["timestamps.json"]
     with Image.open(out / names[3]) as im:
         assert im.mode == "RGBA" and im.size == (W, H)
+    timing = json.loads((out / "timestamps.json").read_text())
+    assert timing["frame_rate"] == f"{RATE}/1" and timing["fps"] == RATE
+    assert [f["file"] for f in timing["frames"]] == names[:-1]
+    assert [f["time"] for f in timing["frames"]] == pytest.approx([i / RATE for i in range(N)], abs=1e-3)
     assert leftovers(tmp_path) == []
+
+
+def test_frames_folder_keeps_a_variable_frame_rate(tmp_path: Path, key: Any) -> None:
+    src = tmp_path / "vfr.mp4"
+    make_clip(src, vfr=True, audio=False)
+    out = tmp_path / "frames"
+    remove_video(src, out, remover=key)
+    timing = json.loads((out / "timestamps.json").read_text())
+    times = [f["time"] for f in timing["frames"]]
+    assert times == pytest.approx(video_pts_seconds(src), abs=1e-3)
+    assert set(np.round(np.diff(times), 2)) == {0.06, 0.1}
+    tb = Fraction(timing["time_base"])
+    assert [float(f["pts"] * tb) for f in timing["frames"]] == pytest.approx(times, abs=1e-6)
+
+
+def test_frames_folder_replaces_only_a_frames_folder(tmp_path: Path, clip: Path, key: Any) -> None:
+    """``overwrite`` replaces a folder of frames written before, never a folder of other
+    files (that would delete them), and never one holding the input clip."""
+    frames = tmp_path / "frames"
+    remove_video(clip, frames, remover=key)
+    (frames / "000000.png").write_bytes(b"stale")
+    with pytest.raises(OutputExistsError):
+        remove_video(clip, frames, remover=key)
+    remove_video(clip, frames, remover=key, overwrite=True)
+    assert (frames / "000000.png").read_bytes()[:4] == b"\x89PNG"
+    other = tmp_path / "holiday"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputExistsError, match="not a folder of frames"):
+        remove_video(clip, other, remover=key, overwrite=True)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    with pytest.raises(InvalidOptionError, match="holds the input"):
+        remove_video(clip, tmp_path, remover=key, overwrite=True)
+    assert clip.is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_output_that_is_the_input_is_refused(tmp_path: Path, key: Any) -> None:
+    src = tmp_path / "clip.webm"
+    remove_video(make_clip_path(tmp_path), src, remover=key)
+    before = src.read_bytes()
+    with pytest.raises(InvalidOptionError, match="input"):
+        remove_video(src, src, remover=key, overwrite=True)
+    link = tmp_path / "link.webm"
+    link.symlink_to(src)
+    with pytest.raises(InvalidOptionError, match="input"):
+        remove_video(src, link, remover=key, overwrite=True)
+    assert src.read_bytes() == before
+    assert key.calls == N  # the first cut only
 
 
 def test_mask_type_is_a_gray_video(tmp_path: Path, clip: Path, key: Any) -> None:
@@ -308,7 +367,10 @@ def test_bad_inputs_raise_clear_errors_and_leave_nothing(
     assert isinstance(info.value, expected)
 
 
-def test_failure_mid_clip_leaves_nothing(tmp_path: Path, clip: Path, key: Any) -> None:
+@pytest.mark.parametrize("dst", ["out.mov", "new/deeper/frames/", "new/out.webm"])
+def test_failure_mid_clip_leaves_nothing(tmp_path: Path, clip: Path, key: Any, dst: str) -> None:
+    """A run stopped after a few frames leaves neither its output nor its temporary, nor
+    the folders it made for them."""
     calls = {"n": 0}
 
     def cancel() -> bool:
@@ -318,9 +380,47 @@ def test_failure_mid_clip_leaves_nothing(tmp_path: Path, clip: Path, key: Any) -
     from cleancut.errors import CancelledError
 
     with pytest.raises(CancelledError):
-        remove_video(clip, tmp_path / "out.mov", remover=key, cancel=cancel)
-    assert not (tmp_path / "out.mov").exists()
-    assert leftovers(tmp_path) == []
+        remove_video(clip, tmp_path / dst, remover=key, cancel=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def unknown_codec_clip(path: Path) -> None:
+    """A Matroska clip whose video track names a codec no FFmpeg knows (``V_QQQQQ/ISO/ASP``:
+    an MPEG-4 track with its codec id changed), so the stream has no decoder."""
+    good = path.with_name("good.mkv")
+    with av.open(str(good), "w", format="matroska") as c:
+        s = c.add_stream("mpeg4", rate=RATE)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((H, W, 3), 40 * i, np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = good.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/ASP") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_QQQQQ/ISO/ASP"))
+    good.unlink()
+
+
+def test_unsupported_codec_is_a_clear_error_and_leaves_nothing(tmp_path: Path, remover: Remover) -> None:
+    src = tmp_path / "in" / "odd.mkv"
+    src.parent.mkdir()
+    unknown_codec_clip(src)
+    with pytest.raises(UnsupportedVideoError, match="cannot decode") as info:
+        probe(src)
+    assert isinstance(info.value, ImageError)
+    for dst in ("out/o.webm", "out/frames/", "o.mov"):
+        with pytest.raises(UnsupportedVideoError, match="convert"):
+            remove_video(src, tmp_path / dst, remover=remover)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_crop_is_refused_for_a_clip(tmp_path: Path, clip: Path, key: Any) -> None:
+    with pytest.raises(InvalidOptionError, match="crop"):
+        remove_video(clip, tmp_path / "o.webm", remover=key, framing=Framing(crop=True))
+    assert key.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 # --------------------------------------------------------------------------- steady edges
@@ -343,6 +443,53 @@ def test_smoother_steadies_still_parts_and_follows_motion() -> None:
     assert np.allclose(sm.step(moved, y), y)
 
 
+def still_frames(n: int, seed: int = 3) -> list[np.ndarray]:
+    """One frame of the test clip, repeated with fresh sensor noise: nothing moves."""
+    rng = np.random.default_rng(seed)
+    base = next(iter(iter_frames_of_clip())).astype(np.int16)
+    return [np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+
+
+def iter_frames_of_clip() -> list[np.ndarray]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.mp4"
+        make_clip(path, n=1, audio=False)
+        return [f.pixels for f in iter_frames(path)]
+
+
+def test_smooth_off_cuts_every_frame_as_a_photo_and_on_steadies_a_still_clip(remover: Remover) -> None:
+    frames = still_frames(4)
+    alone = [remover.remove(f, mode="fast").mask for f in frames]
+    off = [c.mask for c in cut_frames(frames, remover=remover, mode="fast", smooth=False)]
+    on = [c.mask for c in cut_frames(frames, remover=remover, mode="fast")]
+    for a, b in zip(alone, off, strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(on[0], alone[0])  # the first frame has no past
+    flicker_on = np.mean([np.abs(b.astype(int) - a).mean() for a, b in itertools.pairwise(on)])
+    flicker_off = np.mean([np.abs(b.astype(int) - a).mean() for a, b in itertools.pairwise(off)])
+    assert flicker_on < flicker_off
+
+
+def test_photo_options_reach_the_frames(tmp_path: Path, remover: Remover) -> None:
+    """Edges (a hard threshold), framing (a blurred background, a square canvas) and the
+    quality mode are the photos' on every frame."""
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=2, audio=False)
+    frames = [f.pixels for f in iter_frames(src)]
+    hard = list(cut_frames(frames, remover=remover, mode="fast", edges=EdgeOptions(threshold=128)))
+    assert set(np.unique(hard[1].pixels[..., 3])) <= {0, 255}
+    assert np.array_equal(
+        hard[0].mask, remover.remove(frames[0], mode="fast", edges=EdgeOptions(threshold=128)).mask
+    )
+    out = tmp_path / "blur.mp4"
+    remove_video(src, out, remover=remover, mode="fast", framing=Framing(background="blur", square=True))
+    decoded, (streams, _) = decode_all(out)
+    assert ("video", "h264") in streams and len(decoded) == 2
+    assert (decoded[0].width, decoded[0].height) == (W, W)  # square: the longer side
+
+
 def test_real_model_cuts_a_few_frames(tmp_path: Path, remover: Remover) -> None:
     src = tmp_path / "clip.mp4"
     masks = make_clip(src, n=3, audio=False)
@@ -352,51 +499,6 @@ def test_real_model_cuts_a_few_frames(tmp_path: Path, remover: Remover) -> None:
         assert cut.pixels.shape == (H, W, 4)
         alpha = cut.pixels[..., 3].astype(int)
         assert alpha[m].mean() > alpha[~m].mean()
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-@pytest.fixture
-def cli_env(model_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLEANCUT_CACHE_DIR", str(model_settings.cache_dir))
-    monkeypatch.setenv("CLEANCUT_OFFLINE", "1")
-    monkeypatch.setenv("CLEANCUT_NPM", "0")
-    monkeypatch.delenv("CLEANCUT_MODEL_URL", raising=False)
-
-
-def cleancut(*args: object) -> Any:
-    from click.testing import CliRunner
-
-    from cleancut.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def test_cli_cuts_a_clip_to_webm_and_resumes_a_folder(tmp_path: Path, cli_env: None) -> None:
-    src = tmp_path / "clip.mp4"
-    make_clip(src, n=3)
-    out = tmp_path / "out.webm"
-    res = cleancut(src, "-o", out, "-m", "isnet_fp16", "--mode", "fast")
-    assert res.exit_code == 0, res.stderr
-    assert "wrote" in res.stderr and "3 frames" in res.stderr
-    frames, (streams, _) = decode_all(out, alpha_decoder=True)
-    assert len(frames) == 3 and frames[0].format.name == "yuva420p" and ("audio", "opus") in streams
-    folder = tmp_path / "cuts"
-    res = cleancut(src, "-o", folder, "--bg-color", "white", "--mode", "fast", "-m", "isnet_fp16")
-    assert res.exit_code == 0, res.stderr
-    assert (folder / "clip.mp4").is_file()
-    res = cleancut(src, "-o", folder, "--bg-color", "white", "--mode", "fast", "-m", "isnet_fp16")
-    assert res.exit_code == 0 and "skipped" in res.stderr
-
-
-def test_cli_bad_clip_is_one_error_line(tmp_path: Path, cli_env: None) -> None:
-    bad = tmp_path / "bad.mp4"
-    bad.write_text("not a clip")
-    res = cleancut(bad, "-o", tmp_path / "out.webm", "-m", "isnet_fp16")
-    assert res.exit_code == 1
-    assert any(line.startswith("error:") for line in res.stderr.splitlines())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
 
 
 def test_frames_over_the_pixel_limit_are_refused_before_any_output(tmp_path: Path, clip: Path) -> None:
@@ -410,4 +512,19 @@ def test_frames_over_the_pixel_limit_are_refused_before_any_output(tmp_path: Pat
     with pytest.raises(VideoTooLargeError, match="limit"):
         remove_video(clip, out_dir / "o.webm", remover=small)
     assert small.calls == 0
-    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    assert not out_dir.exists()
+
+
+def test_package_exports_the_video_calls_without_importing_pyav() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cleancut\n"
+        "assert 'av' not in sys.modules and 'cleancut.video' not in sys.modules\n"
+        "from cleancut import cut_frames, remove_video\n"
+        "import cleancut.video as v\n"
+        "assert remove_video is v.remove_video and cut_frames is v.cut_frames\n"
+        "assert 'remove_video' in dir(cleancut)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

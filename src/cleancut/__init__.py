@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._version import __version__
 from .api import (
     alphamask,
@@ -46,6 +48,28 @@ from .models import DEFAULT_MODEL, MODELS, ModelSpec, resolve_model
 from .options import CutOptions, EngineOptions
 from .pipeline import OUTPUT_TYPES
 from .remover import Cutout, Remover
+
+if _typing.TYPE_CHECKING:
+    from .video import cut_frames as cut_frames
+    from .video import remove_video as remove_video
+
+#: Names of the ``video`` extra, imported on first use (module ``__getattr__``), so that
+#: ``import cleancut`` never imports PyAV. They stay out of ``__all__``, which lists what
+#: the package itself defines: ``from cleancut import remove_video`` works all the same.
+_VIDEO = ("cut_frames", "remove_video")
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _VIDEO:
+        from . import video
+
+        return getattr(video, name)
+    raise AttributeError(f"module 'cleancut' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_VIDEO})
+
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import pipeline
+from ..errors import InvalidOptionError
 from ..options import EngineOptions
+from ..planning import real_path, same_file
 from ..progress import CancelSignal, ProgressCallback
 from .cut import _cut, prepare_options, remover_for
 from .decode import Frame, VideoSource, iter_frames, probe
@@ -137,25 +139,36 @@ def remove_video(
     * ``clip.webm``: VP9 with alpha; ``clip.mov``: ProRes 4444 with alpha;
     * ``clip.mp4``: H.264, flattened on ``bg_color`` (white unless given);
     * a folder (existing, or a path ending in ``/`` or without a suffix): one RGBA PNG per
-      frame, ``000000.png`` on;
+      frame, ``000000.png`` on, and ``timestamps.json`` (frame rate, time base, each
+      frame's pts and time in seconds); an existing folder is replaced (``overwrite``)
+      only if it is such a folder of frames;
     * ``type="mask"``: the gray mask instead (any of the above); ``type="background"``: the
       background with the subject removed.
 
     ``bg_color`` flattens any output onto an opaque colour (no alpha then). Audio (unless
     ``audio=False``), frame timestamps (variable frame rates included) and the frame rate are
     carried over; rotation metadata is applied to the pixels. ``smooth`` steadies the edges
-    over still parts of the clip (:class:`~cleancut.video.temporal.TemporalSmoother`).
-    Options are the photos' (``edges``, ``framing``, ``mode``); ``quality`` is the VP9 CRF
+    over still parts of the clip (:class:`~cleancut.video.temporal.TemporalSmoother`;
+    ``False`` cuts every frame alone). Options are the photos' (``edges``, ``framing``,
+    ``mode``), except ``framing.crop``: a crop follows the subject frame by frame, so the
+    clip would jump (``square``, ``max_size`` and backgrounds work); ``quality`` is the VP9 CRF
     (lower is better; H.264 uses 12 less). ``progress(done, total)`` or
     ``progress("compute:video", done, total)`` after each frame (``total`` 0 when unknown).
 
     The output appears complete or not at all: it is written under a temporary name beside
     ``dst`` and renamed at the end; any error (a bad clip, a cancel) removes it. Errors:
     :mod:`cleancut.video.errors` (each also an :class:`~cleancut.errors.ImageError`),
-    :class:`~cleancut.errors.OutputExistsError`, :class:`~cleancut.errors.InvalidOptionError`.
+    :class:`~cleancut.errors.OutputExistsError`, :class:`~cleancut.errors.InvalidOptionError`
+    (also for a ``dst`` that is ``src``, or a folder holding it: inputs are never written).
     """
     t0 = time.perf_counter()
     target = target_for(dst)
+    _check_not_input(Path(src), target.path)
+    if framing is not None and framing.crop:
+        raise InvalidOptionError(
+            "crop is for photos: on a clip it would follow the subject frame by frame and jump; "
+            "use square, max_size or a background, and crop the clip in an editor"
+        )
     rem = remover_for(remover, engine, settings)
     options = prepare_options(rem, type=type, edges=edges, framing=framing, mode=mode)
     colour = pipeline.parse_color(bg_color) if bg_color is not None else None
@@ -195,6 +208,15 @@ def remove_video(
         writer.abort()
         raise
     return VideoResult(path, done, time.perf_counter() - t0)
+
+
+def _check_not_input(src: Path, dst: Path) -> None:
+    """Refuse an output that is the input clip, or a folder that holds it (replacing the
+    folder would remove the input)."""
+    if same_file(src, dst):
+        raise InvalidOptionError(f"refusing to overwrite the input {src}; choose another output")
+    if dst.is_dir() and real_path(dst) in real_path(src).parents:
+        raise InvalidOptionError(f"refusing to write frames into {dst}: it holds the input {src}")
 
 
 def _reporter(progress: Any) -> Callable[[int, int], None] | None:

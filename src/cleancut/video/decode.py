@@ -81,6 +81,15 @@ def open_video(src: VideoSource) -> Any:
         raise NoVideoStreamError(
             f"{path} has no video stream (audio-only or data file); expected a video clip"
         )
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if ctx is None or not getattr(ctx, "is_decoder", True):
+        fmt = container.format.name
+        container.close()
+        raise UnsupportedVideoError(
+            f"{path}: its video codec is one this FFmpeg build cannot decode (container {fmt}); "
+            "convert the clip to H.264, VP9, ProRes or AV1 first"
+        )
     return container
 
 

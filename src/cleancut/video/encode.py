@@ -5,12 +5,19 @@ keeping its timestamp (variable frame rates survive).
 
 Every output is written under a temporary name beside the target (the pattern of
 :func:`cleancut.io.atomic.temp_name_for`) and renamed over it only when complete; any error
-removes the temporary, so nothing partial is left.
+removes the temporary (and any folder made for it), so nothing partial is left.
+
+A folder of frames holds ``000000.png``, ``000001.png``, … and :data:`TIMESTAMPS`
+(``timestamps.json``): the frame rate, the time base and every frame's file, pts and time in
+seconds, so the timing (a variable frame rate too) survives. That file also marks the folder
+as one cleancut wrote: only such a folder is ever replaced (``overwrite``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,7 +32,7 @@ from ..io.atomic import temp_name_for
 from .decode import VideoInfo
 from .errors import UnsupportedVideoError
 
-__all__ = ["OutputKind", "Target", "VideoWriter", "target_for"]
+__all__ = ["TIMESTAMPS", "OutputKind", "Target", "VideoWriter", "is_frames_folder", "target_for"]
 
 OutputKind = Literal["webm", "mov", "mp4", "frames"]
 
@@ -38,6 +45,21 @@ _AUDIO_COPY: dict[str, frozenset[str]] = {
 _AUDIO_ENCODE = {"webm": "libopus", "mp4": "aac", "mov": "aac"}
 _MUXER = {"webm": "webm", "mov": "mov", "mp4": "mp4"}
 _SUFFIX: dict[str, OutputKind] = {".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4"}
+#: The timing file of a folder of frames (and the mark of a folder cleancut wrote).
+TIMESTAMPS = "timestamps.json"
+_FRAME_NAME = re.compile(r"^[0-9]{6,}\.png$")
+
+
+def is_frames_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of frames that cleancut wrote: :data:`TIMESTAMPS` and
+    numbered PNGs, nothing else (the only kind of folder an output may replace)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return False
+        names = [entry.name for entry in os.scandir(path)]
+    except OSError:
+        return False
+    return TIMESTAMPS in names and all(n == TIMESTAMPS or _FRAME_NAME.match(n) for n in names)
 
 
 @dataclass(frozen=True)
@@ -95,21 +117,42 @@ class VideoWriter:
         self.overwrite = overwrite
         self.quality = quality
         self.count = 0
-        if target.path.exists() and not overwrite:
-            raise OutputExistsError(f"{target.path} exists; pass overwrite=True (--overwrite) to replace it")
-        parent = target.path.parent
+        self._times: list[int | None] = []
+        path = target.path
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+            if target.kind == "frames" and not is_frames_folder(path):
+                raise OutputExistsError(
+                    f"refusing to replace {path}: it is not a folder of frames cleancut wrote "
+                    f"(those hold numbered PNGs and {TIMESTAMPS} only); choose a new folder"
+                )
+            if target.kind != "frames" and path.is_dir():
+                raise OutputExistsError(f"refusing to replace the folder {path} with a video file")
+        parent = path.parent
+        #: folders made for this output, innermost first: removed again if it fails
+        self._made: list[Path] = []
+        missing = parent
+        while not missing.exists() and missing != missing.parent:
+            self._made.append(missing)
+            missing = missing.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            self._remove_made()
             raise OutputWriteError(f"cannot create the folder {parent}: {exc}") from exc
-        self.temp = parent / temp_name_for(target.path.name)
+        self.temp = parent / temp_name_for(path.name)
         self._container: Any = None
         self._stream: Any = None
         self._size: tuple[int, int] | None = None
         self._audio: _AudioCarrier | None = None
         self._audio_from = audio_from
         if target.kind == "frames":
-            self.temp.mkdir()
+            try:
+                self.temp.mkdir()
+            except OSError as exc:
+                self._remove_made()
+                raise OutputWriteError(f"cannot create a folder in {parent}: {exc}") from exc
 
     # ------------------------------------------------------------------ writing
 
@@ -119,6 +162,7 @@ class VideoWriter:
                 self._write_png(pixels)
             else:
                 self._write_video(pixels, pts)
+            self._times.append(pts)
         except OSError as exc:
             raise OutputWriteError(f"cannot write {self.target.path}: {exc}") from exc
         self.count += 1
@@ -144,7 +188,15 @@ class VideoWriter:
             if kind == "webm":
                 stream = self._container.add_stream("libvpx-vp9", rate=rate)
                 stream.pix_fmt = "yuva420p" if alpha else "yuv420p"
-                stream.options = {"crf": str(self.quality), "b": "0", "row-mt": "1", "deadline": "good"}
+                # cpu-used 4: the fast end of libvpx's "good" range; the encode time it saves
+                # and what it costs in bytes are in benchmarks/video_speed.py's docstring
+                stream.options = {
+                    "crf": str(self.quality),
+                    "b": "0",
+                    "row-mt": "1",
+                    "deadline": "good",
+                    "cpu-used": "4",
+                }
                 if alpha:
                     stream.options["auto-alt-ref"] = "0"
             elif kind == "mov":
@@ -208,14 +260,14 @@ class VideoWriter:
                     self._audio.advance(None)
                 self._container.close()
                 self._container = None
-            elif self.target.kind != "frames":
+            elif self.target.kind != "frames" or self.count == 0:
                 raise OutputWriteError(f"no frame to write to {self.target.path}")
             dst = self.target.path
-            if self.target.kind == "frames" and dst.exists():
-                if not self.overwrite:
-                    raise OutputExistsError(f"{dst} exists; pass overwrite=True to replace it")
-                shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
-            self.temp.replace(dst)
+            if self.target.kind == "frames":
+                self._write_timestamps()
+                self._publish_folder(dst)
+            else:
+                self.temp.replace(dst)
         except (OSError, av.error.FFmpegError) as exc:
             self.abort()
             raise OutputWriteError(f"cannot finish {self.target.path}: {exc}") from exc
@@ -224,8 +276,58 @@ class VideoWriter:
             raise
         return self.target.path
 
+    def _write_timestamps(self) -> None:
+        """:data:`TIMESTAMPS` in the folder: the rate, the time base and each frame's time
+        (frames without a pts are placed at the nominal rate)."""
+        tb, rate = self.info.time_base, self.info.rate
+        step = 1 / float(rate or 25)
+        frames = [
+            {
+                "file": f"{i:06d}.png",
+                "pts": pts,
+                "time": round(float(pts * tb) if pts is not None else i * step, 6),
+            }
+            for i, pts in enumerate(self._times)
+        ]
+        doc = {
+            "frame_rate": None if rate is None else f"{rate.numerator}/{rate.denominator}",
+            "fps": None if rate is None else round(float(rate), 6),
+            "time_base": f"{tb.numerator}/{tb.denominator}",
+            "frames": frames,
+        }
+        (self.temp / TIMESTAMPS).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+    def _publish_folder(self, dst: Path) -> None:
+        """Rename the finished folder into place; an old frames folder (``overwrite``) is
+        moved aside first and removed only once the new one is in place."""
+        old: Path | None = None
+        if dst.exists() or dst.is_symlink():
+            if not self.overwrite:
+                raise OutputExistsError(f"{dst} exists; pass overwrite=True to replace it")
+            if not is_frames_folder(dst):
+                raise OutputExistsError(
+                    f"refusing to replace {dst}: it is not a folder of frames cleancut wrote"
+                )
+            old = dst.parent / temp_name_for(dst.name)
+            dst.replace(old)
+        try:
+            self.temp.replace(dst)
+        except OSError:
+            if old is not None:
+                old.replace(dst)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _remove_made(self) -> None:
+        for folder in self._made:  # innermost first; stops at one that is not empty
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+
     def abort(self) -> None:
-        """Drop everything written so far."""
+        """Drop everything written so far (and the folders made for it)."""
         if self._audio is not None:
             self._audio.close()
             self._audio = None
@@ -239,6 +341,7 @@ class VideoWriter:
             shutil.rmtree(self.temp, ignore_errors=True)
         else:
             self.temp.unlink(missing_ok=True)
+        self._remove_made()
 
     def __enter__(self) -> VideoWriter:
         return self
