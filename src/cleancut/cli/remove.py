@@ -5,6 +5,7 @@ INPUT... on this machine or on Ray."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -46,6 +47,8 @@ class _Run:
     on_ray: bool
     address: str | None = None
     num_workers: int | None = None
+    #: video clips: the temporal step on the network output (``--no-smooth`` turns it off)
+    smooth: bool = True
 
 
 @click.command("remove")
@@ -70,6 +73,12 @@ class _Run:
 @table_option("threads")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option(
+    "--no-smooth",
+    "no_smooth",
+    is_flag=True,
+    help="Video clips: cut every frame alone (no temporal smoothing of the edges).",
+)
 @settings_options
 def remove_cmd(
     inputs: tuple[str, ...],
@@ -91,6 +100,7 @@ def remove_cmd(
     threads: int | None,
     overwrite: bool,
     quiet: bool,
+    no_smooth: bool,
     flags: SettingsFlags,
 ) -> None:
     """Cut out INPUT... (files, folders, or - for stdin)."""
@@ -112,6 +122,7 @@ def remove_cmd(
             on_ray=_check_engine(engine, output, address, num_workers),
             address=address,
             num_workers=num_workers,
+            smooth=not no_smooth,
         )
         _dispatch(inputs, output, options, run)
 
@@ -159,29 +170,56 @@ def _check_engine(engine: str, output: str | None, address: str | None, num_work
 
 def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, run: _Run) -> None:
     """The one place that decides what runs INPUT...: Ray (which plans its own inputs, URIs
-    included), else the local image batch. Another kind of input gets its branch here."""
-    from .video import is_video, remove_videos
+    included), else the local image batch; video clips (files by extension and the clips in
+    given folders) go to :mod:`cleancut.cli.video`, in the same run as the photos beside
+    them. Another kind of input gets its branch here."""
+    from .video import is_video, plan_clips, video_extension
 
-    videos = [p for p in inputs if is_video(p)]
-    if videos and run.on_ray:
+    clips = [] if run.on_ray else plan_clips(inputs, output, video_extension(options))
+    if run.on_ray and any(is_video(p) for p in inputs):
         raise InvalidOptionError("--engine ray takes photos; cut video clips on this machine")
-    if videos and len(videos) != len(inputs):
-        raise InvalidOptionError("give video clips and photos in separate runs")
-    if videos:
-        remove_videos(
-            inputs,
-            output,
-            options,
-            engine=run.engine,
-            settings=run.settings,
-            overwrite=run.overwrite,
-            quiet=run.quiet,
-        )
+    if clips:
+        _remove_mixed(inputs, output, options, run, clips)
     elif run.on_ray:
         assert output is not None  # _check_engine
         _remove_on_ray(inputs, output, options, run)
     else:
         _remove_images(inputs, output, options, run)
+
+
+def _remove_mixed(
+    inputs: tuple[str, ...], output: str | None, options: CutOptions, run: _Run, clips: list[Job]
+) -> None:
+    """Clips, and the photos given beside them or found in the same folders: the photos
+    through the local batch first (when there are any), then the clips; exit 1 if any
+    failed. Several inputs make ``-o`` a folder for both."""
+    from ..batch import plan_jobs
+    from .video import check_video_options, is_video, remove_videos
+
+    check_video_options(options)
+    others = tuple(p for p in inputs if not is_video(p))
+    failed = False
+    if others:
+        photo_out = output
+        if output is not None and len(inputs) > 1 and not output.endswith(("/", os.sep)):
+            photo_out = output + os.sep  # one photo beside clips: -o is their folder too
+        jobs, out_fmt = plan_jobs(others, photo_out, run.fmt)
+        if jobs:
+            _sweep_stale_temps(jobs)
+            counts = _run_local(jobs, replace(options, format=out_fmt), run)
+            _report_local(jobs, counts, run.quiet)
+            failed = counts.failed > 0
+    counts = remove_videos(
+        clips,
+        options,
+        engine=run.engine,
+        settings=run.settings,
+        overwrite=run.overwrite,
+        quiet=run.quiet,
+        smooth=run.smooth,
+    )
+    if failed or counts.failed:
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- local images
