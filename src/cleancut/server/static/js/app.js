@@ -4,11 +4,13 @@
 // e-commerce canvas: framing.js) and encoded here, on a canvas, so it can be changed after
 // the cut-out. The quality mode and clean edge colours are asked of the server (its mode and
 // decontaminate options); in the browser the mask is the default mode's, the server's own.
+// Short clips go to the server only (/api/remove-video: a job whose frames done are polled
+// for the progress bar); the result plays in a <video> and downloads as it came.
 
 import { BrowserEngine } from "./browser-engine.js";
 import { ECOMMERCE, frame } from "./framing.js";
 import { compose } from "./imaging.js";
-import { removeOnServer } from "./server-engine.js";
+import { removeClipOnServer, removeOnServer } from "./server-engine.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const MB = 1024 * 1024;
@@ -41,7 +43,14 @@ const state = {
   running: false,
   lastInferenceMs: null,
   bgImage: null, // ImageBitmap of the chosen background image
+  bgImageFile: null, // ... and its file, sent along with a clip
 };
+
+const CLIP_NAME = /\.(mp4|m4v|mov|webm|mkv|avi|ogv)$/i;
+
+function isClip(file) {
+  return (file.type || "").startsWith("video/") || (!file.type && CLIP_NAME.test(file.name || ""));
+}
 
 // ------------------------------------------------------------------ helpers
 
@@ -151,8 +160,11 @@ function applyAvailability() {
 
 function describeBrowserEngine(info) {
   if (mode() !== "browser") {
-    const limit = state.config ? state.config.limits.max_upload_bytes : 0;
-    setNote(`Photos up to ${formatMB(limit)} MB are uploaded, cut out, and not kept.`);
+    const limits = state.config ? state.config.limits : { max_upload_bytes: 0, max_video_bytes: 0, max_video_seconds: 0 };
+    setNote(
+      `Photos up to ${formatMB(limits.max_upload_bytes)} MB, and clips up to ${formatMB(limits.max_video_bytes)} MB ` +
+        `and ${limits.max_video_seconds} s, are uploaded, cut out, and not kept (a clip's result is deleted once downloaded).`,
+    );
     return;
   }
   const model = state.config.browser.model;
@@ -171,6 +183,7 @@ function describeBrowserEngine(info) {
 class Job {
   constructor(file) {
     this.file = file;
+    this.clip = isClip(file);
     this.name = file.name || "pasted image";
     const node = ui.template.content.firstElementChild.cloneNode(true);
     this.el = node;
@@ -188,6 +201,9 @@ class Job {
     this.actions = $(".job-actions", node);
     this.link = $(".download", node);
     this.doneText = $(".job-done", node);
+    this.clipView = $(".clip-view", node);
+    this.video = $(".clip-view video", node);
+    this.cancel = null; // AbortController of a clip's job on the server
     this.cutout = null; // canvas with the transparent cut-out
     this.photo = null; // canvas with the photo, for the blurred background
     this.framed = null; // the cut-out as shown and downloaded (background, crop)
@@ -237,6 +253,7 @@ class Job {
 
   remove() {
     this.stopClock();
+    this.cancel?.abort(); // a clip still being cut out is stopped on the server
     state.queue = state.queue.filter((j) => j !== this);
     if (this.url) URL.revokeObjectURL(this.url);
     if (this.before.src) URL.revokeObjectURL(this.before.src);
@@ -256,6 +273,34 @@ class Job {
     await this.render();
     this.el.classList.add("done");
     this.figure.hidden = false;
+    this.actions.hidden = false;
+    this.doneText.textContent = summary;
+    announce(`${this.name}: done. ${summary}. The download is ready.`);
+  }
+
+  /** A clip's cut-out: played on the checkerboard, downloaded as the server encoded it. */
+  showClip(blob, filename, summary, transparent) {
+    this.stopClock();
+    if (this.url) URL.revokeObjectURL(this.url);
+    this.url = URL.createObjectURL(blob);
+    const frame = this.clipView.querySelector(".clip-frame");
+    this.video.addEventListener(
+      "loadedmetadata",
+      () => (frame.style.width = `min(100%, ${Math.max(360, this.video.videoWidth)}px)`),
+      { once: true },
+    );
+    this.video.src = this.url;
+    this.video.setAttribute("aria-label", `Cut-out of ${this.name}`);
+    frame.classList.toggle("checker", transparent);
+    this.link.href = this.url;
+    this.link.download = filename;
+    const ext = filename.split(".").pop().toLowerCase();
+    const kind = { webm: "WebM", mp4: "MP4", mov: "MOV" }[ext] || ext.toUpperCase();
+    this.link.textContent = `Download ${kind}`;
+    this.link.setAttribute("aria-label", `Download the cut-out of ${this.name} as ${kind} (${formatMB(blob.size)} MB)`);
+    this.stage("Done", "", 1);
+    this.el.classList.add("done");
+    this.clipView.hidden = false;
     this.actions.hidden = false;
     this.doneText.textContent = summary;
     announce(`${this.name}: done. ${summary}. The download is ready.`);
@@ -407,6 +452,59 @@ async function runOnServer(job) {
   await job.showResult(canvas, `${canvas.width}×${canvas.height} · done in ${formatSeconds(performance.now() - t0)} on the server`);
 }
 
+/** A clip's options: the background as the server draws it (a clip cannot be re-framed in
+ * the page afterwards); transparent → WebM with alpha, any opaque background → MP4. */
+function clipParams() {
+  const params = { mode: ui.quality.value, decontaminate: ui.decontaminate.checked ? "blur_fusion" : "none" };
+  let background = null;
+  const choice = ui.ecommerce.checked ? "white" : ui.bgInputs.find((i) => i.checked).value;
+  if (choice === "white") params.bg_color = "#ffffff";
+  else if (choice === "color") params.bg_color = ui.color.value;
+  else if (choice === "blur") params.background = "blur";
+  else if (choice === "image" && state.bgImageFile) background = state.bgImageFile;
+  params.format = params.bg_color || params.background || background ? "mp4" : "webm";
+  return { params, background };
+}
+
+async function runClipOnServer(job) {
+  const t0 = performance.now();
+  const limits = state.config.limits;
+  if (job.file.size > limits.max_video_bytes) {
+    throw new Error(
+      `the clip is ${formatMB(job.file.size)} MB; this server accepts clips up to ${formatMB(limits.max_video_bytes)} MB`,
+    );
+  }
+  const { params, background } = clipParams();
+  job.cancel = new AbortController();
+  const { blob, job: result } = await removeClipOnServer(
+    job.file,
+    params,
+    background,
+    (p) => {
+      if (p.stage === "upload") job.stage("Uploading", `${formatMB(p.loaded)} / ${formatMB(p.total)} MB`, p.loaded / p.total);
+      else if (p.stage === "checking") job.stage("Checking the clip", "", null);
+      else if (p.stage === "frames") {
+        const { done, total } = p.job.frames;
+        const speed = p.job.fps ? ` · ${p.job.fps.toFixed(1)} frames/s` : "";
+        const eta = p.job.eta_s != null ? ` · ${Math.ceil(p.job.eta_s)} s left` : "";
+        const label = p.job.state === "queued" ? "Waiting for the server" : "Cutting out frames";
+        job.stage(label, `${done} / ${total} frames${speed}${eta}`, total ? done / total : null);
+      } else if (p.stage === "result") {
+        job.stage("Receiving the result", p.total ? `${formatMB(p.loaded)} / ${formatMB(p.total)} MB` : "", p.total ? p.loaded / p.total : null);
+      }
+    },
+    job.cancel.signal,
+  );
+  job.cancel = null;
+  const frames = result.frames.total;
+  job.showClip(
+    blob,
+    result.result.filename,
+    `${frames} frames · ${result.seconds.toFixed(1)} s of video · done in ${formatSeconds(performance.now() - t0)} on the server`,
+    params.format === "webm",
+  );
+}
+
 function forcedBackend() {
   const wanted = new URLSearchParams(location.search).get("backend");
   return wanted === "wasm" || wanted === "webgpu" ? wanted : "auto";
@@ -423,7 +521,8 @@ async function pump() {
       announce(`${job.name}: started ${where === "browser" ? "in your browser" : "on the server"}.`);
       try {
         if (!state.config) throw new Error("the page could not load its settings from the server");
-        if (where === "browser") await runInBrowser(job);
+        if (job.clip) await runClipOnServer(job);
+        else if (where === "browser") await runInBrowser(job);
         else await runOnServer(job);
       } catch (err) {
         console.error(err);
@@ -440,13 +539,21 @@ function addFiles(files) {
   for (const file of list) {
     const job = new Job(file);
     ui.jobs.append(job.el);
-    if (file.type && !file.type.startsWith("image/")) {
-      job.fail(`${file.type || "this file"} is not an image`);
+    if (job.clip) {
+      if (mode() === "browser") {
+        job.fail(
+          "Clips are cut out on the server only; in your browser this page cuts out photos. " +
+            "Choose “On the server” above, then add the clip again.",
+        );
+        continue;
+      }
+    } else if (file.type && !file.type.startsWith("image/")) {
+      job.fail(`${file.type || "this file"} is not an image or a video clip`);
       continue;
     }
     state.queue.push(job);
   }
-  if (list.length) announce(`${list.length} photo${list.length === 1 ? "" : "s"} added.`);
+  if (list.length) announce(`${list.length} file${list.length === 1 ? "" : "s"} added.`);
   pump();
 }
 
@@ -491,7 +598,7 @@ for (const input of ui.modeInputs) {
 }
 
 if (window.matchMedia("(pointer: coarse)").matches) {
-  $(".drop-title").textContent = "Add photos"; // nothing to drop on a phone
+  $(".drop-title").textContent = "Add photos or a clip"; // nothing to drop on a phone
 }
 
 function syncColourChip() {
@@ -522,6 +629,7 @@ ui.bgImage.addEventListener("change", async () => {
   if (!file) return;
   try {
     state.bgImage = await createImageBitmap(file, { imageOrientation: "from-image" });
+    state.bgImageFile = file;
   } catch {
     ui.framingNote.textContent = `${file.name} cannot be read as an image; the background stays transparent.`;
     return;
