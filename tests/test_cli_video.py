@@ -203,3 +203,26 @@ def test_bad_output_and_unsupported_codec_are_clear_errors_leaving_nothing(tmp_p
     assert res.exit_code == 1
     assert "cannot decode" in errors(res)[0] and "odd.mkv" in errors(res)[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "odd.mkv"]
+
+
+def test_a_killed_runs_temporary_frames_folder_is_cleared_by_the_rerun(tmp_path: Path) -> None:
+    """SIGKILL leaves the hidden temporary folder of a folder of frames (never the folder
+    itself); the rerun that resumes into that folder removes it, and keeps a live run's."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=2, audio=False)
+    out = tmp_path / "out"
+    stale = out / f".frames.{proc.pid}.0123456789ab.cleancut-tmp"
+    live = out / f".other.{os.getpid()}.0123456789ab.cleancut-tmp"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "000000.png").write_bytes(b"partial")
+    res = cleancut(src, "-o", out / "frames", *FAST)
+    assert res.exit_code == 0, res.stderr
+    assert not stale.exists() and live.is_dir()
+    assert (out / "frames" / "timestamps.json").is_file()

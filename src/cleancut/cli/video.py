@@ -154,6 +154,7 @@ def remove_videos(
     from ..io.atomic import sweep_stale_temps
     from ..remover import Remover
     from ..video import remove_video
+    from ..video.encode import sweep_stale_frame_folders
 
     check_video_options(options)
     counts = Counts()
@@ -183,7 +184,8 @@ def remove_videos(
             echo(f"error: {job.name}: {early.reason}")
     if todo:
         for folder in sorted({job.output.parent for job in todo if job.output is not None}):
-            sweep_stale_temps(folder)
+            sweep_stale_temps(folder)  # a killed run's temporary files …
+            sweep_stale_frame_folders(folder)  # … and folders of frames
         remover = Remover.from_options(engine, settings=settings)
         remover.load(progress=FetchProgress(quiet))
     for job in todo:

@@ -28,11 +28,19 @@ import numpy as np
 
 from .. import pipeline
 from ..errors import InvalidOptionError, OutputExistsError, OutputWriteError
-from ..io.atomic import temp_name_for
+from ..io.atomic import STALE_TEMP_AGE, TEMP_SUFFIX, temp_name_for
 from .decode import VideoInfo
 from .errors import UnsupportedVideoError
 
-__all__ = ["TIMESTAMPS", "OutputKind", "Target", "VideoWriter", "is_frames_folder", "target_for"]
+__all__ = [
+    "TIMESTAMPS",
+    "OutputKind",
+    "Target",
+    "VideoWriter",
+    "is_frames_folder",
+    "sweep_stale_frame_folders",
+    "target_for",
+]
 
 OutputKind = Literal["webm", "mov", "mp4", "frames"]
 
@@ -69,6 +77,53 @@ class Target:
 
     path: Path
     kind: OutputKind
+
+
+def sweep_stale_frame_folders(folder: Path, *, max_age: float = STALE_TEMP_AGE) -> list[Path]:
+    """Remove the temporary frame folders (``.NAME.<pid>.<hex>.cleancut-tmp/``, made by
+    :class:`VideoWriter`) that a killed run left in ``folder``: those whose process is gone
+    or that are older than ``max_age`` seconds. The folder counterpart of
+    :func:`cleancut.io.atomic.sweep_stale_temps`, which takes files only; nothing else is
+    touched, and errors are not raised. Returns what was removed."""
+    import time
+
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        parts = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or not re.fullmatch(r"[0-9a-f]{12}", parts[2]):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _alive(int(parts[1])) and age < max_age:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def target_for(dst: str | os.PathLike[str]) -> Target:
