@@ -526,13 +526,37 @@ def test_full_queue_is_503_with_retry_after_for_clips_and_photos(
         assert int(r.headers["retry-after"]) >= 1 and "capacity" in body["detail"]
         assert queue.stats().rejected == 2
         assert leftovers(root) != []  # the running clip's own files, until it ends
-        assert c.delete(job["status_url"]).status_code == 204
-        deadline = time.monotonic() + WAIT_S
-        while queue.stats().admitted or leftovers(root):
-            assert time.monotonic() < deadline, (queue.stats(), leftovers(root))
-            time.sleep(0.05)
-    # The server's clip folder goes with the server.
+        assert c.get(job["status_url"]).json()["state"] == "running"
+    # The server stops with the clip still running: it is stopped, and the server's clip
+    # folder goes with the server.
     assert not any(root.iterdir())
+
+
+def test_a_clip_past_its_deadline_fails_with_504_and_leaves_nothing(
+    model_settings: Settings, tmp_path: Path, clip: tuple[bytes, list[float]]
+) -> None:
+    data, _ = clip
+    root = tmp_path / "videos"
+    # A deadline already past when the job's first stage is handed to the pool: deterministic.
+    settings = ServerSettings(
+        core=model_settings, load_in_background=False, browser=False, video_dir=root, video_timeout=1e-6
+    )
+    with TestClient(create_app(settings)) as c:
+        queue = c.app.state.cleancut.queue  # type: ignore[attr-defined]
+        r = c.post("/api/remove-video", content=data, headers={"Content-Type": "video/mp4"})
+        assert r.status_code == 202, r.text
+        final, _ = wait_done(c, r.json()["status_url"])
+        assert final["state"] == "failed" and final["result"] is None
+        assert final["error"]["status"] == 504 and final["error"]["error"] == "timeout"
+        assert "--video-timeout" in final["error"]["detail"]
+        assert_error(c.get(final["status_url"] + "/result"), 409, "not_done")
+        deadline = time.monotonic() + WAIT_S
+        while queue.stats().admitted:  # the slot comes back once the stage has stopped
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert leftovers(root) == []  # the failed job's clip is gone; its status stays a while
+        assert c.delete(final["status_url"]).status_code == 204
+        assert_error(c.get(final["status_url"]), 404, "not_found")
 
 
 def test_kept_results_are_bounded_and_expire(

@@ -100,6 +100,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             yield
         finally:
+            await state.videos.aclose()  # running clips stop and their files go
             state.close()
 
     app = FastAPI(

@@ -414,8 +414,22 @@ class VideoJobs:
             "expired": self._expired,
         }
 
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """At shutdown, on the event loop: stop every running job and let it wind up (its
+        stage in progress ends: an ONNX Runtime run is terminated), then :meth:`close`."""
+        tasks = [j.task for j in self._jobs.values() if j.task is not None and not j.task.done()]
+        for job in self._jobs.values():
+            if job.active and job.slot is not None:
+                job.cancelled = True
+                job.slot.expire()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        self.close()
+
     def close(self) -> None:
-        """At shutdown: stop every job and delete every clip and result."""
+        """Stop every job and delete every clip and result (at shutdown)."""
         for job in list(self._jobs.values()):
             if job.slot is not None:
                 job.slot.expire()
