@@ -255,7 +255,7 @@ def test_clip_becomes_a_webm_with_alpha_frame_for_frame(
     for got, mask in zip(pixels, want, strict=True):
         alpha = got[:, :, 3].astype(np.int16)
         assert alpha.min() < 30 and alpha.max() > 225  # a subject on a transparent background
-        assert float(np.abs(alpha - mask).mean()) < 6.0
+        assert float(np.abs(alpha - mask).mean()) < 3.0
 
     # One inference per frame, each a job of its own on the inference pool (photos take
     # their turn between two frames), and the slot given back.
@@ -309,6 +309,24 @@ def test_mp4_on_a_colour_mask_in_mov_and_a_raw_body(
         decoded = [f.to_ndarray(format="gray") for f in c.decode(s)]
     assert len(decoded) == len(frames)
     assert all(m.min() < 30 and m.max() > 225 for m in decoded)  # a mask: subject white
+
+    # A background image, uploaded beside the clip (as for photos), behind every frame.
+    green = io.BytesIO()
+    Image.new("RGB", (40, 30), (20, 200, 60)).save(green, "PNG")
+    r = client.post(
+        "/api/remove-video",
+        files={
+            "file": ("walk.mp4", data, "video/mp4"),
+            "background": ("bg.png", green.getvalue(), "image/png"),
+        },
+        data={"format": "mp4"},
+    )
+    assert r.status_code == 202, r.text
+    final, _ = wait_done(client, r.json()["status_url"])
+    assert final["state"] == "done", final
+    pixels, _, _ = decode_result(client.get(final["result"]["url"]).content, alpha=False)
+    corner = np.stack([p[:4, :4].reshape(-1, 3) for p in pixels]).mean(axis=(0, 1))
+    assert corner[1] > 150 and corner[0] < 80 and corner[2] < 110, corner  # green where the background was
     assert leftovers(video_root) == []
 
 
@@ -451,6 +469,13 @@ def test_bad_clips_and_options_are_clear_4xx_and_leave_nothing(
         )
         assert fragment in body["detail"], (query, body)
     body = assert_error(post(data, format="gif"), 422, "invalid_option")  # as a form field too
+    # A background image that cannot be read: a 400 that says which image, before inference.
+    r = client.post(
+        "/api/remove-video",
+        files={"file": ("x.mp4", data, "video/mp4"), "background": ("bg.png", b"not an image", "image/png")},
+    )
+    body = assert_error(r, 400, "unreadable_image")
+    assert body["detail"].startswith("the background image:")
     after = queue_stats(client)
     assert after.accepted == before.accepted  # nothing took a slot
     assert leftovers(video_root) == []
