@@ -257,7 +257,9 @@ _SMOOTH_HELP: Final = (
 )
 #: The names ``POST /api/remove-video`` takes: the photo options that apply to a clip (the
 #: same table, parsed by :func:`parse_options`), plus ``smooth``.
-VIDEO_OPTION_NAMES: Final = (*(n for n in OPTION_NAMES if n not in _PHOTO_ONLY), "smooth")
+VIDEO_OPTION_NAMES: Final = tuple(
+    dict.fromkeys((*(n for n in OPTION_NAMES if n not in _PHOTO_ONLY), "smooth"))
+)
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,7 @@ def openapi_video_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
     clip (from the same table), ``format`` with the clip formats, and ``smooth``."""
     params = []
     for param in openapi_parameters(models):
-        if param["name"] in _PHOTO_ONLY:
+        if param["name"] in (*_PHOTO_ONLY, "smooth"):  # smooth: described below, for clips
             continue
         if param["name"] == "format":
             param = {
