@@ -461,6 +461,9 @@ def test_bad_clips_and_options_are_clear_4xx_and_leave_nothing(
         ("smooth=maybe", "smooth must be true or false"),
         ("threshold=300", "threshold"),
         ("model=isnet_quint8", "not loaded"),
+        ("crop=true", "crop is for photos"),
+        ("margin=0.1", "crop is for photos"),
+        ("preset=ecommerce", "crop is for photos"),
     ]:
         body = assert_error(
             client.post(f"/api/remove-video?{query}", content=data, headers={"Content-Type": "video/mp4"}),
@@ -632,7 +635,8 @@ def test_config_openapi_and_page_know_the_clip_route(client: TestClient, setting
     assert params["format"]["schema"]["enum"] == ["webm", "mov", "mp4"]
     assert params["smooth"]["schema"]["type"] == "boolean"
     assert "quality" not in params
-    assert {"model", "mode", "type", "bg_color", "refine", "background", "crop"} <= set(params)
+    assert {"model", "mode", "type", "bg_color", "refine", "background", "square", "preset"} <= set(params)
+    assert not {"crop", "margin"} & set(params)  # refused for clips (the library's rule)
     assert set(op["requestBody"]["content"]) == {"video/*", "multipart/form-data"}
     assert {"202", "400", "413", "415", "422", "503"} <= set(op["responses"])
     assert {"/api/jobs/{job_id}", "/api/jobs/{job_id}/result"} <= set(spec["paths"])

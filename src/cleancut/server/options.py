@@ -251,6 +251,9 @@ _VIDEO_FORMAT_HELP: Final = (
 )
 #: Photo options that mean nothing for a clip (a clip's quality is its codec's).
 _PHOTO_ONLY: Final = ("quality",)
+#: Framing options a clip refuses (a crop would follow the subject and jump frame by frame);
+#: they stay known names, so that asking for them gets that reason, not "unknown option".
+_NO_CROP: Final = ("crop", "margin")
 _SMOOTH_HELP: Final = (
     "Steady the edges over still parts of the clip (a motion-gated average of the network "
     "output over neighbouring frames); false cuts every frame alone."
@@ -296,6 +299,12 @@ def parse_video_options(
         raise InvalidOptionError(f"format {fmt[:40]!r} is not a clip format: {_VIDEO_FORMAT_HELP}")
     smooth = _flag("smooth", rest.pop("smooth", None))
     cut = parse_options(rest, models=models, background_image=background_image)
+    if cut.framing is not None and cut.framing.crop:  # refused as remove_video refuses it
+        raise InvalidOptionError(
+            "crop is for photos: on a clip it would follow the subject frame by frame and jump; "
+            "use square, max_size or a background (the ecommerce preset with crop=false), and crop "
+            "the clip in an editor"
+        )
     opaque = cut.bg_color is not None or (cut.framing is not None and cut.framing.opaque)
     if fmt == "mp4" and cut.type != "mask" and not opaque:
         raise InvalidOptionError(
@@ -310,7 +319,7 @@ def openapi_video_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
     clip (from the same table), ``format`` with the clip formats, and ``smooth``."""
     params = []
     for param in openapi_parameters(models):
-        if param["name"] in (*_PHOTO_ONLY, "smooth"):  # smooth: described below, for clips
+        if param["name"] in (*_PHOTO_ONLY, *_NO_CROP, "smooth"):  # smooth: described below
             continue
         if param["name"] == "format":
             param = {
