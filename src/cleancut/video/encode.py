@@ -243,8 +243,8 @@ class VideoWriter:
             if kind == "webm":
                 stream = self._container.add_stream("libvpx-vp9", rate=rate)
                 stream.pix_fmt = "yuva420p" if alpha else "yuv420p"
-                # cpu-used 4: the fast end of libvpx's "good" range; the encode time it saves
-                # and what it costs in bytes are in benchmarks/video_speed.py's docstring
+                # cpu-used 4: the fast end of libvpx's "good" range; benchmarks/video_speed.py
+                # measures it against the default (time, bytes, PSNR; figures in the README)
                 stream.options = {
                     "crf": str(self.quality),
                     "b": "0",
