@@ -23,7 +23,7 @@ from cleancut.cli import remove_cmd
 from cleancut.edges import EdgeOptions
 from cleancut.errors import InvalidOptionError
 from cleancut.framing import Framing, make_framing
-from cleancut.options import OPTIONS, CutOptions, EngineOptions, Option, options_for
+from cleancut.options import CLIP_OPTIONS, OPTIONS, CutOptions, EngineOptions, Option, options_for
 from cleancut.server.options import OPTION_NAMES, openapi_parameters, parse_options
 
 #: ``cleancut remove`` flags about the run, not the cut-out or the engine: where the inputs
@@ -107,8 +107,35 @@ def test_cli_remove_flags_are_the_table() -> None:
         # not given (None: the dataclass default stays) or the table's default
         default = param.get_default(click.Context(remove_cmd), call=False)
         assert default in (None, option.default), option.name
+    seen |= {o.name for o in CLIP_OPTIONS}  # checked by test_clip_options_agree
     unknown = set(params) - seen - CLI_RUN_PARAMS
     assert not unknown, f"cleancut remove options missing from the table: {sorted(unknown)}"
+
+
+def test_clip_options_agree() -> None:
+    """The clip-only options (``smooth``): the same name, default and help on the command
+    line, in ``POST /api/remove-video`` and as keywords of ``remove_video``/``cut_frames``;
+    the photo fronts never offer them."""
+    pytest.importorskip("av")
+    from cleancut.server.options import VIDEO_OPTION_NAMES, openapi_video_parameters, parse_video_options
+    from cleancut.video import cut_frames, remove_video
+
+    params = cli_params()
+    http = {p["name"]: p for p in openapi_video_parameters(["isnet_fp16"])}
+    for option in CLIP_OPTIONS:
+        assert option.name not in {o.name for o in OPTIONS()} and option.name not in OPTION_NAMES
+        assert option.kind == "bool"
+        param = params[option.name]
+        assert isinstance(param, click.Option) and param.default == option.default
+        assert param.secondary_opts == [f"--no-{option.flag[2:]}"] and option.help in (param.help or "")
+        assert option.name in VIDEO_OPTION_NAMES
+        assert http[option.name]["schema"] == {"type": "boolean", "default": option.default}
+        assert http[option.name]["description"].startswith(option.help_for("http"))
+        assert getattr(parse_video_options({}, models=["isnet_fp16"]), option.name) == option.default
+        flipped = parse_video_options({option.name: str(not option.default).lower()}, models=["isnet_fp16"])
+        assert getattr(flipped, option.name) is (not option.default)
+        for function in (remove_video, cut_frames):
+            assert inspect.signature(function).parameters[option.name].default == option.default
 
 
 # --------------------------------------------------------------------------- the library

@@ -17,7 +17,7 @@ import click
 
 from .errors import InvalidOptionError
 from .framing import make_framing
-from .options import OPTIONS, Option
+from .options import CLIP_OPTIONS, OPTIONS, Option
 
 __all__ = ["ENGINES", "cut_options", "engine_options", "ray_options", "table_option"]
 
@@ -85,6 +85,17 @@ def table_option(
     flags = [d for d in decls if d.startswith("-")]
     names = [d for d in decls if not d.startswith("-")]
     return click.option(*flags, option.flag, *names, **attrs)
+
+
+def clip_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click flag of the clip-only table entry ``name`` (``--smooth/--no-smooth``), with
+    the table's default and help."""
+    option = next(o for o in CLIP_OPTIONS if o.name == name)
+    assert option.kind == "bool"
+    return click.option(
+        f"{option.flag}/--no-{option.flag[2:]}", option.name, default=option.default,
+        help="Video clips: " + option.help_for("cli"),
+    )  # fmt: skip
 
 
 def click_option(option: Option) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .framing import Framing
 
 __all__ = [
+    "CLIP_OPTIONS",
     "DEFAULT_PNG_LEVEL",
     "DEFAULT_QUALITY",
     "OPTIONS",
@@ -100,7 +101,7 @@ class Option:
     """
 
     name: str
-    group: Literal["output", "edges", "framing", "engine"]
+    group: Literal["output", "edges", "framing", "engine", "clip"]
     kind: Literal["choice", "int", "float", "bool", "text"]
     help: str
     default: Any = None
@@ -226,6 +227,14 @@ def _table() -> tuple[Option, ...]:
                tuple(PRESETS)),
     )  # fmt: skip
 
+
+#: Options of clips only (``cleancut remove`` on a clip, ``POST /api/remove-video``,
+#: :func:`cleancut.remove_video`): the photo fronts never offer them.
+CLIP_OPTIONS: Final[tuple[Option, ...]] = (
+    Option("smooth", "clip", "bool",
+           "Steady the edges over still parts of the clip (a motion-gated average of the network "
+           "output over neighbouring frames); off cuts every frame alone.", True),
+)  # fmt: skip
 
 _OPTIONS: tuple[Option, ...] | None = None
 

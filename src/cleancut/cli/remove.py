@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..cli_options import cut_options, engine_options, ray_options, table_option
+from ..cli_options import clip_option, cut_options, engine_options, ray_options, table_option
 from ..cutout import check_options
 from ..errors import InvalidOptionError
 from ..io.formats import OutputFormat, normalize_format
@@ -47,7 +47,7 @@ class _Run:
     on_ray: bool
     address: str | None = None
     num_workers: int | None = None
-    #: video clips: the temporal step on the network output (``--no-smooth`` turns it off)
+    #: video clips: the temporal step on the network output (``--smooth/--no-smooth``)
     smooth: bool = True
 
 
@@ -73,12 +73,7 @@ class _Run:
 @table_option("threads")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist (never inputs).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
-@click.option(
-    "--no-smooth",
-    "no_smooth",
-    is_flag=True,
-    help="Video clips: cut every frame alone (no temporal smoothing of the edges).",
-)
+@clip_option("smooth")
 @settings_options
 def remove_cmd(
     inputs: tuple[str, ...],
@@ -100,7 +95,7 @@ def remove_cmd(
     threads: int | None,
     overwrite: bool,
     quiet: bool,
-    no_smooth: bool,
+    smooth: bool,
     flags: SettingsFlags,
 ) -> None:
     """Cut out INPUT... (files, folders, or - for stdin)."""
@@ -122,7 +117,7 @@ def remove_cmd(
             on_ray=_check_engine(engine, output, address, num_workers),
             address=address,
             num_workers=num_workers,
-            smooth=not no_smooth,
+            smooth=smooth,
         )
         _dispatch(inputs, output, options, run)
 

@@ -22,7 +22,7 @@ from ..errors import InvalidOptionError
 from ..framing import Framing, make_framing
 from ..io.formats import normalize_format
 from ..models import DEFAULT_MODEL, resolve_model
-from ..options import DEFAULT_QUALITY, OPTIONS, CutOptions, Option, options_for
+from ..options import CLIP_OPTIONS, DEFAULT_QUALITY, OPTIONS, CutOptions, Option, options_for
 from ..passes import normalize_quality_mode
 from ..pipeline import normalize_output_type, parse_color
 from ..remover import check_options
@@ -254,10 +254,7 @@ _PHOTO_ONLY: Final = ("quality",)
 #: Framing options a clip refuses (a crop would follow the subject and jump frame by frame);
 #: they stay known names, so that asking for them gets that reason, not "unknown option".
 _NO_CROP: Final = ("crop", "margin")
-_SMOOTH_HELP: Final = (
-    "Steady the edges over still parts of the clip (a motion-gated average of the network "
-    "output over neighbouring frames); false cuts every frame alone."
-)
+_SMOOTH: Final = next(o for o in CLIP_OPTIONS if o.name == "smooth")
 #: The names ``POST /api/remove-video`` takes: the photo options that apply to a clip (the
 #: same table, parsed by :func:`parse_options`), plus ``smooth``.
 VIDEO_OPTION_NAMES: Final = tuple(
@@ -311,7 +308,7 @@ def parse_video_options(
             "format mp4 (H.264) has no alpha channel: give bg_color (e.g. white) or a background, "
             "or ask for webm or mov to keep the transparency"
         )
-    return VideoOptions(cut=cut, format=fmt, smooth=True if smooth is None else smooth)
+    return VideoOptions(cut=cut, format=fmt, smooth=_SMOOTH.default if smooth is None else smooth)
 
 
 def openapi_video_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
@@ -333,8 +330,8 @@ def openapi_video_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
             "name": "smooth",
             "in": "query",
             "required": False,
-            "description": _SMOOTH_HELP + _FORM_NOTE,
-            "schema": {"type": "boolean", "default": True},
+            "description": _SMOOTH.help_for("http") + _FORM_NOTE,
+            "schema": {"type": "boolean", "default": _SMOOTH.default},
         }
     )
     return params
