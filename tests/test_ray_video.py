@@ -44,25 +44,36 @@ WARMUP = 4
 ENGINE = EngineOptions(model="isnet_fp16", threads=1)
 
 
-def make_clip(path: Path, *, n: int = N, audio: bool = True, big_from: int | None = None) -> None:
-    """A red disc moving right over a textured, slightly noisy background, H.264 with a
-    keyframe every ``GOP`` frames, and a mono AAC track. ``big_from``: frames from there on
-    are twice the size (an MPEG-TS stream whose header states the first size)."""
+def make_clip(
+    path: Path,
+    *,
+    n: int = N,
+    audio: bool = True,
+    big_from: int | None = None,
+    rotate: int = 0,
+    vfr: bool = False,
+) -> None:
+    """A red disc moving right over a textured, slightly noisy background, H.264 (VP9 for a
+    ``.webm`` path) with a keyframe every ``GOP`` frames, and a mono AAC track. ``big_from``:
+    frames from there on are twice the size (an MPEG-TS stream whose header states the first
+    size). ``rotate``: display rotation metadata; ``vfr``: frames 100 and 60 ms apart in turn."""
     rng = np.random.default_rng(3)
-    c = av.open(str(path), "w", format="mpegts" if big_from is not None else "mp4")
-    tb = Fraction(1, RATE)
-
-    def stream(w: int, h: int) -> Any:
+    webm = path.suffix == ".webm"
+    c = av.open(str(path), "w", format="mpegts" if big_from is not None else "webm" if webm else "mp4")
+    tb = Fraction(1, 1000) if vfr or webm else Fraction(1, RATE)
+    if webm:
+        s = c.add_stream("libvpx-vp9", rate=RATE)
+        s.options = {"g": str(GOP), "keyint_min": str(GOP), "deadline": "realtime", "cpu-used": "8"}
+    else:
         s = c.add_stream("libx264", rate=RATE)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.options = {"x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
-        s.time_base = s.codec_context.time_base = tb
-        return s
-
-    s = stream(W, H)
+    s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+    s.time_base = s.codec_context.time_base = tb
+    if rotate:
+        s.set_display_rotation(rotate)
     a = None
     if audio:
-        a = c.add_stream("aac", rate=16000)
+        a = c.add_stream("libopus" if webm else "aac", rate=48000 if webm else 16000)
         a.layout = "mono"
     big = None
     if big_from is not None:
@@ -77,7 +88,8 @@ def make_clip(path: Path, *, n: int = N, audio: bool = True, big_from: int | Non
         img[(xx - (24 + 2 * i)) ** 2 + (yy - H // 2) ** 2 < (H // 4) ** 2] = (220, 40, 40)
         img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
         f = av.VideoFrame.from_ndarray(img, format="rgb24")
-        f.pts, f.time_base = i, tb
+        f.pts = (i // 2) * 160 + (i % 2) * 100 if vfr else round(i / RATE / tb)
+        f.time_base = tb
         packets = big.encode(f) if scale == 2 and big is not None else s.encode(f)
         if scale == 2 and i == big_from:
             packets = [*s.encode(None), *packets]  # the small encoder's last frames first
@@ -137,10 +149,18 @@ def local_ray() -> Iterator[Any]:
 # --------------------------------------------------------------------------- planning
 
 
-def test_chunks_start_at_keyframes_and_decode_like_the_whole_clip(clip: Path) -> None:
+@pytest.mark.parametrize("kind", ["mp4", "webm", "rotated", "vfr"])
+def test_chunks_start_at_keyframes_and_decode_like_the_whole_clip(
+    clip: Path, tmp_path: Path, kind: str
+) -> None:
+    if kind != "mp4":
+        clip = tmp_path / ("clip.webm" if kind == "webm" else "clip.mp4")
+        make_clip(clip, audio=False, rotate=90 if kind == "rotated" else 0, vfr=kind == "vfr")
     plan = plan_chunks(clip, chunk_seconds=CHUNK_SECONDS, warmup=WARMUP)
     assert plan.frames == N
-    assert [(c.first, c.frames, c.warmup) for c in plan.chunks] == [(0, 8, 0), (8, 8, 4), (16, 8, 4)]
+    if kind != "vfr":  # at 80 ms a frame on average, 0.5 s is 7 frames: the next keyframe is 8 too
+        assert [(c.first, c.frames, c.warmup) for c in plan.chunks] == [(0, 8, 0), (8, 8, 4), (16, 8, 4)]
+    assert len(plan.chunks) > 1
     whole = {f.pts: f for f in iter_frames(clip)}
     order = sorted(whole)
     seen: list[int] = []
@@ -150,8 +170,9 @@ def test_chunks_start_at_keyframes_and_decode_like_the_whole_clip(clip: Path) ->
         own = [f for f, w in got if not w]
         assert len(warm) == chunk.warmup and len(own) == chunk.frames
         assert [f.pts for f in warm] == order[chunk.first - chunk.warmup : chunk.first]
-        for f, _ in got:  # decoded after a seek: the same pixels, the same index
+        for f, _ in got:  # decoded after a seek: the same pixels (upright), the same index
             assert np.array_equal(f.pixels, whole[f.pts].pixels) and f.index == whole[f.pts].index
+            assert f.pixels.shape == ((W, H, 3) if kind == "rotated" else (H, W, 3))
         seen += [f.pts for f in own]
     assert seen == order  # every frame in exactly one chunk, in order
     with pytest.raises(InvalidOptionError, match="chunk_seconds"):
