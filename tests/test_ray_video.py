@@ -273,3 +273,42 @@ def test_a_failing_chunk_names_itself_and_leaves_nothing(
         )
     assert "over the limit" in str(info.value)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_chunks_come_back_in_order_within_the_window(local_ray: Any, clip: Path) -> None:
+    from cleancut.distributed.video import _in_order
+
+    # defined here, so that Ray sends the classes by value (workers cannot import tests)
+    class Tracker:
+        """Counts the chunks the actors were given."""
+
+        def __init__(self) -> None:
+            self.started = 0
+
+        def start(self) -> None:
+            self.started += 1
+
+        def count(self) -> int:
+            return self.started
+
+    class Echo:
+        """A chunk worker that only says which chunk it was given: the scheduling is under
+        test here, not the cut."""
+
+        def __init__(self, tracker: Any) -> None:
+            self.tracker = tracker
+
+        def cut(self, src: str, chunk: Any) -> Any:
+            ray.get(self.tracker.start.remote())
+            return chunk.index
+
+    plan = plan_chunks(clip, chunk_seconds=0.25, warmup=0)
+    chunks = plan.chunks * 4  # 12 chunk jobs
+    tracker = ray.remote(Tracker).options(num_cpus=0).remote()
+    actors = [ray.remote(Echo).options(num_cpus=0).remote(tracker) for _ in range(2)]
+    window = 3
+    got = []
+    for i, index in enumerate(_in_order(ray, actors, str(clip), chunks, window)):
+        got.append(index)
+        assert ray.get(tracker.count.remote()) <= i + window  # never more than the window out
+    assert got == [c.index for c in chunks]

@@ -54,10 +54,13 @@ class Chunk:
     warmup_pts: int | None
     seek_pts: int | None
     time_base: Fraction
+    #: the clip's first frame's pts (times in messages count from it)
+    origin_pts: int = 0
 
     @property
     def start_time(self) -> float:
-        return 0.0 if self.start_pts is None else float(self.start_pts * self.time_base)
+        """Seconds from the clip's first frame to this chunk's."""
+        return 0.0 if self.start_pts is None else float((self.start_pts - self.origin_pts) * self.time_base)
 
     def owns(self, pts: int) -> bool:
         return (self.start_pts is None or pts >= self.start_pts) and (
@@ -173,6 +176,7 @@ def plan_chunks(
                 warmup_pts=None if w == 0 or n == 0 else from_pts,
                 seek_pts=seek,
                 time_base=tb,
+                origin_pts=order[0],
             )
         )
     return ChunkPlan(info, len(order), tuple(chunks))
