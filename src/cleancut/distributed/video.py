@@ -168,7 +168,8 @@ class VideoChunkActor:
 
 @dataclass(frozen=True)
 class RayVideoResult:
-    """What :func:`run_ray_video` wrote: the output, its frames, chunks and seconds."""
+    """What :func:`run_ray_video` wrote: the output, its frames, its chunks, the seconds
+    taken and the actors that cut them."""
 
     path: Path
     frames: int
@@ -268,7 +269,7 @@ def run_ray_video(
                 from ..models.store import fetch_model
 
                 fetch_model(engine.model, local)
-            actors, per_actor = _start_actors(
+            actors, workers = _start_actors(
                 ray, engine, settings, options, smooth, num_workers, len(plan.chunks), address
             )
             stack.callback(_stop_actors, ray, actors)
@@ -315,7 +316,7 @@ def run_ray_video(
     except BaseException:
         writer.abort()
         raise
-    return RayVideoResult(path, done, len(plan.chunks), time.perf_counter() - t0, per_actor)
+    return RayVideoResult(path, done, len(plan.chunks), time.perf_counter() - t0, workers)
 
 
 def _check_not_input(src: Path, dst: Path) -> None:
