@@ -312,3 +312,40 @@ def test_chunks_come_back_in_order_within_the_window(local_ray: Any, clip: Path)
         got.append(index)
         assert ray.get(tracker.count.remote()) <= i + window  # never more than the window out
     assert got == [c.index for c in chunks]
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_cli_engine_ray_cuts_a_clip_like_one_machine(
+    local_ray: Any, still_clip: Path, model_settings: Settings, tmp_path: Path
+) -> None:
+    """``cleancut clip.mp4 -o out.mov --engine ray``: the clip goes to run_ray_video (one
+    chunk here: the default 10 s chunks), and its frames are the single machine's; a rerun
+    skips the finished output; photos beside clips on Ray are a usage error (exit 2)."""
+    from click.testing import CliRunner
+
+    from cleancut.cli import cli
+
+    settings = ["--cache-dir", str(model_settings.cache_dir), "--offline"]
+    out = tmp_path / "out.mov"
+    args = [str(still_clip), "-o", str(out), "--engine", "ray", "--num-workers", "1", "--threads", "1"]
+    res = CliRunner().invoke(cli, [*args, "--mode", "fast", *settings])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output
+    remover = Remover.from_options(ENGINE, settings=model_settings).load()
+    one = remove_video(still_clip, tmp_path / "one.mov", remover=remover, mode="fast")
+    times1, alpha1, audio1 = decoded(one.path)
+    times2, alpha2, audio2 = decoded(out)
+    assert times2 == pytest.approx(times1, abs=1e-6) and audio2 == audio1 > 0
+    assert max(int(np.abs(a - b).max()) for a, b in zip(alpha1, alpha2, strict=True)) == 0
+    res = CliRunner().invoke(cli, [*args, "--mode", "fast", *settings])
+    assert res.exit_code == 0 and "skipped" in res.output, res.output
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes((Path(__file__).resolve().parents[1] / "examples" / "chelsea.jpg").read_bytes())
+    res = CliRunner().invoke(
+        cli, [str(still_clip), str(photo), "-o", str(tmp_path / "both"), "--engine", "ray", *settings]
+    )
+    assert res.exit_code == 2 and "photos or clips" in res.output, res.output
+    assert not (tmp_path / "both").exists()

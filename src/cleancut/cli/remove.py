@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +23,7 @@ from ..passes import normalize_quality_mode
 from ..pipeline import normalize_output_type, parse_color
 from .app import SettingsFlags, echo, errors, settings_options
 from .progress import BatchProgress, Counts, FetchProgress, Row
+from .video import RayTarget
 
 if TYPE_CHECKING:
     from ..batch import Job
@@ -170,16 +173,55 @@ def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, 
     them. Another kind of input gets its branch here."""
     from .video import is_video, plan_clips, video_extension
 
-    clips = [] if run.on_ray else plan_clips(inputs, output, video_extension(options))
-    if run.on_ray and any(is_video(p) for p in inputs):
-        raise InvalidOptionError("--engine ray takes photos; cut video clips on this machine")
-    if clips:
+    clips = plan_clips(inputs, output, video_extension(options))
+    if clips and run.on_ray:
+        if _holds_photos(inputs, is_video):
+            raise InvalidOptionError(
+                "--engine ray cuts photos or clips in one run, not both: give the clips and the "
+                "photos in two runs"
+            )
+        _remove_clips_on_ray(output, options, run, clips)
+    elif clips:
         _remove_mixed(inputs, output, options, run, clips)
     elif run.on_ray:
         assert output is not None  # _check_engine
         _remove_on_ray(inputs, output, options, run)
     else:
         _remove_images(inputs, output, options, run)
+
+
+def _holds_photos(inputs: tuple[str, ...], is_video: Callable[[str], bool]) -> bool:
+    """Whether INPUT... holds a photo: a file that is not a clip, or an image in a folder."""
+    from ..planning import scan_folder
+
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            if scan_folder(p, None):
+                return True
+        elif not is_video(item):
+            return True
+    return False
+
+
+def _remove_clips_on_ray(output: str | None, options: CutOptions, run: _Run, clips: list[Job]) -> None:
+    """``--engine ray`` on clips: each clip cut in keyframe chunks on the cluster
+    (:func:`cleancut.distributed.run_ray_video`), with the local run's names, skips, bars,
+    error lines and exit code."""
+    from .video import remove_videos
+
+    counts = remove_videos(
+        clips,
+        options,
+        engine=run.engine,
+        settings=run.settings,
+        overwrite=run.overwrite,
+        quiet=run.quiet,
+        smooth=run.smooth,
+        ray=RayTarget(address=run.address, num_workers=run.num_workers, overrides=run.flags.overrides()),
+    )
+    if counts.failed:
+        sys.exit(1)
 
 
 def _remove_mixed(

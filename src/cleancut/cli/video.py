@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +29,33 @@ from .progress import Counts, FetchProgress
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..distributed import RayVideoResult
     from ..options import CutOptions, EngineOptions
+    from ..video import VideoResult
 
-__all__ = ["VIDEO_SUFFIXES", "check_video_options", "is_clip_name", "is_video", "plan_clips", "remove_videos"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "RayTarget",
+    "check_video_options",
+    "is_clip_name",
+    "is_video",
+    "plan_clips",
+    "remove_videos",
+]
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".mpg", ".mpeg", ".ts"})
 #: the output suffixes :func:`cleancut.video.encode.target_for` writes
 _OUTPUT_SUFFIXES = frozenset({".webm", ".mov", ".mp4", ".m4v"})
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """``--engine ray`` for clips: the cluster (``None``: a local one) and the settings flags
+    given (each worker reads its own environment for the rest)."""
+
+    address: str | None = None
+    num_workers: int | None = None
+    overrides: Mapping[str, object] = field(default_factory=dict)
 
 
 def is_video(path: str) -> bool:
@@ -146,9 +167,12 @@ def remove_videos(
     overwrite: bool,
     quiet: bool,
     smooth: bool = True,
+    ray: RayTarget | None = None,
 ) -> Counts:
-    """Every clip job cut on this machine: a frame bar per clip, ``wrote``/``skipped``/
-    ``error:`` lines, and the counts (a summary line when there are several clips)."""
+    """Every clip job cut on this machine (or, with ``ray``, each in keyframe chunks on a
+    Ray cluster by :func:`cleancut.distributed.run_ray_video`): a frame bar per clip,
+    ``wrote``/``skipped``/``error:`` lines, and the counts (a summary line when there are
+    several clips)."""
     import time
 
     from ..io.atomic import sweep_stale_temps
@@ -186,8 +210,9 @@ def remove_videos(
         for folder in sorted({job.output.parent for job in todo if job.output is not None}):
             sweep_stale_temps(folder)  # a killed run's temporary files …
             sweep_stale_frame_folders(folder)  # … and folders of frames
-        remover = Remover.from_options(engine, settings=settings)
-        remover.load(progress=FetchProgress(quiet))
+        if ray is None:
+            remover = Remover.from_options(engine, settings=settings)
+            remover.load(progress=FetchProgress(quiet))
     for job in todo:
         assert job.source is not None and job.output is not None
         bars: list[Any] = []
@@ -206,20 +231,31 @@ def remove_videos(
 
         # a folder of frames keeps its trailing separator: "out.d/" is a folder, not a suffix
         dst = str(job.output) if job.output.suffix.lower() in _OUTPUT_SUFFIXES else f"{job.output}{os.sep}"
+        cut: dict[str, Any] = {
+            "type": options.type,
+            "bg_color": options.bg_color,
+            "edges": options.edges,
+            "framing": options.framing,
+            "mode": options.mode,
+            "smooth": smooth,
+            "overwrite": overwrite,
+            "progress": lambda done, total, update=update: update(done, total),
+        }
         try:
-            result = remove_video(
-                job.source,
-                dst,
-                type=options.type,
-                bg_color=options.bg_color,
-                edges=options.edges,
-                framing=options.framing,
-                mode=options.mode,
-                smooth=smooth,
-                overwrite=overwrite,
-                remover=remover,
-                progress=lambda done, total, update=update: update(done, total),
-            )
+            if ray is None:
+                result: VideoResult | RayVideoResult = remove_video(job.source, dst, remover=remover, **cut)
+            else:
+                from ..distributed import run_ray_video
+
+                result = run_ray_video(
+                    job.source,
+                    dst,
+                    engine=engine,
+                    settings=dict(ray.overrides),
+                    address=ray.address,
+                    num_workers=ray.num_workers,
+                    **cut,
+                )
         except CleancutError as exc:
             for bar in bars:
                 bar.close()
