@@ -27,5 +27,22 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-# 4. The suite. The real model is fetched once into .cache/cleancut (CDN, else `npm pack`).
+# 4. A real clip for tests/test_video_real.py: OpenCV's sample vtest.avi, which Debian's
+#    opencv-doc package ships (apt-get download needs no root). Taken out once into
+#    .cache/realclip (never committed); without apt those tests skip with the reason.
+clip=.cache/realclip/vtest.avi
+if [ ! -f "$clip" ] && command -v apt-get >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download -q opencv-doc >/dev/null 2>&1); then
+    mkdir -p .cache/realclip
+    dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb \
+      | tar -xO ./usr/share/doc/opencv-doc/examples/data/vtest.avi > "$clip.part" \
+      && mv "$clip.part" "$clip"
+  else
+    echo "note: apt-get download opencv-doc failed; the real-clip tests will skip" >&2
+  fi
+  rm -rf "$tmp" "$clip.part"
+fi
+
+# 5. The suite. The real model is fetched once into .cache/cleancut (CDN, else `npm pack`).
 exec .venv/bin/python -m pytest "$@"
