@@ -64,3 +64,39 @@ def test_gpu_folder_run(model_settings: Settings, photo_paths: list[Path], tmp_p
     assert [r.status for r in results] == ["written"] * len(photo_paths)
     for job in jobs:
         assert job.output is not None and job.output.stat().st_size > 0
+
+
+def test_video_frames_go_through_in_batches_where_the_session_takes_them(
+    model_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cleancut.video.cut.network_outputs on a session that takes batches (here the dynamic
+    batch graph on the CPU, told to take 3, as a GPU session is): 4 frames run as 3 + 1, in
+    order, each output the one-by-one run's; cut_frames (and so remove_video) goes through it."""
+    pytest.importorskip("av")
+    from cleancut.video import cut_frames
+    from cleancut.video.cut import network_outputs
+
+    rng = np.random.default_rng(5)
+    base = decode(Path(__file__).resolve().parents[1] / "examples" / "chelsea.jpg", max_pixels=10**8).pixels
+    base = base[::4, ::4].astype(int)
+    frames = [np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    rem = Remover("isnet_fp16", device="cpu", backend="onnxruntime", settings=model_settings).load()
+    assert rem.session.max_batch == 1
+    plain = [y for _, _, y in network_outputs(((f, i) for i, f in enumerate(frames)), rem, "default")]
+
+    spec = MODELS["isnet_fp16"]
+    path = prepared_graph(spec, fetch_model(spec, model_settings), model_settings, dynamic_batch=True)
+    batched = create_onnxruntime_session(path, device="cpu")
+    batched.max_batch = 3
+    sizes: list[int] = []
+    run = batched.run
+    monkeypatch.setattr(batched, "run", lambda x: sizes.append(x.shape[0]) or run(x))
+    monkeypatch.setattr(rem, "_session", batched)  # the same remover, now on a batching session
+    got = list(network_outputs(((f, i) for i, f in enumerate(frames)), rem, "default"))
+    assert sizes == [3, 1]
+    assert [tag for _, tag, _ in got] == [0, 1, 2, 3]
+    for (_, _, y), y1 in zip(got, plain, strict=True):
+        assert y.shape == y1.shape == (1, 1, 1024, 1024) and np.abs(y - y1).max() < 1e-3
+    sizes.clear()
+    cuts = list(cut_frames(iter(frames), remover=rem))
+    assert sizes == [3, 1] and len(cuts) == 4

@@ -135,6 +135,7 @@ class VideoChunkActor:
         its warm-up frames first (the per-frame steps of :func:`cleancut.video.cut_frames`)."""
         from ..stages import make_mask
         from ..video.chunks import iter_chunk
+        from ..video.cut import network_outputs
 
         t0 = time.perf_counter()
         rem = self.remover
@@ -143,16 +144,19 @@ class VideoChunkActor:
         shapes: list[tuple[int, int]] = []
         masks: list[bytes] = []
         warm_frames = 0
-        for frame, warm in iter_chunk(src, chunk, max_pixels=rem.settings.max_pixels):
-            y = rem.predict(frame.pixels, mode=self.options.mode)
+        frames = (
+            (frame.pixels, (frame.pts, warm))
+            for frame, warm in iter_chunk(src, chunk, max_pixels=rem.settings.max_pixels)
+        )
+        for pixels, (frame_pts, warm), y in network_outputs(frames, rem, self.options.mode):
             if smoother is not None:
-                y = smoother.step(frame.pixels, y)
+                y = smoother.step(pixels, y)
             if warm:
                 warm_frames += 1
                 continue
-            mask = make_mask(y, frame.pixels, self.options.edges, exact=rem.exact_resize)
-            assert frame.pts is not None  # iter_chunk refuses frames without one
-            pts.append(frame.pts)
+            mask = make_mask(y, pixels, self.options.edges, exact=rem.exact_resize)
+            assert frame_pts is not None  # iter_chunk refuses frames without one
+            pts.append(frame_pts)
             shapes.append((int(mask.shape[0]), int(mask.shape[1])))
             masks.append(zlib.compress(np.ascontiguousarray(mask, np.uint8).tobytes(), 1))
         return ChunkMasks(

@@ -3,9 +3,10 @@ finishing as photos) with the temporal step between the network and the mask."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..cutout import Cutout, check_options, make_cutout
 from ..options import CutOptions, EngineOptions
 from ..passes import normalize_quality_mode
 from ..progress import CancelSignal, check_cancel
-from ..stages import make_mask
+from ..stages import make_mask, prepare
 from .decode import Frame
 from .temporal import TemporalSmoother
 
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from ..framing import Framing
     from ..remover import Remover
 
-__all__ = ["cut_frames", "prepare_options", "remover_for"]
+__all__ = ["cut_frames", "network_outputs", "prepare_options", "remover_for"]
+
+T = TypeVar("T")
 
 
 def remover_for(remover: Remover | None, engine: EngineOptions | None, settings: Settings | None) -> Remover:
@@ -85,10 +88,10 @@ def _cut(
 ) -> Iterator[Cutout]:
     smoother = smooth if isinstance(smooth, TemporalSmoother) else (TemporalSmoother() if smooth else None)
     mode = options.mode
-    for item in frames:
-        check_cancel(cancel, "the next frame")
-        pixels = item.pixels if isinstance(item, Frame) else np.ascontiguousarray(item)
-        y = rem.predict(pixels, mode=mode)
+    items = (
+        (item.pixels if isinstance(item, Frame) else np.ascontiguousarray(item), None) for item in frames
+    )
+    for pixels, _, y in network_outputs(items, rem, mode, cancel):
         if smoother is not None:
             y = smoother.step(pixels, y)
         mask = make_mask(y, pixels, options.edges, exact=rem.exact_resize)
@@ -100,3 +103,29 @@ def _cut(
             framing=options.framing,
             max_pixels=rem.settings.max_pixels,
         )
+
+
+def network_outputs(
+    frames: Iterable[tuple[np.ndarray, T]],
+    rem: Remover,
+    mode: str,
+    cancel: CancelSignal | None = None,
+) -> Iterator[tuple[np.ndarray, T, np.ndarray]]:
+    """Each ``(pixels, tag)`` with the network's output for the pixels, in order. Where the
+    session takes batches (a GPU: ``Session.max_batch`` > 1) the default mode's frames go
+    through the network that many at once, as the folder batch does with photos; elsewhere
+    one by one (a CPU: one frame already fills its cores). The temporal step runs after,
+    frame by frame, so batching changes nothing but the speed."""
+    size = rem.session.max_batch if normalize_quality_mode(mode) == "default" else 1
+    it = iter(frames)
+    if size <= 1:
+        for pixels, tag in it:
+            check_cancel(cancel, "the next frame")
+            yield pixels, tag, rem.predict(pixels, mode=mode)
+        return
+    while group := list(itertools.islice(it, size)):
+        check_cancel(cancel, "the next frames")
+        xs = [prepare(pixels, "default", exact=rem.exact_resize)[0] for pixels, _ in group]
+        ys = rem.infer(np.concatenate(xs), cancel=cancel)
+        for i, (pixels, tag) in enumerate(group):
+            yield pixels, tag, ys[i : i + 1]
