@@ -96,6 +96,9 @@ class KeyRemover:
 
     exact_resize = False
 
+    class session:  # noqa: N801 - Remover.session's one attribute the video path reads
+        max_batch = 1  # frames one at a time, as on a CPU
+
     def __init__(self, tmp: Path) -> None:
         self.settings = Settings.from_env(environ={}, cache_dir=tmp / "cache")
         self.calls = 0
