@@ -211,3 +211,19 @@ def test_layered_module_imports_alone(name: str) -> None:
 def test_every_module_imports() -> None:
     for name in MODULES:
         importlib.import_module(name)
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """``from .x import _name`` reaches into another module's internals: what modules share
+    is public in the module that owns it (an ``as _alias`` of a public name is fine)."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                offenders += [
+                    f"{path.relative_to(SRC)}: {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not offenders, offenders

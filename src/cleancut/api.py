@@ -39,7 +39,7 @@ _removers: dict[tuple[Any, ...], Remover] = {}
 _lock = threading.Lock()
 
 
-def _remover(engine: EngineOptions, settings: Settings | None) -> Remover:
+def cached_remover(engine: EngineOptions, settings: Settings | None) -> Remover:
     """The process's one :class:`Remover` for these engine options and settings."""
     settings = settings if settings is not None else Settings.from_env()
     key = (engine, settings)
@@ -69,7 +69,7 @@ def _cut(
         given[option.group][option.name] = keywords[option.name]
     engine = EngineOptions(**given["engine"])
     framing = given["framing"]
-    rem = _remover(engine, settings)
+    rem = cached_remover(engine, settings)
     return rem.remove(
         image,
         type=output_type,
@@ -284,4 +284,4 @@ def preload(
     """Fetch and load one model now (only the one asked for, unlike the reference's
     ``preload`` that downloads every model), and return the shared :class:`Remover`."""
     engine = EngineOptions(model=model, device=device, backend=backend, strict=strict, threads=threads)
-    return _remover(engine, settings).load(progress=progress)
+    return cached_remover(engine, settings).load(progress=progress)

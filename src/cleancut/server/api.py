@@ -75,7 +75,7 @@ def _server_timing(timings: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings.items())
 
 
-def _require_ready(state: AppState) -> None:
+def require_ready(state: AppState) -> None:
     engine = state.engine
     if engine.state == "loading":
         raise ApiError(503, "not_ready", "the model is still loading; retry shortly", retry_after=5)
@@ -131,7 +131,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
         check_declared_size(request, settings.max_upload_bytes)
         if url is None:  # a ?url= request carries no image, so no image Content-Type either
             check_media_type(request)
-        _require_ready(state)
+        require_ready(state)
         parse_options(query, models=state.engine.models)  # a bad option is a 422 before the upload
         if state.queue.full:  # no slot for it now: refuse before a byte of the body is read
             raise state.queue.reject()
@@ -238,7 +238,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
     )
     async def readyz(request: Request) -> JSONResponse:
         state = get_state(request)
-        _require_ready(state)
+        require_ready(state)
         return JSONResponse(
             {
                 "status": "ready",

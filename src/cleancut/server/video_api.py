@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .api import ErrorBody, _require_ready, get_state
+from .api import ErrorBody, get_state, require_ready
 from .clips import CLIP_NAME, prepare_clip
 from .errors import ApiError
 from .options import VIDEO_FORMATS, openapi_video_parameters, parse_video_options
@@ -139,7 +139,7 @@ def build_video_router(models: tuple[str, ...]) -> APIRouter:
         _require_video()
         check_declared_size(request, settings.max_video_bytes, "--max-video-mb")
         check_clip_media_type(request)
-        _require_ready(state)
+        require_ready(state)
         parse_video_options(query, models=state.engine.models)  # a bad option is a 422 now
         videos.check_room()
         if state.queue.full:

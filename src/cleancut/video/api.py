@@ -17,7 +17,7 @@ from ..errors import InvalidOptionError
 from ..options import EngineOptions
 from ..planning import real_path, same_file
 from ..progress import CancelSignal, ProgressCallback
-from .cut import _cut, prepare_options, remover_for
+from .cut import cut_with_options, prepare_options, remover_for
 from .decode import Frame, VideoSource, iter_frames, probe
 from .encode import VideoWriter, target_for
 from .temporal import TemporalSmoother
@@ -196,7 +196,7 @@ def remove_video(
                     pts_queue.append(f.pts)
                     yield f
 
-            for cut in _cut(tagged(), rem, options, smooth, cancel):
+            for cut in cut_with_options(tagged(), rem, options, smooth, cancel):
                 encoder.put(cut.pixels, pts_queue.pop(0))
                 done += 1
                 if report is not None:

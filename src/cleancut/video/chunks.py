@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .decode import Frame, VideoInfo, VideoSource, _info, _rotation, _upright, open_video
+from .decode import Frame, VideoInfo, VideoSource, display_rotation, open_video, stream_info, upright
 from .errors import TruncatedVideoError, UnsupportedVideoError, VideoTooLargeError
 
 __all__ = ["DEFAULT_CHUNK_SECONDS", "DEFAULT_WARMUP", "Chunk", "ChunkPlan", "iter_chunk", "plan_chunks"]
@@ -127,7 +127,7 @@ def plan_chunks(
 
         raise InvalidOptionError(f"warmup must be 0 or more frames, got {warmup}")
     with open_video(src) as container:
-        info = _info(container, _rotation(container))
+        info = stream_info(container, display_rotation(container))
     if info.width * info.height > max_pixels:
         raise VideoTooLargeError(
             f"{src}: {info.width}×{info.height} frames are over the limit of {max_pixels} pixels"
@@ -229,7 +229,7 @@ def iter_chunk(
                         )
                     rgb = frame.to_ndarray(format="rgb24")
                     warm = not chunk.owns(frame.pts)
-                    yield Frame(_upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index), warm
+                    yield Frame(upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index), warm
                     index += 1
                     emitted += not warm
             except av.error.InvalidDataError as exc:

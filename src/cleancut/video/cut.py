@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..framing import Framing
     from ..remover import Remover
 
-__all__ = ["cut_frames", "network_outputs", "prepare_options", "remover_for"]
+__all__ = ["cut_frames", "cut_with_options", "network_outputs", "prepare_options", "remover_for"]
 
 T = TypeVar("T")
 
@@ -34,9 +34,9 @@ def remover_for(remover: Remover | None, engine: EngineOptions | None, settings:
     """The given remover, else the shared one the flat photo functions use for ``engine``."""
     if remover is not None:
         return remover
-    from ..api import _remover
+    from ..api import cached_remover
 
-    return _remover(engine or EngineOptions(), settings)
+    return cached_remover(engine or EngineOptions(), settings)
 
 
 def prepare_options(
@@ -76,16 +76,19 @@ def cut_frames(
     frames cut one by one). Options are checked before the first frame is read."""
     rem = remover_for(remover, engine, settings)
     options = prepare_options(rem, type=type, edges=edges, framing=framing, mode=mode)
-    return _cut(frames, rem, options, smooth, cancel)
+    return cut_with_options(frames, rem, options, smooth, cancel)
 
 
-def _cut(
+def cut_with_options(
     frames: Iterable[np.ndarray | Frame],
     rem: Remover,
     options: CutOptions,
     smooth: bool | TemporalSmoother,
     cancel: CancelSignal | None,
 ) -> Iterator[Cutout]:
+    """:func:`cut_frames` on options already checked (:func:`prepare_options`): the network
+    output (batched where the session takes batches), the temporal step, then the photo
+    mask and compose stages, frame by frame."""
     smoother = smooth if isinstance(smooth, TemporalSmoother) else (TemporalSmoother() if smooth else None)
     mode = options.mode
     items = (

@@ -24,7 +24,16 @@ from .errors import (
     VideoTooLargeError,
 )
 
-__all__ = ["Frame", "VideoInfo", "iter_frames", "open_video", "probe"]
+__all__ = [
+    "Frame",
+    "VideoInfo",
+    "display_rotation",
+    "iter_frames",
+    "open_video",
+    "probe",
+    "stream_info",
+    "upright",
+]
 
 VideoSource = str | os.PathLike[str]
 
@@ -93,7 +102,7 @@ def open_video(src: VideoSource) -> Any:
     return container
 
 
-def _rotation(container: Any) -> int:
+def display_rotation(container: Any) -> int:
     """Counter-clockwise degrees from the display matrix, read off the first frame (PyAV
     reports it per frame); 0 when none or when no frame decodes here."""
     import av
@@ -108,7 +117,7 @@ def _rotation(container: Any) -> int:
     return 0
 
 
-def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
+def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
     """Turn pixels stored with a ``rotation`` (CCW degrees to display) upright."""
     if rotation == 0:
         return pixels
@@ -118,10 +127,12 @@ def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
 def probe(src: VideoSource) -> VideoInfo:
     """The clip's :class:`VideoInfo` without decoding it."""
     with open_video(src) as container:
-        return _info(container, _rotation(container))
+        return stream_info(container, display_rotation(container))
 
 
-def _info(container: Any, rotation: int) -> VideoInfo:
+def stream_info(container: Any, rotation: int) -> VideoInfo:
+    """What the first video stream of an open ``container`` holds, shown upright after a
+    ``rotation`` (:func:`display_rotation`)."""
     stream = container.streams.video[0]
     ctx = stream.codec_context
     w, h = int(ctx.width), int(ctx.height)
@@ -152,7 +163,7 @@ def iter_frames(src: VideoSource, *, max_pixels: int = 100_000_000) -> Iterator[
     import av
 
     with open_video(src) as container:
-        info = _info(container, 0)
+        info = stream_info(container, 0)
         if info.width * info.height > max_pixels:
             raise VideoTooLargeError(
                 f"{src}: {info.width}×{info.height} frames are over the limit of {max_pixels} pixels"
@@ -169,7 +180,7 @@ def iter_frames(src: VideoSource, *, max_pixels: int = 100_000_000) -> Iterator[
                         f"{max_pixels} pixels"
                     )
                 rgb = frame.to_ndarray(format="rgb24")
-                yield Frame(_upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index)
+                yield Frame(upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index)
                 index += 1
         except av.error.InvalidDataError as exc:
             if index == 0:
