@@ -97,16 +97,20 @@ def real_path(path: Path) -> Path:
         return path.absolute()
 
 
-def scan_folder(folder: Path, exclude: Path | None) -> list[Path]:
-    """Every input under ``folder``, in ``os.walk`` order with sorted names; hidden folders
-    and the folder ``exclude`` (a real path: an output folder inside the input) left out."""
+def scan_folder(
+    folder: Path, exclude: Path | None, takes: Callable[[Path], bool] | None = None
+) -> list[Path]:
+    """Every input under ``folder`` (the files ``takes``, by default :func:`is_image_name`;
+    clips have their own), in ``os.walk`` order with sorted names; hidden folders and the
+    folder ``exclude`` (a real path: an output folder inside the input) left out."""
+    takes = takes or is_image_name
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         rootp = Path(root)
         dirs[:] = sorted(
             d for d in dirs if not d.startswith(".") and (exclude is None or real_path(rootp / d) != exclude)
         )
-        found.extend(rootp / f for f in sorted(files) if is_image_name(rootp / f))
+        found.extend(rootp / f for f in sorted(files) if takes(rootp / f))
     return found
 
 

@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CleancutError, InvalidOptionError
-from ..planning import CUTOUT_MARK, STDIO, InputSet, Job, precheck, real_path, same_file, unique_name
+from ..planning import (
+    CUTOUT_MARK,
+    STDIO,
+    InputSet,
+    Job,
+    precheck,
+    real_path,
+    same_file,
+    scan_folder,
+    unique_name,
+)
 from .app import echo
 from .progress import Counts, FetchProgress
 
@@ -73,19 +83,6 @@ def is_clip_name(path: Path) -> bool:
     )
 
 
-def _scan_clips(folder: Path, exclude: Path | None) -> list[Path]:
-    """Every clip under ``folder``, in the order and with the exclusions of
-    :func:`cleancut.planning.scan_folder` (hidden folders and the output folder left out)."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        rootp = Path(root)
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and (exclude is None or real_path(rootp / d) != exclude)
-        )
-        found.extend(rootp / f for f in sorted(files) if is_clip_name(rootp / f))
-    return found
-
-
 def video_extension(options: CutOptions) -> str:
     """``.webm`` (VP9 with alpha), or ``.mp4`` when the output is opaque (a background)."""
     opaque = options.bg_color is not None or (options.framing is not None and options.framing.opaque)
@@ -104,7 +101,7 @@ def plan_clips(inputs: Sequence[str], output: str | None, ext: str) -> list[Job]
     for item in items:
         p = Path(item)
         if p.is_dir():
-            pairs.extend((f, f.relative_to(p)) for f in _scan_clips(p, exclude))
+            pairs.extend((f, f.relative_to(p)) for f in scan_folder(p, exclude, is_clip_name))
         elif is_video(item):
             pairs.append((p, Path(p.name)))
     if not pairs:
