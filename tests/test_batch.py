@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -566,3 +567,44 @@ def test_both_engines_share_planning_through_public_names() -> None:
             ):
                 offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert not offenders, offenders
+
+
+FIRST_RUNS_AT_ONCE = """
+import sys, threading
+sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows more
+import numpy as np
+from cleancut import Remover, Settings
+rem = Remover("isnet_fp16", backend="openvino", scheduling="throughput",
+              settings=Settings.from_env(environ={}, cache_dir=sys.argv[1], offline=True)).load()
+x = np.zeros((1, 3, 1024, 1024), np.float32)
+barrier = threading.Barrier(3)
+def first_run():
+    barrier.wait()
+    rem.session.run(x)
+threads = [threading.Thread(target=first_run) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("ok")
+"""
+
+
+def test_openvino_streams_first_runs_at_once_do_not_deadlock(model_settings: Any) -> None:
+    """Three threads making the process's first OpenVINO inference at the same moment (the
+    folder batch's streams do): pyopenvino's first call initialises statics while holding the
+    GIL, and without OpenVINOSession.run letting the first call run alone such a process hung
+    about half the time (a CLI batch hung once in CI-like runs). Three fresh processes; a hang
+    is a timeout here."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", FIRST_RUNS_AT_ONCE, str(model_settings.cache_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -42,6 +42,10 @@ def version() -> str | None:
     return str(ov.get_version())
 
 
+_FIRST_RUN = threading.Lock()
+_first_run_done = False
+
+
 @dataclass
 class OpenVINOSession:
     """A compiled model; ``run`` is safe from several threads (one infer request each)."""
@@ -81,7 +85,22 @@ class OpenVINOSession:
                 return self.compiled.create_infer_request()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """``[N, 3, S, S]`` float32 → ``[N, 1, S, S]`` float32 in 0..1."""
+        """``[N, 3, S, S]`` float32 → ``[N, 1, S, S]`` float32 in 0..1.
+
+        The process's first inference runs alone: pyopenvino initialises function-local
+        statics on its first call while holding the GIL, and two threads making their first
+        call at once can deadlock (one holds the GIL waiting on the static's guard, the
+        other initialises it and waits for the GIL), as the folder batch's streams did."""
+        global _first_run_done
+        if not _first_run_done:
+            with _FIRST_RUN:
+                if not _first_run_done:
+                    out = self._run(batch)
+                    _first_run_done = True
+                    return out
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         req = self._request()
         try:
             outs = []
