@@ -22,7 +22,12 @@ Targets (inputs from ``tests/fuzz_strategies.py``):
   line, no traceback and no output file;
 * ``http``    — ``POST /api/remove`` (``TestClient``) as raw bodies and forms with every
   option (and sometimes an uploaded background image); a valid answer or a JSON 4xx,
-  never a 500.
+  never a 500;
+* ``video``   — ``remove_video`` on damaged tiny clips (MP4, WebM, AVI, MKV, TS, rotated;
+  truncated, bit-flipped, spliced), images and junk posing as clips, with its keywords
+  valid and not, into WebM, MOV, MP4 and a frames folder: a valid output with every frame
+  or a clean error with nothing left behind. Real model runs while ``--budget`` lasts, then
+  a pixel limit of 1 (every frame refused before the network).
 
 The CLI and HTTP targets run the real model ``--budget`` times on decodable inputs, then
 with a pixel limit of 1 (their whole path but the network).
@@ -51,7 +56,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-TARGETS = ("decode", "library", "options", "cli", "http")
+TARGETS = ("decode", "library", "options", "cli", "http", "video")
 FAILURES = REPO / "fuzz" / "failures"
 
 
@@ -222,6 +227,20 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
             except Exception as exc:
                 return fz.Verdict("failure", f"client raised {type(exc).__name__}: {exc}")
             return fz.judge_http_response(r)
+
+    elif target == "video":
+        from cleancut import Remover, Settings
+
+        settings_ = Settings.from_env(environ={}, cache_dir=_cache_dir(), offline=True)
+        full = Remover("isnet_fp16", settings=settings_).load()
+        tiny = Remover("isnet_fp16", settings=Settings.from_env(
+            environ={}, cache_dir=_cache_dir(), offline=True, max_pixels=1))  # fmt: skip
+        strategy = st.tuples(fz.clip_bytes(), st.tuples(fz.clip_options(), st.sampled_from(fz.CLIP_OUTPUTS)))
+
+        def judge(case: Any, extra: Any) -> Any:
+            options, output = extra
+            remover = full if fz.clip_opens(case, work) and budget.take() else tiny
+            return fz.judge_clip(remover, case, options, output, work)
 
     else:
         raise SystemExit(f"unknown target {target}")

@@ -24,6 +24,7 @@ import functools
 import io
 import math
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -1075,3 +1076,184 @@ def check_encoded(data: bytes, fmt: str, w: int, h: int, out_type: str = "foregr
     if len(data) != w * h * channels:
         return f"raw {fmt} of {len(data)} bytes for {w}×{h}×{channels}"
     return None
+
+
+# --------------------------------------------------------------------------- video clips
+
+#: Clip outputs the video fuzzer asks for (a folder of frames ends in a separator).
+CLIP_OUTPUTS = ("out.webm", "out.mov", "out.mp4", "frames/")
+
+
+@functools.lru_cache(maxsize=1)
+def clip_seeds() -> tuple[tuple[str, bytes], ...]:
+    """Tiny valid clips (48×32, 4 frames, a moving square over a gradient) in the
+    containers and codecs users bring: H.264/MP4 with AAC, VP9/WebM, MPEG-4/AVI, H.264/MKV,
+    MPEG-2/TS, and one with rotation metadata. Made once with PyAV."""
+    from fractions import Fraction
+
+    import av
+
+    specs = [
+        ("mp4-h264-aac", "mp4", "libx264", "yuv420p", True, 0),
+        ("webm-vp9", "webm", "libvpx-vp9", "yuv420p", False, 0),
+        ("avi-mpeg4", "avi", "mpeg4", "yuv420p", False, 0),
+        ("mkv-h264", "matroska", "libx264", "yuv420p", False, 0),
+        ("ts-mpeg2", "mpegts", "mpeg2video", "yuv420p", False, 0),
+        ("mp4-rotated", "mp4", "libx264", "yuv420p", False, 90),
+    ]
+    out = []
+    base = np.ascontiguousarray(_gradient(48, 32)[..., :3])
+    for label, fmt, codec, pix, audio, rotate in specs:
+        buf = io.BytesIO()
+        with av.open(buf, "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=8)
+            s.width, s.height, s.pix_fmt = 48, 32, pix
+            if rotate:
+                s.set_display_rotation(rotate)
+            a = c.add_stream("aac", rate=8000) if audio else None
+            for i in range(4):
+                img = base.copy()
+                img[8:24, 4 + 8 * i : 20 + 8 * i] = (230, 40, 40)
+                for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+            if a is not None:
+                frame = av.AudioFrame.from_ndarray(
+                    np.zeros((1, 4000), np.float32), format="fltp", layout="mono"
+                )
+                frame.sample_rate, frame.pts, frame.time_base = 8000, 0, Fraction(1, 8000)
+                for p in a.encode(frame):
+                    c.mux(p)
+                for p in a.encode():
+                    c.mux(p)
+        out.append((label, buf.getvalue()))
+    return tuple(out)
+
+
+@st.composite
+def damaged_clip(draw: st.DrawFn) -> Case:
+    label, data = draw(st.sampled_from(clip_seeds()))
+    how = draw(
+        st.sampled_from(["truncate", "truncate", "flip", "flip", "overwrite", "delete", "dup", "splice"])
+    )
+    n = len(data)
+    i = draw(st.integers(0, n - 1))
+    if how == "truncate":
+        return Case(f"{label}:truncate@{i}", data[:i], as_path=True)
+    if how == "flip":
+        out = bytearray(data)
+        hi = draw(st.sampled_from([min(n, 256), min(n, 4096), n]))
+        flips = draw(st.lists(st.tuples(st.integers(0, hi - 1), st.integers(0, 7)), min_size=1, max_size=8))
+        for pos, bit in flips:
+            out[pos] ^= 1 << bit
+        return Case(f"{label}:flip{len(flips)}<{hi}", bytes(out), as_path=True)
+    if how == "overwrite":
+        junk = draw(st.binary(min_size=1, max_size=32))
+        return Case(f"{label}:overwrite@{i}", data[:i] + junk + data[i + len(junk) :], as_path=True)
+    k = draw(st.integers(1, 256))
+    if how == "delete":
+        return Case(f"{label}:delete@{i}+{k}", data[:i] + data[i + k :], as_path=True)
+    if how == "dup":
+        return Case(f"{label}:dup@{i}+{k}", data[: i + k] + data[i:], as_path=True)
+    other_label, other = draw(st.sampled_from(clip_seeds()))
+    j = draw(st.integers(0, len(other)))
+    return Case(f"{label}+{other_label}:splice@{i},{j}", data[:i] + other[j:], as_path=True)
+
+
+def clip_bytes() -> st.SearchStrategy[Case]:
+    """Clip files: mostly damaged tiny clips, then valid ones, images and junk."""
+    return st.one_of(
+        damaged_clip(),
+        damaged_clip(),
+        damaged_clip(),
+        st.sampled_from(clip_seeds()).map(lambda s: Case(f"{s[0]}:valid", s[1], as_path=True)),
+        st.sampled_from(seeds()).map(lambda s: Case(f"image {s[0]} as a clip", s[1], as_path=True)),
+        st.binary(max_size=64).map(lambda b: Case(f"random:{len(b)}B", b, as_path=True)),
+    )
+
+
+def clip_options() -> st.SearchStrategy[dict[str, Any]]:
+    """remove_video's keywords as callers pass them: mostly valid (so damaged clips reach the
+    decoder and the model), sometimes not (each must be refused before any output)."""
+    valid = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["foreground", "background", "mask"]),
+            "mode": st.sampled_from(["default", "fast", "default", "best"]),
+            "smooth": st.booleans(),
+            "bg_color": st.sampled_from(["white", "#00ff00", (0, 0, 0), None]),
+            "audio": st.booleans(),
+            "quality": st.sampled_from([0, 30, 63]),
+        },
+    )
+    anything = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["MASK", "nope", "", "foreground"]),
+            "mode": st.sampled_from(["FAST", "turbo", ""]),
+            "smooth": st.sampled_from([0, 1, "yes"]),
+            "bg_color": st.sampled_from(["nope", (300, 0, 0), (1, 2), "#12"]),
+            "quality": st.sampled_from([-1, 64, 10**9, 1.5, float("nan")]),
+        },
+    )
+    return st.one_of(valid, valid, valid, anything)
+
+
+def clip_opens(case: Case, folder: Path) -> bool:
+    """Whether the clip opens with a video stream (so that cutting it is worth a model run)."""
+    from cleancut.video import probe
+
+    path = folder / "probe.clip"
+    path.write_bytes(case.data or b"")
+    try:
+        probe(path)
+        return True
+    except Exception:
+        return False
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def judge_clip(remover: Any, case: Case, options: dict[str, Any], output: str, folder: Path) -> Verdict:
+    """``remove_video``: a clean cleancut error with nothing left at the output (and no
+    hidden temporary file or folder), or an output that decodes with every frame."""
+    from cleancut.video import iter_frames, remove_video
+
+    src = folder / "in.clip"
+    src.write_bytes(case.data or b"")
+    out_dir = folder / "out"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir()
+    dst = str(out_dir / output.rstrip("/")) + ("/" if output.endswith("/") else "")
+    try:
+        try:
+            result = remove_video(src, dst, remover=remover, **options)
+        except CleancutError as exc:
+            left = sorted(p.name for p in out_dir.iterdir())
+            if left:
+                return Verdict("failure", f"{type(exc).__name__} left {left} behind")
+            return _clean(exc)
+        except Exception as exc:
+            return _unexpected(exc)
+        left = sorted(p.name for p in out_dir.iterdir() if p.name.startswith("."))
+        if left:
+            return Verdict("failure", f"temporary files left: {left}")
+        if output.endswith("/"):
+            frames = sorted(result.path.glob("*.png"))
+            if len(frames) != result.frames or not (result.path / "timestamps.json").is_file():
+                return Verdict("failure", f"{len(frames)} PNGs for {result.frames} frames")
+            return Verdict("ok", "frames")
+        if output.endswith(".mp4") or output.endswith(".mov"):
+            got = sum(1 for _ in iter_frames(result.path))
+        else:
+            import av
+
+            with av.open(str(result.path)) as c:
+                got = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        if got != result.frames or got == 0:
+            return Verdict("failure", f"the output holds {got} frames, remove_video said {result.frames}")
+        return Verdict("ok", "clip")
+    finally:
+        src.unlink(missing_ok=True)
+        shutil.rmtree(out_dir, ignore_errors=True)

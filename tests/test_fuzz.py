@@ -174,3 +174,26 @@ def test_http(
     else:
         r = client.post("/api/remove", files={"file": ("x.jpg", case.data, ctype)}, params=options)
     _assert_clean(case, fz.judge_http_response(r))
+
+
+VIDEO_BUDGET = fz.Budget(3)
+
+
+@pytest.fixture(scope="module")
+def clip_removers(remover: Remover, model_settings: Settings) -> tuple[Remover, Remover]:
+    """The shared session, and one whose pixel limit of 1 refuses every frame before the
+    network (the whole video path but the model)."""
+    tiny = Remover("isnet_fp16", settings=Settings.from_env(environ={}, cache_dir=model_settings.cache_dir,
+                                                            offline=True, max_pixels=1))  # fmt: skip
+    return remover, tiny
+
+
+@settings(FAST, max_examples=30)
+@given(case=fz.clip_bytes(), options=fz.clip_options(), output=st.sampled_from(fz.CLIP_OUTPUTS))
+def test_video(
+    case: fz.Case, options: dict[str, Any], output: str, clip_removers: tuple[Remover, Remover], work: Path
+) -> None:
+    pytest.importorskip("av")
+    full, tiny = clip_removers
+    remover = full if fz.clip_opens(case, work) and VIDEO_BUDGET.take() else tiny
+    _assert_clean(case, fz.judge_clip(remover, case, options, output, work))
