@@ -27,7 +27,10 @@ Targets (inputs from ``tests/fuzz_strategies.py``):
   truncated, bit-flipped, spliced), images and junk posing as clips, with its keywords
   valid and not, into WebM, MOV, MP4 and a frames folder: a valid output with every frame
   or a clean error with nothing left behind. Real model runs while ``--budget`` lasts, then
-  a pixel limit of 1 (every frame refused before the network).
+  a pixel limit of 1 (every frame refused before the network);
+* ``http-video`` — ``POST /api/remove-video`` with those clips and every option as text
+  (raw bodies and forms): a JSON 4xx at once, or a 202 job that ends (``done`` with a result
+  that decodes, downloaded once; ``failed`` with a JSON error) and leaves no file behind.
 
 The CLI and HTTP targets run the real model ``--budget`` times on decodable inputs, then
 with a pixel limit of 1 (their whole path but the network).
@@ -56,7 +59,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-TARGETS = ("decode", "library", "options", "cli", "http", "video")
+TARGETS = ("decode", "library", "options", "cli", "http", "video", "http-video")
 FAILURES = REPO / "fuzz" / "failures"
 
 
@@ -241,6 +244,53 @@ def child(target: str, count: int, seed: int, budget_n: int) -> int:
             options, output = extra
             remover = full if fz.clip_opens(case, work) and budget.take() else tiny
             return fz.judge_clip(remover, case, options, output, work)
+
+    elif target == "http-video":
+        from fastapi.testclient import TestClient
+
+        from cleancut import Settings
+        from cleancut.server import ServerSettings, create_app
+
+        core = Settings.from_env(environ={}, cache_dir=_cache_dir(), offline=True)
+        roots = (work / "full", work / "tiny")
+        for root in roots:
+            root.mkdir()
+        plain = {"core": core, "load_in_background": False, "browser": False}
+        full = TestClient(
+            create_app(ServerSettings(**plain, video_dir=roots[0])), raise_server_exceptions=False
+        )
+        tiny_settings = ServerSettings(**plain, video_dir=roots[1], max_pixels=1)
+        tiny = TestClient(create_app(tiny_settings), raise_server_exceptions=False)
+        full.__enter__()
+        tiny.__enter__()
+        strategy = st.tuples(
+            fz.clip_bytes(),
+            st.tuples(
+                fz.clip_http_options(),
+                st.sampled_from(["raw", "form", "form-query"]),
+                st.sampled_from(
+                    ["video/mp4", "video/webm", "application/octet-stream", "image/png", "text/plain"]
+                ),
+            ),
+        )
+
+        def judge(case: Any, extra: Any) -> Any:
+            options, shape, ctype = extra
+            use_full = fz.clip_opens(case, work) and budget.take()
+            client, root = (full, roots[0]) if use_full else (tiny, roots[1])
+            try:
+                if shape == "raw":
+                    headers = {"Content-Type": ctype}
+                    r = client.post("/api/remove-video", content=case.data, headers=headers, params=options)
+                else:
+                    files = {"file": ("clip.mp4", case.data, ctype)}
+                    if shape == "form":
+                        r = client.post("/api/remove-video", files=files, data=options)
+                    else:
+                        r = client.post("/api/remove-video", files=files, params=options)
+                return fz.judge_http_clip(client, r, root)
+            except Exception as exc:
+                return fz.Verdict("failure", f"client raised {type(exc).__name__}: {exc}")
 
     else:
         raise SystemExit(f"unknown target {target}")

@@ -1257,3 +1257,67 @@ def judge_clip(remover: Any, case: Case, options: dict[str, Any], output: str, f
     finally:
         src.unlink(missing_ok=True)
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@st.composite
+def clip_http_options(draw: st.DrawFn) -> dict[str, str]:
+    """``POST /api/remove-video``'s options as text: the photo options (valid to nonsense,
+    crop among them, which clips refuse), plus ``format`` and ``smooth``."""
+    options = draw(option_sets())
+    extra = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "format": st.sampled_from(["webm", "mov", "mp4", "MP4", "gif", "", "png"]),
+                "smooth": st.sampled_from(["true", "false", "0", "1", "maybe", ""]),
+            },
+        )
+    )
+    return {**options, **extra}
+
+
+def judge_http_clip(client: Any, response: Any, root: Path, wait_s: float = 120.0) -> Verdict:
+    """A clip job: 202 then a job that ends (``done`` with a result downloaded once, whose
+    frames decode; or ``failed`` with a JSON error), or a clean JSON 4xx at once; and, once
+    the job is over and its result taken, no file left in the server's clip folder."""
+    import time
+
+    if response.status_code != 202:
+        verdict = judge_http_response(response)
+        if verdict.outcome == "ok":  # a 200 is not an answer this route gives
+            return Verdict("failure", f"200 from POST /api/remove-video: {response.text[:200]!r}")
+        return verdict
+    job = response.json()
+    deadline = time.monotonic() + wait_s
+    while job.get("state") in ("queued", "running"):
+        if time.monotonic() > deadline:
+            return Verdict("failure", f"the job did not end in {wait_s:.0f} s: {job!r:.300}")
+        time.sleep(0.05)
+        r = client.get(job["status_url"])
+        if r.status_code != 200:
+            return Verdict("failure", f"status {r.status_code}: {r.text[:200]!r}")
+        job = r.json()
+    if job["state"] == "done":
+        r = client.get(job["result"]["url"])
+        if r.status_code != 200 or not r.content:
+            return Verdict("failure", f"result {r.status_code}: {r.text[:200]!r}")
+        try:
+            import av
+
+            with av.open(io.BytesIO(r.content)) as c:
+                frames = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        except Exception as exc:
+            return Verdict("failure", f"the result does not decode: {exc!r}")
+        if frames != job["frames"]["done"] or frames == 0:
+            return Verdict("failure", f"{frames} frames in the result, the job says {job['frames']!r}")
+        outcome = Verdict("ok", "clip")
+    else:
+        error = job.get("error")
+        if not (isinstance(error, dict) and error.get("error") and error.get("detail")):
+            return Verdict("failure", f"job {job['state']} without a JSON error: {job!r:.300}")
+        outcome = Verdict("error", f"job {job['state']}: {error['error']}")
+        client.delete(job["status_url"])
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    if left:
+        return Verdict("failure", f"files left in the clip folder: {left[:5]}")
+    return outcome
