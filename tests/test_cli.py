@@ -610,6 +610,8 @@ def test_refined_thresholded_mask(tmp_path: Path, mask: np.ndarray) -> None:
         (["--bg-color", "red", "--background", "blue"], "--bg-color and --background"),
         (["--type", "background", "--shadow"], "a shadow needs a subject"),
         (["--min-island", "2"], "--min-island"),
+        (["--format", "webp", "--quality", "nan"], "--quality"),  # FloatRange lets NaN through
+        (["--format", "webp", "--quality", "-inf"], "--quality"),
     ],
 )
 def test_bad_framing_options_are_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -8,6 +8,7 @@ a module inside ``cli`` would close the circle ``cli → server.command → cli`
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,12 @@ _EDGE_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "edges")
 _FRAMING_PARAMS = tuple(o.name for o in OPTIONS() if o.group == "framing")
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number in the allowed range", ctx=ctx, param=param)
+    return value
+
+
 def table_option(
     name: str, *decls: str, **overrides: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -78,6 +85,7 @@ def table_option(
         attrs["type"] = click.Choice(option.choices, case_sensitive=False)
     elif option.kind == "float" and option.minimum is not None and option.maximum is not None:
         attrs["type"] = click.FloatRange(option.minimum, option.maximum)
+        attrs["callback"] = _finite  # FloatRange lets NaN through (every comparison is false)
     elif option.kind == "int" and option.minimum is not None:
         high = None if option.maximum is None else int(option.maximum)
         attrs["type"] = click.IntRange(int(option.minimum), high)
