@@ -115,3 +115,26 @@ def test_quality_modes_cut_out_a_real_photo(remover: Remover) -> None:
     assert np.array_equal(masks["best"], pipeline.postprocess(combine(outs), h, w))
     with pytest.raises(InvalidOptionError, match="mode must be one of"):
         remover.remove(pixels, mode="better")
+
+
+def test_quantised_model_runs_every_mode(remover: Remover) -> None:
+    """The quantised graph gives each Resize one folded ``[N, C, H, W]`` constant instead of a
+    Concat: its pixel sizes are rescaled too (``--model small --mode fast`` used to fail every
+    photo with "sizes are not a Concat"), and its masks agree with the fp16 model's."""
+    import onnx
+    from onnx import numpy_helper
+    from PIL import Image
+
+    from cleancut.models.graph import sized_graph
+
+    small = Remover("isnet_quint8", settings=remover.settings, backend="onnxruntime").load()
+    assert small._graph is not None
+    model = onnx.load(str(sized_graph(small._graph, 768, small.settings)), load_external_data=False)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    sizes = [inits[n.input[3]].tolist() for n in model.graph.node if n.op_type == "Resize"]
+    assert sizes and all(s[2:] == [s[2], s[2]] and s[2] in (24, 48, 96, 192, 384, 768) for s in sizes)
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 768, 768]
+    pixels = np.asarray(Image.open(EXAMPLES / "astronaut.jpg").convert("RGB"))
+    for m in ("fast", "best"):
+        mask = small.remove(pixels, type="mask", mode=m).mask
+        assert _iou(mask, remover.remove(pixels, type="mask", mode=m).mask) > 0.98, m

@@ -322,9 +322,11 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
 
     IS-Net is fully convolutional, but the exported graphs fix every upsampling target: each
     ``Resize`` takes its output size from a constant ``[h, w]`` written for a 1024² input
-    (32 … 1024). Those constants are scaled by ``size / base`` and the input and output
-    shapes set to ``size``; ``size`` must keep every one of them whole (a multiple of 32),
-    which also keeps the max-pooling pyramid exact. Weights are untouched.
+    (32 … 1024), concatenated to the batch and channel dimensions — or, in the quantised
+    graph, from one constant ``[N, C, h, w]``. Those pixel sizes are scaled by ``size / base``
+    and the input and output shapes set to ``size``; ``size`` must keep every one of them
+    whole (a multiple of 32), which also keeps the max-pooling pyramid exact. Weights are
+    untouched.
     """
     import numpy as np
     from onnx import numpy_helper
@@ -334,24 +336,48 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
     graph = model.graph
     producers = {out: node for node in graph.node for out in node.output}
     constants = {id(n): n for n in graph.node if n.op_type == "Constant"}
+    initializers = {t.name: t for t in graph.initializer}
+    done: set[str] = set()
+
+    def scale(tensor: onnx.TensorProto, what: str, first: int) -> None:
+        value = numpy_helper.to_array(tensor)
+        scaled = value.copy()
+        scaled[first:] = value[first:] * size // base
+        if not np.array_equal(scaled[first:] * base, value[first:] * size):
+            raise ModelError(f"input size {size} does not scale {what} {value.tolist()} to whole pixels")
+        tensor.CopyFrom(numpy_helper.from_array(scaled.astype(value.dtype), tensor.name))
+
     rewritten = 0
     for node in graph.node:
         if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
             continue
-        concat = producers.get(node.input[3])
-        if concat is None or concat.op_type != "Concat":
-            raise ModelError(f"unexpected graph: Resize {node.name} sizes are not a Concat")
-        for name in concat.input:
-            const = producers.get(name)
-            if const is None or id(const) not in constants:
-                continue
-            tensor = const.attribute[0].t
-            value = numpy_helper.to_array(tensor)
-            scaled = value * size // base
-            if not np.array_equal(scaled * base, value * size):
-                raise ModelError(f"input size {size} does not scale {value.tolist()} to whole pixels")
-            tensor.CopyFrom(numpy_helper.from_array(scaled.astype(value.dtype), tensor.name))
+        sizes = node.input[3]
+        if sizes in done:
             rewritten += 1
+            continue
+        source = producers.get(sizes)
+        if sizes in initializers or (source is not None and id(source) in constants):
+            # The whole [N, C, H, W] target is one constant (the quantised graph's exporter
+            # folded the Concat): its last two entries are the pixels.
+            tensor = initializers[sizes] if sizes in initializers else source.attribute[0].t  # type: ignore[union-attr]
+            if len(tensor.dims) != 1 or tensor.dims[0] != 4:
+                raise ModelError(f"unexpected graph: Resize {node.name} sizes are not [N, C, H, W]")
+            scale(tensor, f"Resize {node.name} sizes", 2)
+            done.add(sizes)
+            rewritten += 1
+            continue
+        if source is None or source.op_type != "Concat":
+            raise ModelError(f"unexpected graph: Resize {node.name} sizes are not a Concat or a constant")
+        for name in source.input:
+            const = producers.get(name)
+            if const is not None and id(const) in constants:
+                scale(const.attribute[0].t, f"Resize {node.name} sizes", 0)
+                rewritten += 1
+            elif name in initializers and name not in done:
+                scale(initializers[name], f"Resize {node.name} sizes", 0)
+                done.add(name)
+                rewritten += 1
+        done.add(sizes)
     if rewritten == 0:
         raise ModelError("unexpected graph: no Resize output sizes to rescale")
     for vi in [*graph.input, *graph.output]:
