@@ -775,6 +775,50 @@ def test_model_chunks_are_the_published_layout(client: TestClient, model_setting
     assert_error(client.get("/models/chunks/../../etc/passwd"), 404, "not_found")
 
 
+def test_the_768_network_is_a_small_delta_on_the_model(
+    client: TestClient, model_settings: Settings, remover: Remover
+) -> None:
+    """fast and best need the 768² graph in the browser: resources.json offers it as a delta
+    on the published file whose assembled bytes are exactly with_input_size's graph, load in
+    onnxruntime at 768² and give the server's 768² output."""
+    import onnx
+    import onnxruntime as ort
+
+    from cleancut.models.graph import with_input_size
+
+    entry = client.get("/models/resources.json").json()["/models/medium@768"]
+    recipe = entry["derived"]
+    assert recipe["base"] == "/models/medium" and recipe["input_size"] == 768
+    blob = b"".join(client.get(f"/models/chunks/{c['hash']}").content for c in entry["chunks"])
+    assert len(blob) == entry["size"] < 200_000  # not a second 88 MB
+    base = (model_settings.models_dir / "isnet_fp16.onnx").read_bytes()
+    built = b"".join((blob if src == "delta" else base)[a:b] for src, a, b in recipe["parts"])
+    assert len(built) == recipe["size"] and hashlib.sha256(built).hexdigest() == recipe["sha256"]
+    assert built == with_input_size(onnx.load_from_string(base), 768).SerializeToString()
+    session = ort.InferenceSession(built, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).random((1, 3, 768, 768), dtype=np.float32) - 0.5
+    y = session.run(["output"], {"input": x})[0]
+    server = remover.session_for(768, None, None).run(x)
+    assert y.shape == (1, 1, 768, 768) and float(np.abs(y - server).max()) < 0.02
+
+
+def test_a_quantised_model_delta_rewrites_its_constants_in_place(model_settings: Settings) -> None:
+    """The quantised graph's Resize targets are initializers among the weights: its delta
+    sends the rewritten bytes (a few hundred KB), not the 44 MB file."""
+    import onnx
+
+    from cleancut.models.graph import with_input_size
+    from cleancut.models.store import fetch_model
+    from cleancut.server.browser_sizes import build_sized_delta
+
+    base = fetch_model("isnet_quint8", model_settings).read_bytes()
+    delta = build_sized_delta(base, 768)
+    assert len(delta.blob) < 500_000 and any(src == "base" for src, _, _ in delta.parts)
+    built = delta.assemble(base)
+    assert built == with_input_size(onnx.load_from_string(base), 768).SerializeToString()
+    assert hashlib.sha256(built).hexdigest() == delta.sha256 and len(built) == delta.total
+
+
 def test_without_npm_the_page_falls_back_to_server_mode(tmp_path: Path, model_settings: Settings) -> None:
     # A cache with the model (linked) but without onnxruntime-web, and no npm client.
     (tmp_path / "models").symlink_to(model_settings.models_dir)

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +301,62 @@ def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: L
     assert got["bg"] == h(pipeline.apply_mask(rgba, mask, invert=True))
 
 
+def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: LiveServer) -> None:
+    """imaging.js mirrors, resizes and combines passes as cleancut.passes does (doubles
+    against numpy's float32: equal within float rounding), and the page is told the server's
+    passes and gain."""
+    import cv2
+
+    from cleancut.passes import AVERAGE_GAIN, QUALITY_MODES, combine, passes_for
+
+    pg, _ = page
+    open_page(pg, live)
+    rng = np.random.default_rng(11)
+    big = rng.random((64, 64), dtype=np.float32)
+    small = rng.random((48, 48), dtype=np.float32)
+    big.reshape(-1)[:4] = [0.0, 1.0, 0.5, np.nan]
+    small.reshape(-1)[:2] = [0.0, 1.0]
+    got = pg.evaluate(
+        """async ({big, small, gain}) => {
+            const m = await import('/static/js/imaging.js');
+            const floats = (b64) =>
+                new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
+            const b = floats(big), s = floats(small);
+            const one = m.combine([{size: 64, data: b}], gain);
+            const mixed = m.combine([{size: 64, data: b}, {size: 48, data: s}], gain);
+            const plain = m.combine([{size: 64, data: b}, {size: 48, data: s}], 1);
+            const flip = m.mirror(m.mirror(b, 8, 64), 8, 64);
+            const config = await (await fetch('/api/config')).json();
+            return {one: one.data === b, size: mixed.size, mixed: Array.from(mixed.data),
+                    plain: Array.from(plain.data), up: Array.from(m.resizePlane(s, 48, 64)),
+                    mirrored: Array.from(m.mirror(s, 48)), same: flip.every((v, i) => Object.is(v, b[i])),
+                    modes: config.browser.modes, gain: config.browser.gain, sizes: config.browser.sizes};
+        }""",
+        {
+            "big": base64.b64encode(big.tobytes()).decode(),
+            "small": base64.b64encode(small.tobytes()).decode(),
+            "gain": AVERAGE_GAIN,
+        },
+    )
+    a, b = big[None, None], small[None, None]
+
+    def close(js: list[float], py: np.ndarray) -> bool:
+        want = np.nan_to_num(py).reshape(-1)
+        return bool(np.allclose(np.nan_to_num(np.array(js, dtype=np.float32)), want, atol=2e-6))
+
+    assert got["one"] and got["same"] and got["size"] == 64
+    assert close(got["mixed"], combine([a, b])[0, 0])
+    assert close(got["plain"], combine([a, b], gain=1.0)[0, 0])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    up = cv2.warpAffine(small, np.array([[0.75, 0, 0], [0, 0.75, 0]]), (64, 64), flags=flags,
+                        borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    assert close(got["up"], up)
+    assert close(got["mirrored"], small[:, ::-1])
+    want_modes = {m: [{"size": p.size, "flip": p.flip} for p in passes_for(m)] for m in QUALITY_MODES}
+    assert got["modes"] == want_modes and got["gain"] == AVERAGE_GAIN
+    assert got["sizes"] == {"768": "/models/medium@768"}
+
+
 def test_javascript_framing_matches_framing_py(page: tuple[Any, Seen], live: LiveServer) -> None:
     """framing.js puts the subject where cleancut.framing does (crop, square, padding, cap),
     and the e-commerce preset gives a white square."""
@@ -418,8 +476,43 @@ def test_server_mode_posts_the_photo(
     assert b'name="mode"\r\n\r\nbest' in posts[-1].body
     want = remover.remove(PHOTO, mode="best").mask
     assert iou(best, want) >= 0.99 and not np.array_equal(best, server_alpha)
+    assert not seen.errors, seen.errors
+
+
+def test_private_mode_runs_the_quality_modes(
+    page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, remover: Remover, tmp_path: Path
+) -> None:
+    """Fast and best run in the browser too, with the server's mask for each mode. Their
+    768² network comes as a ~100 KB delta on the model the page already holds, not a second
+    88 MB download; nothing is uploaded."""
+    pg, seen = page
+    open_page(pg, live)
     pg.check('input[name="mode"][value="browser"]')
-    assert pg.is_disabled("#quality") and pg.input_value("#quality") == "default"
+    assert pg.is_enabled("#quality") and pg.is_disabled("#decontaminate")
+    first_request = len(live.recorder.requests)
+    got = {}
+    for quality in ("fast", "best"):
+        pg.select_option("#quality", quality)
+        started = time.monotonic()
+        got[quality], summary = cut_out(pg, tmp_path / f"private-{quality}.png")
+        want = remover.remove(PHOTO, mode=quality).mask
+        diff = float(np.abs(got[quality].astype(int) - want.astype(int)).mean())
+        print(f"\n{quality} in the browser: {time.monotonic() - started:.1f} s; {summary}; "
+              f"IoU {iou(got[quality], want):.4f}, mean |Δα| {diff:.3f}")  # fmt: skip
+        assert iou(got[quality], want) >= 0.99 and diff < 2.0, quality
+        assert f"{quality} quality" in summary and "in your browser" in summary
+        assert not np.array_equal(got[quality], server_alpha)
+    assert "in 4 passes" in summary
+    received = live.recorder.requests[first_request:]
+    assert not [r for r in received if r.method == "POST"]
+    with urllib.request.urlopen(live.url + "/models/resources.json") as r:
+        resources = json.load(r)
+    delta, base = resources["/models/medium@768"], resources["/models/medium"]
+    assert delta["size"] < 1_000_000 and delta["derived"]["base"] == "/models/medium"
+    fetched = [r.path.rsplit("/", 1)[1] for r in received if r.path.startswith("/models/chunks/")]
+    assert {c["hash"] for c in delta["chunks"]} <= set(fetched)  # downloaded once, for fast
+    assert len(fetched) == len(set(fetched))
+    assert set(fetched) <= {c["hash"] for c in delta["chunks"] + base["chunks"]}
     assert not seen.errors, seen.errors
 
 

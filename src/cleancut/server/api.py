@@ -15,6 +15,8 @@ from .._version import __version__
 from ..errors import InvalidOptionError
 from ..io.formats import FORMATS, mime_type
 from ..models import MODELS
+from ..passes import AVERAGE_GAIN, QUALITY_MODES, passes_for
+from .browser_models import BROWSER_SIZES, sized_key
 from .errors import ApiError
 from .options import RemoveOptions, openapi_parameters, parse_options
 from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
@@ -216,6 +218,13 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "detail": detail,
                 "model": {"name": spec.name, "resource": spec.resource, "size": spec.size},
                 "resources": "/models/resources.json",
+                # The quality modes as the page runs them: passes, the gain of their mean, and
+                # the resources.json key of each input size other than the model's 1024².
+                "modes": {
+                    m: [{"size": p.size, "flip": p.flip} for p in passes_for(m)] for m in QUALITY_MODES
+                },
+                "gain": AVERAGE_GAIN,
+                "sizes": {str(n): sized_key(spec.resource or "", n) for n in BROWSER_SIZES},
                 "ort": None
                 if ort is None
                 else {

@@ -6,10 +6,15 @@ The layout is IMG.LY's (``@imgly/background-removal-data``): each file cut into 
 installed model file, whose whole SHA-256 is checked here against the value pinned in
 :mod:`cleancut.models` in the same single read that hashes the chunks: so the browser gets
 exactly the published bytes, and can check every chunk itself with SubtleCrypto.
+
+The quality modes ``fast`` and ``best`` also need the network at 768²: each model's entry has a
+sibling ``<key>@768`` whose one chunk is a delta on the published file (:mod:`.browser_sizes`)
+and whose ``derived`` field says how to assemble it and what its SHA-256 must be.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -17,16 +22,35 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..config import Settings
-from ..errors import ChecksumMismatchError
+from ..errors import ChecksumMismatchError, CleancutError
 from ..models import MODELS, ModelSpec, resolve_model
 from ..models.store import fetch_model
+from ..passes import QUALITY_MODES, passes_for
+from .browser_sizes import SizedDelta, build_sized_delta
 
-__all__ = ["CHUNK_SIZE", "BrowserModel", "ModelChunks", "browser_model_for", "build_chunks"]
+__all__ = [
+    "BROWSER_SIZES",
+    "CHUNK_SIZE",
+    "BrowserModel",
+    "ModelChunks",
+    "browser_model_for",
+    "build_chunks",
+    "sized_key",
+]
 
 log = logging.getLogger(__name__)
 
 #: The published chunk size of the data package.
 CHUNK_SIZE: Final = 4 * 1024 * 1024
+#: The input sizes the quality modes need besides 1024² (served as deltas: browser_sizes).
+BROWSER_SIZES: Final[tuple[int, ...]] = tuple(
+    sorted({p.size for m in QUALITY_MODES for p in passes_for(m)} - {1024})
+)
+
+
+def sized_key(key: str, size: int) -> str:
+    """The resources.json key of a model's ``size``² delta (``/models/medium@768``)."""
+    return f"{key}@{size}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,7 @@ class BrowserModel:
     spec: ModelSpec
     path: Path
     chunks: tuple[ChunkRef, ...]
+    sized: tuple[SizedDelta, ...] = ()
 
     @property
     def key(self) -> str:
@@ -90,29 +115,77 @@ def build_chunks(spec: ModelSpec, path: Path) -> BrowserModel:
     return BrowserModel(spec, path, tuple(chunks))
 
 
+def build_sized(model: BrowserModel, sizes: tuple[int, ...] = BROWSER_SIZES) -> BrowserModel:
+    """``model`` with its deltas for ``sizes`` (the file is parsed once: ~0.5 s for fp16).
+    The page checks the SHA-256 of every file it assembles, so a file changed since
+    :func:`build_chunks` read it cannot slip through."""
+    stat = model.path.stat()
+    deltas = _deltas(str(model.path), stat.st_size, stat.st_mtime_ns, sizes)
+    return BrowserModel(model.spec, model.path, model.chunks, deltas)
+
+
+@functools.lru_cache(maxsize=4)
+def _deltas(path: str, nbytes: int, mtime_ns: int, sizes: tuple[int, ...]) -> tuple[SizedDelta, ...]:
+    """Built once per file version in a process (servers restarted in one process, tests)."""
+    base = Path(path).read_bytes()
+    return tuple(build_sized_delta(base, s) for s in sizes)
+
+
 class ModelChunks:
-    """Every browser model, and a lookup from chunk hash to the bytes that make it."""
+    """Every browser model (and its deltas for the other input sizes), and a lookup from
+    chunk hash to the bytes that make it."""
 
     def __init__(self, models: list[BrowserModel]) -> None:
         self.models = {m.spec.name: m for m in models}
         self._index: dict[str, tuple[Path, int, int]] = {
             c.sha256: (m.path, c.start, c.end) for m in models for c in m.chunks
         }
+        self._blobs: dict[str, bytes] = {}
+        for m in models:
+            for d in m.sized:
+                blob = d.blob
+                for i in range(0, len(blob), CHUNK_SIZE):
+                    piece = blob[i : i + CHUNK_SIZE]
+                    self._blobs[hashlib.sha256(piece).hexdigest()] = piece
 
     @classmethod
     def prepare(cls, names: tuple[str, ...], settings: Settings) -> ModelChunks:
         """Fetch (if needed) and hash the published files behind ``names``."""
         specs = list(dict.fromkeys(browser_model_for(n) for n in names))
-        return cls([build_chunks(spec, fetch_model(spec, settings)) for spec in specs])
+        models = [build_chunks(spec, fetch_model(spec, settings)) for spec in specs]
+        out = []
+        for m in models:
+            try:
+                m = build_sized(m)
+            except CleancutError as exc:  # the page still runs the default mode
+                log.warning("the in-browser engine has no %s graphs: %s", BROWSER_SIZES, exc)
+            out.append(m)
+        return cls(out)
 
     def resources(self) -> dict[str, Any]:
-        return {m.key: m.resource_entry() for m in self.models.values()}
+        out = {m.key: m.resource_entry() for m in self.models.values()}
+        for m in self.models.values():
+            for d in m.sized:
+                blob = d.blob
+                chunks = [
+                    {"hash": hashlib.sha256(blob[i : i + CHUNK_SIZE]).hexdigest(),
+                     "offsets": [i, min(i + CHUNK_SIZE, len(blob))]}
+                    for i in range(0, len(blob), CHUNK_SIZE)
+                ]  # fmt: skip
+                out[sized_key(m.key, d.size)] = {
+                    "chunks": chunks,
+                    "size": len(blob),
+                    "mime": "application/octet-stream",
+                    "name": f"{m.spec.name} at {d.size}px",
+                    "derived": d.recipe(m.key),
+                }
+        return out
 
     def read_chunk(self, sha256: str) -> bytes | None:
         """The chunk's bytes, or ``None`` for a hash no served model has."""
         where = self._index.get(sha256)
         if where is None:
-            return None
+            return self._blobs.get(sha256)
         path, start, end = where
         with open(path, "rb") as f:
             f.seek(start)

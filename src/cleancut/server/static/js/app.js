@@ -2,8 +2,8 @@
 // "In your browser" runs IS-Net in a worker (nothing is uploaded); "On the server" posts the
 // photo to /api/remove. Either way the result is composed, framed (background, crop,
 // e-commerce canvas: framing.js) and encoded here, on a canvas, so it can be changed after
-// the cut-out. The quality mode and clean edge colours are asked of the server (its mode and
-// decontaminate options); in the browser the mask is the default mode's, the server's own.
+// the cut-out. The quality mode runs in the browser too (the server's passes, the server's
+// mask); clean edge colours are asked of the server only (its decontaminate option).
 // Short clips go to the server only (/api/remove-video: a job whose frames done are polled
 // for the progress bar); the result plays in a <video> and downloads as it came.
 
@@ -41,7 +41,7 @@ const state = {
   engine: null, // BrowserEngine, created on the first private photo
   queue: [],
   running: false,
-  lastInferenceMs: null,
+  lastPassMs: null,
   bgImage: null, // ImageBitmap of the chosen background image
   bgImageFile: null, // ... and its file, sent along with a clip
 };
@@ -77,7 +77,7 @@ function framingOptions() {
   return { background: background(), crop: ui.crop.checked, margin: 0.05 };
 }
 
-/** The server's quality mode and edge colours (the browser runs the default mode only). */
+/** The server's quality mode and edge colours (the browser runs the mode, not the colours). */
 function serverParams() {
   return { mode: ui.quality.value, decontaminate: ui.decontaminate.checked ? "blur_fusion" : "none" };
 }
@@ -85,13 +85,11 @@ function serverParams() {
 function describeFraming() {
   const inBrowser = mode() === "browser";
   ui.decontaminate.disabled = inBrowser;
-  ui.quality.disabled = inBrowser;
-  if (inBrowser) ui.quality.value = "default";
   for (const input of [...ui.bgInputs, ui.color, ui.crop]) input.disabled = ui.ecommerce.checked;
   let text = "";
-  if (inBrowser) text = "In the browser: the default quality (the server's own mask). Fast, best and clean edge colours run on the server.";
-  else if (ui.quality.value === "best") text = "Best: four network passes (1024² and 768², each mirrored) averaged, about 3.1× the time of the default.";
+  if (ui.quality.value === "best") text = "Best: four network passes (1024² and 768², each mirrored) averaged, about 3.1× the time of the default.";
   else if (ui.quality.value === "fast") text = "Fast: one smaller network pass, a little less accurate.";
+  if (inBrowser) text = `${text} In the browser: the server's own mask for this mode; clean edge colours run on the server.`.trim();
   if (ui.ecommerce.checked) text = `${text} The e-commerce preset sets the background and the crop.`.trim();
   ui.framingNote.textContent = text;
 }
@@ -391,7 +389,8 @@ function browserProgress(job) {
       job.stopClock();
       job.stage("Preparing the photo", "", null);
     } else if (message.stage === "inference") {
-      job.startClock("Inference", state.lastInferenceMs);
+      const label = message.passes > 1 ? `Inference, pass ${message.pass} of ${message.passes}` : "Inference";
+      job.startClock(label, state.lastPassMs);
     } else if (message.stage === "postprocess") {
       job.stopClock();
       job.stage("Building the mask", "", null);
@@ -405,7 +404,15 @@ async function runInBrowser(job) {
   const image = await decode(job.file);
   if (!state.engine) {
     const c = state.config.browser;
-    state.engine = new BrowserEngine({ ort: c.ort, resources: c.resources, model: c.model, backend: forcedBackend() });
+    state.engine = new BrowserEngine({
+      ort: c.ort,
+      resources: c.resources,
+      model: c.model,
+      modes: c.modes,
+      gain: c.gain,
+      sizes: c.sizes,
+      backend: forcedBackend(),
+    });
   }
   const onProgress = browserProgress(job);
   let info;
@@ -416,14 +423,16 @@ async function runInBrowser(job) {
     throw err;
   }
   describeBrowserEngine(info);
-  const { mask, timings } = await state.engine.segment(image, onProgress);
-  state.lastInferenceMs = timings.inference;
+  const quality = ui.quality.value;
+  const { mask, timings, passes } = await state.engine.segment(image, onProgress, quality);
+  state.lastPassMs = timings.inference / passes;
   const cutout = new ImageData(compose(image.data, mask), image.width, image.height);
   const where = info.backend === "webgpu" ? "WebGPU" : `WebAssembly, ${info.threads} thread${info.threads === 1 ? "" : "s"}`;
   await job.showResult(
     canvasFrom(cutout),
     `${image.width}×${image.height} · done in ${formatSeconds(performance.now() - t0)} in your browser ` +
-      `(${where}; inference ${formatSeconds(timings.inference)})`,
+      `(${where}; ${quality} quality, inference ${formatSeconds(timings.inference)}` +
+      `${passes > 1 ? ` in ${passes} passes` : ""})`,
     canvasFrom(image),
   );
 }

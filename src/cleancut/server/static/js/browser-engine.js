@@ -43,15 +43,16 @@ export class BrowserEngine {
     return this.info;
   }
 
-  /** RGBA pixels → full-size uint8 mask. The pixels are copied to the worker, not uploaded. */
-  async segment(imageData, onProgress) {
+  /** RGBA pixels → full-size uint8 mask, in quality `mode` (fast, default or best, as the
+   * server runs them). The pixels are copied to the worker, not uploaded. */
+  async segment(imageData, onProgress, mode = "default") {
     await this.prepare(onProgress);
     const pixels = imageData.data.slice().buffer;
     const reply = await this.#call(
-      { type: "run", width: imageData.width, height: imageData.height, pixels },
+      { type: "run", width: imageData.width, height: imageData.height, pixels, mode },
       onProgress,
       [pixels],
     );
-    return { mask: new Uint8Array(reply.mask), timings: reply.timings };
+    return { mask: new Uint8Array(reply.mask), timings: reply.timings, passes: reply.passes };
   }
 }

@@ -1,14 +1,24 @@
 // The in-browser engine, in a module worker so the page stays responsive while ONNX Runtime
 // Web computes (one IS-Net pass is seconds of CPU). Messages in: {id, type: "prepare", config}
-// and {id, type: "run", width, height, pixels}; out: {id, type: "progress" | "ready" |
+// and {id, type: "run", width, height, pixels, mode}; out: {id, type: "progress" | "ready" |
 // "result" | "error", ...}. Nothing here talks to the network except to fetch the model and
 // onnxruntime-web's files from this same server; the pixels never leave the worker.
+//
+// Quality modes run the server's passes (config.modes) and combine them as the server does.
+// A pass at 768² needs the network for that size: the server sends it as a small delta on the
+// model already here (config.sizes → a resources.json entry with a "derived" recipe); it is
+// assembled, checked by SHA-256, and loaded once, on the first photo that needs it.
 
-import { fetchEntry, loadModel } from "./model-store.js";
-import { postprocess, preprocess, INPUT_SIZE } from "./imaging.js";
+import { assemble, fetchEntry, loadModel } from "./model-store.js";
+import { combine, mirror, postprocess, preprocess, INPUT_SIZE } from "./imaging.js";
+import { sha256Hex } from "./sha256.js";
 
 let engine = null; // {ort, session, backend, threads, inputName, outputName}
 let preparing = null;
+let config = null;
+let baseModel = null; // the published model's bytes, kept until every other size is built
+const sized = new Map(); // input size → Promise of {session, inputName, outputName}
+const built = new Set(); // the sizes whose session exists
 
 function post(message, transfer = []) {
   self.postMessage(message, transfer);
@@ -60,7 +70,8 @@ async function createSession(config, modelBytes, backend, id) {
   };
 }
 
-async function prepare(id, config) {
+async function prepare(id, cfg) {
+  config = cfg;
   const started = performance.now();
   const entry = await fetchEntry(config.resources, config.model.resource);
   let lastReport = 0;
@@ -71,6 +82,7 @@ async function prepare(id, config) {
       post({ id, type: "progress", stage: "download", loaded, total, fromNetwork });
     }
   });
+  baseModel = Object.keys(config.sizes || {}).length ? model : null;
   const wanted = config.backend || "auto";
   let created = null;
   if (wanted === "webgpu" || (wanted === "auto" && (await realGpuAdapter()))) {
@@ -91,25 +103,66 @@ async function prepare(id, config) {
   };
 }
 
-async function run(id, width, height, pixels) {
+/** The session for a size²input: the model's own at 1024², else its delta assembled once. */
+function sessionFor(size, id) {
+  if (size === INPUT_SIZE) return Promise.resolve(engine);
+  if (!sized.has(size)) {
+    const promise = buildSized(size, id);
+    sized.set(size, promise);
+    promise.catch(() => sized.delete(size)); // a later photo tries again
+  }
+  return sized.get(size);
+}
+
+async function buildSized(size, id) {
+  const key = config.sizes && config.sizes[String(size)];
+  if (!key) throw new Error(`this server offers no ${size}px network for the browser`);
+  if (!baseModel) throw new Error("the model's bytes are gone; reload the page");
+  const entry = await fetchEntry(config.resources, key);
+  const recipe = entry.derived;
+  if (!recipe || recipe.base !== config.model.resource || recipe.input_size !== size) {
+    throw new Error(`the server's ${size}px network is not a delta on this model`);
+  }
+  const delta = await loadModel(entry, () => {});
+  const bytes = assemble(recipe, delta, baseModel);
+  if ((await sha256Hex(bytes)) !== recipe.sha256) throw new Error(`the ${size}px network failed its SHA-256 check`);
+  const created = await createSession(config, bytes, engine.backend, id);
+  built.add(size);
+  if (Object.keys(config.sizes).every((s) => built.has(Number(s)))) baseModel = null;
+  return created;
+}
+
+async function run(id, width, height, pixels, mode) {
   if (!engine) throw new Error("the engine is not prepared");
-  const t0 = performance.now();
-  post({ id, type: "progress", stage: "preprocess" });
-  const input = preprocess(new Uint8ClampedArray(pixels), width, height);
-  const t1 = performance.now();
-  post({ id, type: "progress", stage: "inference" });
-  const tensor = new engine.ort.Tensor("float32", input, [1, 3, INPUT_SIZE, INPUT_SIZE]);
-  const outputs = await engine.session.run({ [engine.inputName]: tensor }, [engine.outputName]);
-  const output = outputs[engine.outputName];
-  const data = output.location && output.location !== "cpu" ? await output.getData() : output.data;
+  const passes = (config.modes && config.modes[mode]) || [{ size: INPUT_SIZE, flip: false }];
+  const rgba = new Uint8ClampedArray(pixels);
+  const timings = { preprocess: 0, inference: 0, postprocess: 0 };
+  const outputs = [];
+  for (const [i, pass] of passes.entries()) {
+    const session = await sessionFor(pass.size, id);
+    const t0 = performance.now();
+    post({ id, type: "progress", stage: "preprocess" });
+    let input = preprocess(rgba, width, height, pass.size);
+    if (pass.flip) input = mirror(input, pass.size, 3);
+    const t1 = performance.now();
+    post({ id, type: "progress", stage: "inference", pass: i + 1, passes: passes.length });
+    const tensor = new session.ort.Tensor("float32", input, [1, 3, pass.size, pass.size]);
+    const result = await session.session.run({ [session.inputName]: tensor }, [session.outputName]);
+    const output = result[session.outputName];
+    let data = output.location && output.location !== "cpu" ? await output.getData() : output.data;
+    data = pass.flip ? mirror(data, pass.size) : Float32Array.from(data);
+    tensor.dispose?.();
+    output.dispose?.();
+    outputs.push({ size: pass.size, data });
+    timings.preprocess += t1 - t0;
+    timings.inference += performance.now() - t1;
+  }
   const t2 = performance.now();
   post({ id, type: "progress", stage: "postprocess" });
-  const mask = postprocess(data, width, height);
-  tensor.dispose?.();
-  output.dispose?.();
-  const t3 = performance.now();
-  const timings = { preprocess: t1 - t0, inference: t2 - t1, postprocess: t3 - t2 };
-  post({ id, type: "result", mask: mask.buffer, timings }, [mask.buffer]);
+  const y = combine(outputs, config.gain ?? 1);
+  const mask = postprocess(y.data, width, height, y.size);
+  timings.postprocess = performance.now() - t2;
+  post({ id, type: "result", mask: mask.buffer, timings, passes: passes.length }, [mask.buffer]);
 }
 
 self.onmessage = async (event) => {
@@ -124,7 +177,7 @@ self.onmessage = async (event) => {
         throw err;
       }
     } else if (type === "run") {
-      await run(id, event.data.width, event.data.height, event.data.pixels);
+      await run(id, event.data.width, event.data.height, event.data.pixels, event.data.mode || "default");
     }
   } catch (err) {
     post({ id, type: "error", message: err && err.message ? err.message : String(err) });

@@ -122,3 +122,68 @@ export function compose(rgba, mask, keep = "foreground") {
   }
   return out;
 }
+
+// ------------------------------------------------------------------ quality modes
+// The passes of a mode and how their outputs combine, as cleancut.passes does it. These run
+// in doubles where numpy runs float32 (log, exp), so they agree within float rounding, not
+// bit for bit: a mask level may differ at a rare pixel (checked in tests/test_web.py).
+
+/** `planes` S×S float planes mirrored left-right (a flipped pass's input, or its output back). */
+export function mirror(data, size, planes = 1) {
+  const out = new Float32Array(data.length);
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < size; y++) {
+      const row = p * size * size + y * size;
+      for (let x = 0; x < size; x++) out[row + x] = data[row + size - 1 - x];
+    }
+  }
+  return out;
+}
+
+/** A float s×s plane resized to S×S on the reference grid (src = dst·s/S, edges repeated),
+ * as passes.combine does with OpenCV's warpAffine. */
+export function resizePlane(src, s, S) {
+  if (s === S) return src;
+  const g = axisGrid(s, S);
+  const out = new Float32Array(S * S);
+  for (let y = 0; y < S; y++) {
+    const top = g.lo[y] * s;
+    const bottom = g.hi[y] * s;
+    const dy = g.frac[y];
+    for (let x = 0; x < S; x++) {
+      const dx = g.frac[x];
+      const a = src[top + g.lo[x]] * (1 - dx) + src[top + g.hi[x]] * dx;
+      const b = src[bottom + g.lo[x]] * (1 - dx) + src[bottom + g.hi[x]] * dx;
+      out[y * S + x] = a * (1 - dy) + b * dy;
+    }
+  }
+  return out;
+}
+
+/**
+ * Several passes' outputs ({size, data}, each size×size in 0..1) → their mean on the largest
+ * grid, sharpened by `gain` in logit space (0, ½ and 1 stay); one output is returned as it is.
+ * @returns {{size: number, data: Float32Array}}
+ */
+export function combine(outputs, gain) {
+  if (outputs.length === 1) return outputs[0];
+  const S = Math.max(...outputs.map((o) => o.size));
+  const total = new Float64Array(S * S);
+  for (const o of outputs) {
+    const plane = resizePlane(o.data, o.size, S);
+    for (let i = 0; i < total.length; i++) total[i] += plane[i];
+  }
+  const out = new Float32Array(S * S);
+  const lo = 1e-6;
+  for (let i = 0; i < out.length; i++) {
+    const y = total[i] / outputs.length;
+    if (y <= 0) out[i] = 0;
+    else if (y >= 1) out[i] = 1;
+    else if (gain === 1) out[i] = y;
+    else {
+      const z = Math.min(Math.max(y, lo), 1 - lo);
+      out[i] = 1 / (1 + Math.exp(-gain * Math.log(z / (1 - z))));
+    }
+  }
+  return { size: S, data: out };
+}

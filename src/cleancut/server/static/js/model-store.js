@@ -141,3 +141,22 @@ export async function loadModel(entry, onProgress) {
   await Promise.all(lanes);
   return model;
 }
+
+/**
+ * A file from a "derived" recipe: its parts, in order, are [source, start, end] ranges of the
+ * downloaded `delta` or of the `base` model already here. The caller checks its SHA-256.
+ */
+export function assemble(recipe, delta, base) {
+  const out = new Uint8Array(recipe.size);
+  let at = 0;
+  for (const [source, start, end] of recipe.parts) {
+    const from = source === "delta" ? delta : source === "base" ? base : null;
+    if (!from || !(start >= 0 && end >= start && end <= from.length) || at + end - start > out.length) {
+      throw new Error("the model delta is malformed");
+    }
+    out.set(from.subarray(start, end), at);
+    at += end - start;
+  }
+  if (at !== out.length) throw new Error("the model delta does not add up to its size");
+  return out;
+}
