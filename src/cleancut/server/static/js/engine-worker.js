@@ -7,7 +7,8 @@
 // Quality modes run the server's passes (config.modes) and combine them as the server does.
 // A pass at 768² needs the network for that size: the server sends it as a small delta on the
 // model already here (config.sizes → a resources.json entry with a "derived" recipe); it is
-// assembled, checked by SHA-256, and loaded once, on the first photo that needs it.
+// assembled with the model's chunks (read back from the Cache API), checked by SHA-256, and
+// loaded once, on the first photo that needs it.
 
 import { assemble, fetchEntry, loadModel } from "./model-store.js";
 import { combine, mirror, postprocess, preprocess, INPUT_SIZE } from "./imaging.js";
@@ -16,9 +17,8 @@ import { sha256Hex } from "./sha256.js";
 let engine = null; // {ort, session, backend, threads, inputName, outputName}
 let preparing = null;
 let config = null;
-let baseModel = null; // the published model's bytes, kept until every other size is built
+let baseEntry = null; // the published model's resources.json entry
 const sized = new Map(); // input size → Promise of {session, inputName, outputName}
-const built = new Set(); // the sizes whose session exists
 
 function post(message, transfer = []) {
   self.postMessage(message, transfer);
@@ -82,7 +82,7 @@ async function prepare(id, cfg) {
       post({ id, type: "progress", stage: "download", loaded, total, fromNetwork });
     }
   });
-  baseModel = Object.keys(config.sizes || {}).length ? model : null;
+  baseEntry = entry;
   const wanted = config.backend || "auto";
   let created = null;
   if (wanted === "webgpu" || (wanted === "auto" && (await realGpuAdapter()))) {
@@ -117,19 +117,20 @@ function sessionFor(size, id) {
 async function buildSized(size, id) {
   const key = config.sizes && config.sizes[String(size)];
   if (!key) throw new Error(`this server offers no ${size}px network for the browser`);
-  if (!baseModel) throw new Error("the model's bytes are gone; reload the page");
   const entry = await fetchEntry(config.resources, key);
   const recipe = entry.derived;
   if (!recipe || recipe.base !== config.model.resource || recipe.input_size !== size) {
     throw new Error(`the server's ${size}px network is not a delta on this model`);
   }
   const delta = await loadModel(entry, () => {});
-  const bytes = assemble(recipe, delta, baseModel);
+  // The published model again, from the browser's cache (its chunks re-checked): holding its
+  // 88 MB in this worker for a mode that may never be chosen would cost every visit.
+  const base = await loadModel(baseEntry, ({ loaded, total, fromNetwork }) =>
+    post({ id, type: "progress", stage: "download", loaded, total, fromNetwork }),
+  );
+  const bytes = assemble(recipe, delta, base);
   if ((await sha256Hex(bytes)) !== recipe.sha256) throw new Error(`the ${size}px network failed its SHA-256 check`);
-  const created = await createSession(config, bytes, engine.backend, id);
-  built.add(size);
-  if (Object.keys(config.sizes).every((s) => built.has(Number(s)))) baseModel = null;
-  return created;
+  return createSession(config, bytes, engine.backend, id);
 }
 
 async function run(id, width, height, pixels, mode) {
