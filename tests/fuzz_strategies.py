@@ -830,6 +830,8 @@ OPTION_VALUES: dict[str, st.SearchStrategy[str]] = {
     "padding": _number(["0", "0.075", "0.45", "0.49", "0.4999"], 0.0, 0.5),
     "max_size": _integer(["1", "64", "200", "65535"], 1, 65535),
     "preset": _option(["ecommerce"], ["E-Commerce", "catalog", ""]),
+    "mode": _option(["fast", "default", "best"], ["FAST", "turbo", "", "best!"]),
+    "model": _option(["isnet_fp16", "isnet_quint8", "small", "medium"], ["nope", "", "isnet_fp32"]),
 }
 
 #: The options that are numbers, with their bounds: (low, high, low open, high open, integer).
@@ -941,6 +943,9 @@ LIBRARY_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     "padding": _typed_number("padding"),
     "max_size": _typed_number("max_size"),
     "preset": st.sampled_from(["ecommerce", "catalog"]),
+    # the engine's choices: every quality mode on both published models (aliases too)
+    "mode": st.sampled_from(["fast", "default", "best", "BEST ", "better", "", None, 3]),
+    "model": st.sampled_from(["isnet_fp16", "isnet_quint8", "small", "medium", "nope", "", None]),
 }
 
 
@@ -987,6 +992,8 @@ def judge_options(
     ``make_cutout`` on the decoded photo), which is cheap enough for thousands of inputs."""
     from cleancut import api
     from cleancut.framing import make_framing
+    from cleancut.models import resolve_model
+    from cleancut.passes import QUALITY_MODES, normalize_quality_mode
     from cleancut.remover import check_options, make_cutout, make_mask
 
     framing_keys = ("background", "fit", "blur", "shadow", "crop", "margin", "square", "padding", "max_size")
@@ -1009,6 +1016,8 @@ def judge_options(
             }[out_type]
             cut = fn(source_of(case, folder), settings=remover.settings, **options)
         else:
+            normalize_quality_mode(options.get("mode", "default"))
+            resolve_model(options.get("model", "isnet_fp16"))
             edges = api.edge_options(**edge_kw)
             framing = make_framing(options.get("preset"), **frame_kw)
             check_options(out_type, edges, framing)  # type: ignore[arg-type]
@@ -1032,6 +1041,9 @@ def judge_options(
     for name in NUMERIC_BOUNDS:
         if options.get(name) is not None and not in_bounds(name, options[name]):
             return Verdict("failure", f"accepted {name}={options[name]!r}, out of its range")
+    mode = options.get("mode", "default")
+    if not (isinstance(mode, str) and mode.strip().lower() in QUALITY_MODES):
+        return Verdict("failure", f"accepted mode={mode!r}")
     h, w = cut.mask.shape
     want = (h, w) if out_type == "mask" else (h, w, 4)
     if cut.pixels.shape != want or cut.pixels.dtype != np.uint8 or cut.mask.dtype != np.uint8:

@@ -505,6 +505,9 @@ def test_unknown_model(model_settings: Settings) -> None:
         Remover("nope")
     with pytest.raises(KeyError):  # UnknownModelError is a KeyError too
         cleancut.resolve_model("nope")
+    for odd in (None, 3, b"isnet"):  # found by the options fuzzer: None used to be an AttributeError
+        with pytest.raises(UnknownModelError, match="model must be a name"):
+            remove_background(ASTRONAUT, model=odd, settings=model_settings)  # type: ignore[arg-type]
 
 
 def test_remover_is_configured_by_engine_options_and_settings(model_settings: Settings) -> None:

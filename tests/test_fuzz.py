@@ -197,3 +197,15 @@ def test_video(
     full, tiny = clip_removers
     remover = full if fz.clip_opens(case, work) and VIDEO_BUDGET.take() else tiny
     _assert_clean(case, fz.judge_clip(remover, case, options, output, work))
+
+
+def test_the_fuzzers_reach_every_option() -> None:
+    """Every option of the table is drawn by the fuzz strategies: the HTTP/CLI text options
+    and the library's keywords (but the engine placement ones: device, backend, strict and
+    threads pick hardware, and fuzzing them only re-tests the self-check). Before this test
+    ``mode`` and ``model`` were missing, and ``--model small --mode fast`` failed every photo."""
+    from cleancut.options import options_for
+
+    assert {o.name for o in options_for("http")} == set(fz.OPTION_VALUES)
+    placement = {"device", "backend", "strict", "threads"}
+    assert {o.name for o in options_for("library")} - placement == set(fz.LIBRARY_OPTIONS)

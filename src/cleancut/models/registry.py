@@ -107,6 +107,8 @@ def resolve_model(name: str | ModelSpec) -> ModelSpec:
     """Return the spec for a model name or alias (case-insensitive)."""
     if isinstance(name, ModelSpec):
         return name
+    if not isinstance(name, str):
+        raise UnknownModelError(f"model must be a name (one of: {', '.join(model_names())}), got {name!r}")
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     try:
