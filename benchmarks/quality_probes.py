@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""What else was tried for ``best``, and what the quality goal would take (README, Quality).
+
+    python benchmarks/quality_probes.py --probe passes    # more passes than best's four
+    python benchmarks/quality_probes.py --probe pieces    # keep only the main pieces / fill holes
+    python benchmarks/quality_probes.py --probe grabcut   # GrabCut seeded by the mask
+    python benchmarks/quality_probes.py --probe learned   # a classifier for the unsure pixels
+    python benchmarks/quality_probes.py --probe oracle    # bounds, using the truth
+
+Every probe runs on the dev set's **tune** half by default (``--split``), from the network
+outputs that ``benchmarks/quality.py`` caches (missing ones are computed), and prints JSON
+and a table of MAE, S-measure and IoU per subset against the reference and ``best``.
+None of these became a default; the README says why. ``learned`` trains on one half of the
+split (by a second hash byte) and tests on the other; it needs scikit-learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import devset
+from cleancut import pipeline
+from cleancut.passes import Pass, combine, passes_for
+from quality import Outputs
+
+BEST = passes_for("best")
+REF = (Pass(1024),)
+#: The network is "unsure" of a pixel whose output is strictly between these.
+UNSURE = (0.1, 0.9)
+
+Plane = np.ndarray  # [S, S] float32 network output in 0..1
+Variant = Callable[[dict[Pass, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
+
+
+def quick_scores(mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """MAE and S-measure (pysodmetrics) and IoU at 0.5: the three the probes compare."""
+    import py_sod_metrics as sod
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mae, sm = sod.MAE(), sod.Smeasure()
+    mae.step(pred=mask, gt=truth)
+    sm.step(pred=mask, gt=truth)
+    p, g = mask >= 128, truth >= 128
+    union = int((p | g).sum())
+    return {
+        "mae": float(mae.get_results()["mae"]),
+        "sm": float(sm.get_results()["sm"]),
+        "iou": float((p & g).sum() / union) if union else 1.0,
+    }
+
+
+def soft(y: np.ndarray, h: int, w: int) -> np.ndarray:
+    return pipeline.postprocess(y, h, w).astype(np.float32) / 255
+
+
+def keep_pieces(y: np.ndarray, ratio: float, low: float = 0.05) -> np.ndarray:
+    """Drop the connected pieces (of ``y > low``) whose mass is under ``ratio`` × the largest's."""
+    import cv2
+
+    plane = y.reshape(y.shape[-2:])
+    n, labels = cv2.connectedComponents((plane > low).astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return y
+    mass = np.bincount(labels.ravel(), weights=plane.ravel(), minlength=n)
+    mass[0] = 0
+    keep = mass >= ratio * mass.max()
+    keep[0] = False
+    return np.where(keep[labels], plane, 0).astype(np.float32)[None, None]
+
+
+def fill_holes(y: np.ndarray, max_fraction: float) -> np.ndarray:
+    """Set to 1 the enclosed background pieces (``y < 0.5``) under ``max_fraction`` of the grid."""
+    import cv2
+
+    plane = y.reshape(y.shape[-2:]).copy()
+    bg = (plane < 0.5).astype(np.uint8)
+    n, labels = cv2.connectedComponents(bg, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    area = np.bincount(labels.ravel(), minlength=n)
+    hole = np.ones(n, bool)
+    hole[border] = False
+    hole[0] = False
+    hole &= area <= max_fraction * plane.size
+    plane[hole[labels] & (bg > 0)] = 1.0
+    return plane[None, None]
+
+
+def grabcut(pixels: np.ndarray, mask: np.ndarray, blend: float) -> np.ndarray:
+    """GrabCut at ≤ 512 px seeded by ``mask`` (sure outside the unsure range), its decision
+    blended into the unsure pixels with weight ``blend``."""
+    import cv2
+
+    h, w = mask.shape
+    s = min(1.0, 512 / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    img = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR)
+    small = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+    lo, hi = UNSURE
+    seeds = np.where(
+        small >= hi,
+        cv2.GC_FGD,
+        np.where(small <= lo, cv2.GC_BGD, np.where(small >= 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD)),
+    ).astype(np.uint8)
+    unsure = (seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_PR_BGD)
+    if not ((seeds == cv2.GC_FGD).any() and (seeds == cv2.GC_BGD).any() and unsure.any()):
+        return mask
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(img, seeds, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    fg = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
+    decided = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
+    band = (mask > lo) & (mask < hi)
+    out = mask.copy()
+    out[band] = (1 - blend) * mask[band] + blend * decided[band]
+    return out
+
+
+def oracle_pieces(y: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Keep exactly the pieces of ``y`` that lie mostly inside the truth (a perfect subject rule)."""
+    import cv2
+
+    plane = y.reshape(y.shape[-2:])
+    size = plane.shape[0]
+    g = cv2.resize((truth >= 128).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    n, labels = cv2.connectedComponents((plane > 0.05).astype(np.uint8), connectivity=8)
+    inside = np.bincount(labels.ravel(), weights=(plane * g).ravel(), minlength=n)
+    outside = np.bincount(labels.ravel(), weights=(plane * (1 - g)).ravel(), minlength=n)
+    keep = inside > outside
+    keep[0] = False
+    return np.where(keep[labels], plane, 0).astype(np.float32)[None, None]
+
+
+def oracle_unsure(y: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The truth wherever the network is unsure (a perfect decision for those pixels)."""
+    import cv2
+
+    plane = y.reshape(y.shape[-2:]).copy()
+    size = plane.shape[0]
+    g = cv2.resize((truth >= 128).astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    band = (plane > UNSURE[0]) & (plane < UNSURE[1])
+    plane[band] = g[band]
+    return plane[None, None]
+
+
+def mean_of(
+    passes: tuple[Pass, ...], gain: float | None = None
+) -> Callable[[dict[Pass, np.ndarray]], np.ndarray]:
+    def f(o: dict[Pass, np.ndarray]) -> np.ndarray:
+        ys = [o[p] for p in passes]
+        return combine(ys) if gain is None else combine(ys, gain=gain)
+
+    return f
+
+
+def probe_variants(probe: str) -> tuple[set[Pass], dict[str, Variant]]:
+    """The passes a probe needs and its variants: each maps (outputs, pixels, truth) → a
+    full-resolution soft mask in 0..1."""
+    need = set(BEST)
+    best = mean_of(BEST)
+    v: dict[str, Variant] = {
+        "reference": lambda o, px, t: soft(o[REF[0]], *t.shape),
+        "best": lambda o, px, t: soft(best(o), *t.shape),
+    }
+    if probe == "passes":
+        p896 = (Pass(896), Pass(896, flip=True))
+        p640 = (Pass(640), Pass(640, flip=True))
+        need |= set(p896) | set(p640)
+        for name, passes, gain in (
+            ("best+896", BEST + p896, None),
+            ("best+640", BEST + p640, None),
+            ("best+896+640", BEST + p896 + p640, None),
+            ("best+640, gain 2", BEST + p640, 2.0),
+        ):
+            f = mean_of(passes, gain)
+            v[name] = lambda o, px, t, f=f: soft(f(o), *t.shape)
+    elif probe == "pieces":
+        for r in (0.05, 0.3, 0.5):
+            v[f"best, pieces >= {r:g} of the largest"] = lambda o, px, t, r=r: soft(
+                keep_pieces(best(o), r), *t.shape
+            )
+        for frac in (0.005, 0.02):
+            v[f"best, holes < {frac:g} filled"] = lambda o, px, t, f=frac: soft(
+                fill_holes(best(o), f), *t.shape
+            )
+    elif probe == "grabcut":
+        v["best + grabcut (hard)"] = lambda o, px, t: grabcut(px, soft(best(o), *t.shape), 1.0)
+        v["best + grabcut (half)"] = lambda o, px, t: grabcut(px, soft(best(o), *t.shape), 0.5)
+    elif probe == "oracle":
+        v["best, unsure pixels from the truth"] = lambda o, px, t: soft(oracle_unsure(best(o), t), *t.shape)
+        v["best, subject pieces from the truth"] = lambda o, px, t: soft(oracle_pieces(best(o), t), *t.shape)
+    return need, v
+
+
+def score_mask(mask: np.ndarray, truth: np.ndarray, subset: str) -> dict[str, float]:
+    m8 = np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
+    if subset == "grabcut" and (truth == 128).any():  # its unknown band counts as right
+        truth = truth.copy()
+        truth[truth == 128] = np.where(m8[truth == 128] >= 128, 255, 0)
+    return quick_scores(m8, truth)
+
+
+def run_probe(probe: str, split: devset.Split, limit: int | None, backend: str) -> list[dict[str, Any]]:
+    outputs = Outputs("isnet_fp16", backend, devset.CACHE)
+    need, variants = probe_variants(probe)
+    rows = []
+    for n, pair in enumerate(devset.pairs(split, limit=limit), 1):
+        pixels, truth = pair.load()
+        o = {p: outputs.get(pair.name, pixels, p) for p in need}
+        for name, f in variants.items():
+            rows.append(
+                {"method": name, "subset": pair.subset, **score_mask(f(o, pixels, truth), truth, pair.subset)}
+            )
+        if n % 100 == 0:
+            print(f"# {n} photos", file=sys.stderr, flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- learned
+
+
+def _features(pixels: np.ndarray, ys: list[np.ndarray]) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
+    """Per-pixel features at ≤ 512 px: the passes' logits, their mean and spread, Lab colour,
+    the colour distance to the sure subject and background nearby (31 px box), how much of
+    each is nearby, and the lightness gradient."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    s = min(1.0, 512 / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    lab = cv2.cvtColor(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255,
+                       cv2.COLOR_RGB2Lab)  # fmt: skip
+    st = np.stack([cv2.resize(y[0, 0], size, interpolation=cv2.INTER_AREA) for y in ys], -1)
+    st = np.clip(st, 1e-4, 1 - 1e-4)
+    mean = st.mean(-1)
+    box = (31, 31)
+
+    def near(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = cv2.boxFilter(mask, -1, box, normalize=False) + 1e-3
+        colour = np.stack(
+            [cv2.boxFilter(lab[..., c] * mask, -1, box, normalize=False) / count for c in range(3)], -1
+        )
+        return np.linalg.norm(lab - colour, axis=-1) * (count > 1), count
+
+    d_fg, n_fg = near((mean > 0.9).astype(np.float32))
+    d_bg, n_bg = near((mean < 0.1).astype(np.float32))
+    grad = np.hypot(cv2.Sobel(lab[..., 0], cv2.CV_32F, 1, 0), cv2.Sobel(lab[..., 0], cv2.CV_32F, 0, 1))
+    extra = [mean, st.std(-1), d_fg, d_bg, d_fg - d_bg, np.log1p(n_fg), np.log1p(n_bg), grad]
+    feats = np.concatenate([np.log(st / (1 - st)), lab, *[e[..., None] for e in extra]], -1)
+    return feats, size, mean
+
+
+def run_learned(split: devset.Split, limit: int | None, backend: str) -> list[dict[str, Any]]:
+    import cv2
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    outputs = Outputs("isnet_fp16", backend, devset.CACHE)
+    pairs = devset.pairs(split, limit=limit)
+    half = [hashlib.sha256(p.name.encode()).digest()[1] < 128 for p in pairs]
+    train = [p for p, a in zip(pairs, half, strict=True) if a]
+    test = [p for p, a in zip(pairs, half, strict=True) if not a]
+    lo, hi = 0.02, 0.98
+    rng = np.random.default_rng(0)
+    xs, ys_ = [], []
+    for pair in train:
+        pixels, truth = pair.load()
+        feats, size, mean = _features(pixels, [outputs.get(pair.name, pixels, p) for p in BEST])
+        g = cv2.resize((truth >= 128).astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
+        band = (mean > lo) & (mean < hi)
+        if pair.subset == "grabcut":
+            band &= cv2.resize((truth != 128).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        idx = np.flatnonzero(band.ravel())
+        if idx.size:
+            idx = rng.choice(idx, min(3000, idx.size), replace=False)
+            xs.append(feats.reshape(-1, feats.shape[-1])[idx])
+            ys_.append(g.ravel()[idx])
+    x, y = np.concatenate(xs), np.concatenate(ys_)
+    print(f"# trained on {len(train)} photos, {len(y)} unsure pixels", file=sys.stderr, flush=True)
+    models = {
+        "best, unsure pixels by gradient boosting": HistGradientBoostingClassifier(max_iter=200).fit(x, y),
+        "best, unsure pixels by logistic regression": LogisticRegression(max_iter=500).fit(x, y),
+    }
+    rows = []
+    for pair in test:
+        pixels, truth = pair.load()
+        h, w = truth.shape
+        outs = [outputs.get(pair.name, pixels, p) for p in BEST]
+        best = soft(combine(outs), h, w)
+        rows.append({"method": "best", "subset": pair.subset, **score_mask(best, truth, pair.subset)})
+        feats, size, mean = _features(pixels, outs)
+        band = (mean > lo) & (mean < hi)
+        full_band = cv2.resize(band.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+        for name, model in models.items():
+            prob = np.zeros(band.shape, np.float32)
+            if band.any():
+                prob[band] = model.predict_proba(feats[band])[:, 1]
+            out = best.copy()
+            out[full_band] = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)[full_band]
+            rows.append({"method": name, "subset": pair.subset, **score_mask(out, truth, pair.subset)})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], "all")].append(r)
+        groups[(r["method"], r["subset"])].append(r)
+    order = list(dict.fromkeys(r["method"] for r in rows))
+    out = []
+    for (method, subset), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][1] != "all", kv[0][1], order.index(kv[0][0]))
+    ):
+        out.append({"method": method, "subset": subset, "n": len(rs),
+                    **{m: float(np.mean([r[m] for r in rs])) for m in ("mae", "sm", "iou")}})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--probe", choices=("passes", "pieces", "grabcut", "learned", "oracle"), required=True)
+    ap.add_argument("--split", choices=("tune", "report", "all"), default="tune")
+    ap.add_argument("--limit", type=int, default=None, help="at most N photos per subset")
+    ap.add_argument("--backend", default="auto")
+    args = ap.parse_args()
+    if args.probe == "learned":
+        rows = run_learned(args.split, args.limit, args.backend)
+    else:
+        rows = run_probe(args.probe, args.split, args.limit, args.backend)
+    summary = summarise(rows)
+    print(json.dumps({"probe": args.probe, "split": args.split, "summary": summary}, indent=1))
+    base = {s["subset"]: s for s in summary if s["method"] == "best"}
+    print(f"\n| method | subset | n | MAE | S | IoU | MAE vs best | S vs best |\n|{'---|' * 8}")
+    for s in summary:
+        b = base.get(s["subset"])
+        rel = f"{100 * (s['mae'] / b['mae'] - 1):+.1f} %" if b and b["mae"] else "–"
+        ds = f"{s['sm'] - b['sm']:+.4f}" if b else "–"
+        scores = [f"{s[m]:.4f}" for m in ("mae", "sm", "iou")]
+        cells = [s["method"], s["subset"], str(s["n"]), *scores, rel, ds]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
