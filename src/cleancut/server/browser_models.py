@@ -141,12 +141,22 @@ class ModelChunks:
             c.sha256: (m.path, c.start, c.end) for m in models for c in m.chunks
         }
         self._blobs: dict[str, bytes] = {}
+        self._sized: dict[str, dict[str, Any]] = {}
         for m in models:
             for d in m.sized:
-                blob = d.blob
-                for i in range(0, len(blob), CHUNK_SIZE):
-                    piece = blob[i : i + CHUNK_SIZE]
-                    self._blobs[hashlib.sha256(piece).hexdigest()] = piece
+                chunks = []
+                for i in range(0, len(d.blob), CHUNK_SIZE):
+                    piece = d.blob[i : i + CHUNK_SIZE]
+                    digest = hashlib.sha256(piece).hexdigest()
+                    self._blobs[digest] = piece
+                    chunks.append({"hash": digest, "offsets": [i, i + len(piece)]})
+                self._sized[sized_key(m.key, d.size)] = {
+                    "chunks": chunks,
+                    "size": len(d.blob),
+                    "mime": "application/octet-stream",
+                    "name": f"{m.spec.name} at {d.size}px",
+                    "derived": d.recipe(m.key),
+                }
 
     @classmethod
     def prepare(cls, names: tuple[str, ...], settings: Settings) -> ModelChunks:
@@ -163,23 +173,7 @@ class ModelChunks:
         return cls(out)
 
     def resources(self) -> dict[str, Any]:
-        out = {m.key: m.resource_entry() for m in self.models.values()}
-        for m in self.models.values():
-            for d in m.sized:
-                blob = d.blob
-                chunks = [
-                    {"hash": hashlib.sha256(blob[i : i + CHUNK_SIZE]).hexdigest(),
-                     "offsets": [i, min(i + CHUNK_SIZE, len(blob))]}
-                    for i in range(0, len(blob), CHUNK_SIZE)
-                ]  # fmt: skip
-                out[sized_key(m.key, d.size)] = {
-                    "chunks": chunks,
-                    "size": len(blob),
-                    "mime": "application/octet-stream",
-                    "name": f"{m.spec.name} at {d.size}px",
-                    "derived": d.recipe(m.key),
-                }
-        return out
+        return {**{m.key: m.resource_entry() for m in self.models.values()}, **self._sized}
 
     def read_chunk(self, sha256: str) -> bytes | None:
         """The chunk's bytes, or ``None`` for a hash no served model has."""
