@@ -63,8 +63,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.stage == "queued":  # never got a worker: the server is too busy, come back
             retry = request.app.state.cleancut.queue.retry_after()
             return _json_error(ApiError(503, "queue_timeout", str(exc), retry_after=retry))
-        if exc.stage == "upload":  # the client sent too slowly
-            return _json_error(ApiError(408, "upload_timeout", str(exc)))
         return _json_error(ApiError(504, "timeout", str(exc)))
 
     @app.exception_handler(StarletteHTTPException)
