@@ -352,31 +352,30 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
         if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
             continue
         sizes = node.input[3]
-        if sizes in done:
-            rewritten += 1
+        if sizes in done:  # one target shared by several Resize nodes is scaled once
             continue
         source = producers.get(sizes)
-        if sizes in initializers or (source is not None and id(source) in constants):
+        if sizes in initializers:
+            folded = initializers[sizes]
+        elif source is not None and id(source) in constants:
+            folded = source.attribute[0].t
+        else:
+            folded = None
+        if folded is not None:
             # The whole [N, C, H, W] target is one constant (the quantised graph's exporter
             # folded the Concat): its last two entries are the pixels.
-            tensor = initializers[sizes] if sizes in initializers else source.attribute[0].t  # type: ignore[union-attr]
-            if len(tensor.dims) != 1 or tensor.dims[0] != 4:
+            if len(folded.dims) != 1 or folded.dims[0] != 4:
                 raise ModelError(f"unexpected graph: Resize {node.name} sizes are not [N, C, H, W]")
-            scale(tensor, f"Resize {node.name} sizes", 2)
-            done.add(sizes)
+            scale(folded, f"Resize {node.name} sizes", 2)
             rewritten += 1
-            continue
-        if source is None or source.op_type != "Concat":
+        elif source is not None and source.op_type == "Concat":
+            for name in source.input:
+                const = producers.get(name)
+                if const is not None and id(const) in constants:
+                    scale(const.attribute[0].t, f"Resize {node.name} sizes", 0)
+                    rewritten += 1
+        else:
             raise ModelError(f"unexpected graph: Resize {node.name} sizes are not a Concat or a constant")
-        for name in source.input:
-            const = producers.get(name)
-            if const is not None and id(const) in constants:
-                scale(const.attribute[0].t, f"Resize {node.name} sizes", 0)
-                rewritten += 1
-            elif name in initializers and name not in done:
-                scale(initializers[name], f"Resize {node.name} sizes", 0)
-                done.add(name)
-                rewritten += 1
         done.add(sizes)
     if rewritten == 0:
         raise ModelError("unexpected graph: no Resize output sizes to rescale")

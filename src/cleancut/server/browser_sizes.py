@@ -86,8 +86,7 @@ def build_sized_delta(base: bytes, size: int) -> SizedDelta:
     new = with_input_size(model, size).SerializeToString()
     digest = hashlib.sha256(new).hexdigest()
     out = _Builder()
-    span = _block(base, first, last), _block(new, first, last)
-    old_span, new_span = span
+    old_span, new_span = _block(base, first, last), _block(new, first, last)
     if old_span is None or new_span is None or old_span[1] - old_span[0] != new_span[1] - new_span[0]:
         out.literal(new)
         return SizedDelta(size, len(new), digest, bytes(out.blob), tuple(out.parts))
