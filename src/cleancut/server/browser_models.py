@@ -79,13 +79,18 @@ class BrowserModel:
         return self.chunks[-1].end if self.chunks else 0
 
     def resource_entry(self) -> dict[str, Any]:
-        return {
-            "chunks": [{"hash": c.sha256, "offsets": [c.start, c.end]} for c in self.chunks],
-            "size": self.size,
-            "mime": "application/octet-stream",
-            # Not in IMG.LY's format (extra keys are harmless there): lets the page name it.
-            "name": self.spec.name,
-        }
+        return _entry(self.chunks, self.spec.name)
+
+
+def _entry(chunks: tuple[ChunkRef, ...], name: str) -> dict[str, Any]:
+    """A resources.json entry for a file cut into ``chunks``."""
+    return {
+        "chunks": [{"hash": c.sha256, "offsets": [c.start, c.end]} for c in chunks],
+        "size": chunks[-1].end if chunks else 0,
+        "mime": "application/octet-stream",
+        # Not in IMG.LY's format (extra keys are harmless there): lets the page name it.
+        "name": name,
+    }
 
 
 def browser_model_for(name: str) -> ModelSpec:
@@ -147,16 +152,11 @@ class ModelChunks:
                 chunks = []
                 for i in range(0, len(d.blob), CHUNK_SIZE):
                     piece = d.blob[i : i + CHUNK_SIZE]
-                    digest = hashlib.sha256(piece).hexdigest()
-                    self._blobs[digest] = piece
-                    chunks.append({"hash": digest, "offsets": [i, i + len(piece)]})
-                self._sized[sized_key(m.key, d.size)] = {
-                    "chunks": chunks,
-                    "size": len(d.blob),
-                    "mime": "application/octet-stream",
-                    "name": f"{m.spec.name} at {d.size}px",
-                    "derived": d.recipe(m.key),
-                }
+                    ref = ChunkRef(hashlib.sha256(piece).hexdigest(), i, i + len(piece))
+                    self._blobs[ref.sha256] = piece
+                    chunks.append(ref)
+                entry = _entry(tuple(chunks), f"{m.spec.name} at {d.size}px")
+                self._sized[sized_key(m.key, d.size)] = {**entry, "derived": d.recipe(m.key)}
 
     @classmethod
     def prepare(cls, names: tuple[str, ...], settings: Settings) -> ModelChunks:
