@@ -117,8 +117,9 @@ def alpha_band_error(mask: np.ndarray, alpha: np.ndarray) -> float:
     return float(np.abs(mask.astype(np.int16) - alpha.astype(np.int16))[band].mean())
 
 
-def mask_scores(mask: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
-    """pysodmetrics' MAE, S-measure, mean E-measure, weighted F and max F, plus IoU at 0.5."""
+def mask_scores(mask: np.ndarray, alpha: np.ndarray, *, quick: bool = False) -> dict[str, float]:
+    """pysodmetrics' MAE, S-measure, mean E-measure, weighted F and max F, plus IoU at 0.5
+    (``quick``: MAE, S-measure and IoU only, the three benchmarks/quality_probes.py compares)."""
     try:
         import warnings
 
@@ -132,23 +133,33 @@ def mask_scores(mask: np.ndarray, alpha: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "use FmeasureV2": the classic F-measure is what papers report
-        mae, sm, em, wfm, fm = (
-            sod.MAE(),
-            sod.Smeasure(),
-            sod.Emeasure(),
-            sod.WeightedFmeasure(),
-            sod.Fmeasure(),
-        )
-    for metric in (mae, sm, em, wfm, fm):
+        mae, sm = sod.MAE(), sod.Smeasure()
+        extra = () if quick else (sod.Emeasure(), sod.WeightedFmeasure(), sod.Fmeasure())
+    for metric in (mae, sm, *extra):
         metric.step(pred=mask, gt=alpha)
     out["mae"] = float(mae.get_results()["mae"])
     out["sm"] = float(sm.get_results()["sm"])
-    out["em"] = float(np.mean(em.get_results()["em"]["curve"]))
-    out["wfm"] = float(wfm.get_results()["wfm"])
-    out["maxf"] = float(np.max(fm.get_results()["fm"]["curve"]))
+    if extra:
+        em, wfm, fm = extra
+        out["em"] = float(np.mean(em.get_results()["em"]["curve"]))
+        out["wfm"] = float(wfm.get_results()["wfm"])
+        out["maxf"] = float(np.max(fm.get_results()["fm"]["curve"]))
     p, g = mask >= 128, alpha >= 128
     union = int((p | g).sum())
     out["iou"] = float((p & g).sum() / union) if union else 1.0
+    return out
+
+
+def scored_truth(truth: np.ndarray, mask: np.ndarray, subset: str) -> np.ndarray:
+    """``truth`` as it is scored against ``mask``: GrabCut's unknown band (128) takes
+    whatever the prediction says, so it counts as right."""
+    if subset != "grabcut":
+        return truth
+    unknown = truth == 128
+    if not unknown.any():
+        return truth
+    out = truth.copy()
+    out[unknown] = np.where(mask[unknown] >= 128, 255, 0)
     return out
 
 
@@ -218,7 +229,6 @@ def score_item(item: Item, outputs: Outputs, methods: dict[str, Method]) -> list
     rows = []
     ys: dict[tuple[Pass, ...], np.ndarray] = {}
     masks: dict[tuple[Any, ...], tuple[np.ndarray, dict[str, float]]] = {}
-    unknown = item.truth == 128 if item.subset == "grabcut" else None
     soft = item.subset in devset.SOFT_SUBSETS
     band = edge_band(item.composite.alpha) if item.composite is not None else None
     for name, method in methods.items():
@@ -229,11 +239,7 @@ def score_item(item: Item, outputs: Outputs, methods: dict[str, Method]) -> list
         key = (method.passes, o.refine, o.threshold, o.feather, o.min_island, o.min_hole)
         if key not in masks:
             mask = make_mask(ys[method.passes], item.pixels, o, exact=outputs.exact)
-            truth = item.truth
-            if unknown is not None and unknown.any():
-                truth = truth.copy()  # GrabCut's unknown band: whatever the prediction says is right
-                truth[unknown] = np.where(mask[unknown] >= 128, 255, 0)
-            scores = mask_scores(mask, truth)
+            scores = mask_scores(mask, scored_truth(item.truth, mask, item.subset))
             if item.composite is None:
                 scores["edge_err"] = alpha_band_error(mask, item.truth) if soft else float("nan")
             masks[key] = (mask, scores)

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import sys
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import devset
 from cleancut import pipeline
 from cleancut.passes import Pass, combine, passes_for
-from quality import Outputs
+from quality import Outputs, mask_scores, scored_truth
 
 BEST = passes_for("best")
 REF = (Pass(1024),)
@@ -42,24 +41,6 @@ UNSURE = (0.1, 0.9)
 
 Plane = np.ndarray  # [S, S] float32 network output in 0..1
 Variant = Callable[[dict[Pass, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
-
-
-def quick_scores(mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """MAE and S-measure (pysodmetrics) and IoU at 0.5: the three the probes compare."""
-    import py_sod_metrics as sod
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mae, sm = sod.MAE(), sod.Smeasure()
-    mae.step(pred=mask, gt=truth)
-    sm.step(pred=mask, gt=truth)
-    p, g = mask >= 128, truth >= 128
-    union = int((p | g).sum())
-    return {
-        "mae": float(mae.get_results()["mae"]),
-        "sm": float(sm.get_results()["sm"]),
-        "iou": float((p & g).sum() / union) if union else 1.0,
-    }
 
 
 def soft(y: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -205,10 +186,7 @@ def probe_variants(probe: str) -> tuple[set[Pass], dict[str, Variant]]:
 
 def score_mask(mask: np.ndarray, truth: np.ndarray, subset: str) -> dict[str, float]:
     m8 = np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
-    if subset == "grabcut" and (truth == 128).any():  # its unknown band counts as right
-        truth = truth.copy()
-        truth[truth == 128] = np.where(m8[truth == 128] >= 128, 255, 0)
-    return quick_scores(m8, truth)
+    return mask_scores(m8, scored_truth(truth, m8, subset), quick=True)
 
 
 def run_probe(probe: str, split: devset.Split, limit: int | None, backend: str) -> list[dict[str, Any]]:
