@@ -4,8 +4,11 @@
     python benchmarks/quality_probes.py --probe passes    # more passes than best's four
     python benchmarks/quality_probes.py --probe pieces    # keep only the main pieces / fill holes
     python benchmarks/quality_probes.py --probe grabcut   # GrabCut seeded by the mask
+    python benchmarks/quality_probes.py --probe zoom      # a second look on the subject's box or tiles
+    python benchmarks/quality_probes.py --probe photometric  # passes on contrast/gamma-edited copies
     python benchmarks/quality_probes.py --probe learned   # a classifier for the unsure pixels
     python benchmarks/quality_probes.py --probe oracle    # bounds, using the truth
+    python benchmarks/quality_probes.py --probe errors    # where best's error lies
 
 Every probe runs on the dev set's **tune** half by default (``--split``), from the network
 outputs that ``benchmarks/quality.py`` caches (missing ones are computed), and prints JSON
@@ -22,6 +25,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +35,53 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devset
 from cleancut import pipeline
-from cleancut.passes import Pass, combine, passes_for
+from cleancut.passes import AVERAGE_GAIN, Pass, combine, pass_input, pass_output, passes_for, sharpen
 from quality import Outputs, mask_scores, scored_truth
 
+PROBES = ("passes", "pieces", "grabcut", "zoom", "photometric", "learned", "oracle", "errors")
 BEST = passes_for("best")
 REF = (Pass(1024),)
 #: The network is "unsure" of a pixel whose output is strictly between these.
 UNSURE = (0.1, 0.9)
 
 Plane = np.ndarray  # [S, S] float32 network output in 0..1
-Variant = Callable[[dict[Pass, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Photo:
+    """One dev-set photo as a probe sees it: its pixels, truth, the network outputs of the
+    passes the probe needs (``o``), and a way to run the network on derived images."""
+
+    name: str
+    pixels: np.ndarray
+    truth: np.ndarray
+    o: dict[Pass, np.ndarray]
+    outputs: Outputs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h, w = self.truth.shape
+        return h, w
+
+    def extra(self, key: str, image: np.ndarray, flip: bool = False) -> np.ndarray:
+        """The 1024² network output ``[S, S]`` for ``image`` (a crop, a tile, a retouched copy
+        of the photo), cached on disk as ``key``."""
+        name = f"{self.name}_{key}{'f' if flip else ''}.npy"
+        path = self.outputs.root / self.outputs.model / "probe" / name
+        if path.is_file():
+            return np.load(path).astype(np.float32)
+        p = Pass(1024, flip)
+        session = self.outputs.remover.session_for(p.size, None, None)
+        x = pass_input(np.ascontiguousarray(image[..., :3]), p, exact=self.outputs.exact)
+        y = pass_output(session.run(x), p).reshape(p.size, p.size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npy")
+        np.save(tmp, y.astype(np.float16))
+        tmp.replace(path)
+        return y.astype(np.float32)
+
+
+Variant = Callable[[Photo], np.ndarray]
 
 
 def soft(y: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -135,6 +176,131 @@ def oracle_unsure(y: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return plane[None, None]
 
 
+def upsample(y: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A network plane ``[.., S, S]`` at ``h × w`` in float, on the reference grid (as
+    :func:`soft`, without rounding to 8 bits)."""
+    import cv2
+
+    plane = np.asarray(y, np.float32).reshape(y.shape[-2:])
+    s = plane.shape[0]
+    matrix = np.array([[s / w, 0.0, 0.0], [0.0, s / h, 0.0]], dtype=np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(plane, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def subject_box(mask: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int] | None:
+    """The box ``(y0, y1, x0, x1)`` round ``mask > 0.5`` widened by ``margin`` × its longer
+    side, or None when there is no subject or the box covers most of the photo (> 70 %)."""
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask > 0.5)
+    if ys.size == 0:
+        return None
+    m = margin * max(ys.max() - ys.min(), xs.max() - xs.min())
+    y0, x0 = max(0, int(ys.min() - m)), max(0, int(xs.min() - m))
+    y1, x1 = min(h, int(ys.max() + m) + 2), min(w, int(xs.max() + m) + 2)
+    if (y1 - y0) * (x1 - x0) > 0.7 * h * w or min(y1 - y0, x1 - x0) < 16:
+        return None
+    return y0, y1, x0, x1
+
+
+def zoom_variants() -> dict[str, Variant]:
+    """A closer look: the network run again at 1024² on the subject's box (and its mirror) or
+    on four overlapping tiles (60 % of each side), fused with ``best``'s four passes."""
+    lo, hi = UNSURE
+
+    def passes_mean(ph: Photo) -> np.ndarray:
+        return np.mean([upsample(ph.o[p], *ph.shape) for p in BEST], axis=0)
+
+    def crop(ph: Photo) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(the four passes' mean, the crop passes' sum, how many passes each pixel has)."""
+        mean4 = passes_mean(ph)
+        box = subject_box(sharpen(mean4, AVERAGE_GAIN))
+        if box is None:
+            return None
+        y0, y1, x0, x1 = box
+        image, key = ph.pixels[y0:y1, x0:x1], f"crop{y0}-{y1}-{x0}-{x1}"
+        total, count = np.zeros_like(mean4), np.zeros_like(mean4)
+        for flip in (False, True):
+            total[y0:y1, x0:x1] += upsample(ph.extra(key, image, flip), y1 - y0, x1 - x0)
+            count[y0:y1, x0:x1] += 1
+        return mean4, total, count
+
+    def crop_mean(ph: Photo) -> np.ndarray:
+        c = crop(ph)
+        if c is None:
+            return sharpen(passes_mean(ph), AVERAGE_GAIN)
+        mean4, total, count = c
+        return sharpen((4 * mean4 + total) / (4 + count), AVERAGE_GAIN)
+
+    def crop_band(ph: Photo) -> np.ndarray:
+        c = crop(ph)
+        if c is None:
+            return sharpen(passes_mean(ph), AVERAGE_GAIN)
+        mean4, total, count = c
+        out = sharpen(mean4, AVERAGE_GAIN)
+        band = (count > 0) & (out > lo) & (out < hi)
+        out[band] = sharpen(total[band] / count[band], AVERAGE_GAIN)
+        return out
+
+    def tiles(ph: Photo) -> np.ndarray:
+        """The four tiles' outputs blended with tent weights into one full-size plane."""
+        h, w = ph.shape
+        th, tw = max(16, int(h * 0.6)), max(16, int(w * 0.6))
+        acc, weight = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+        for i, (y0, x0) in enumerate((y, x) for y in (0, h - th) for x in (0, w - tw)):
+            y = upsample(ph.extra(f"tile{i}", ph.pixels[y0 : y0 + th, x0 : x0 + tw]), th, tw)
+            tent = np.outer(*(np.maximum(1 - np.abs(np.linspace(-1, 1, n, dtype=np.float32)), 0.05)
+                              for n in (th, tw)))  # fmt: skip
+            acc[y0 : y0 + th, x0 : x0 + tw] += y * tent
+            weight[y0 : y0 + th, x0 : x0 + tw] += tent
+        return acc / np.maximum(weight, 1e-6)
+
+    def tiles_band(ph: Photo) -> np.ndarray:
+        out = sharpen(passes_mean(ph), AVERAGE_GAIN)
+        band = (out > lo) & (out < hi)
+        out[band] = 0.5 * out[band] + 0.5 * tiles(ph)[band]
+        return out
+
+    return {
+        "best, averaged at full size (control)": lambda ph: sharpen(passes_mean(ph), AVERAGE_GAIN),
+        "best + subject crop, averaged": crop_mean,
+        "best, unsure band from the subject crop": crop_band,
+        "best + tiles, averaged (5 parts)": lambda ph: sharpen(
+            (4 * passes_mean(ph) + tiles(ph)) / 5, AVERAGE_GAIN
+        ),
+        "best, unsure band half from tiles": tiles_band,
+    }
+
+
+def photometric_variants() -> dict[str, Variant]:
+    """Colour test-time augmentation: 1024² passes on retouched copies of the photo
+    (contrast stretched per channel, gamma 0.7 and 1.4), each averaged in with ``best``'s four."""
+    import cv2
+
+    def stretch(px: np.ndarray) -> np.ndarray:
+        lo_, hi_ = np.percentile(px[..., :3], (1, 99), axis=(0, 1))
+        return np.clip((px[..., :3] - lo_) * (255 / np.maximum(hi_ - lo_, 1)), 0, 255).astype(np.uint8)
+
+    def gamma(g: float) -> Callable[[np.ndarray], np.ndarray]:
+        lut = np.clip(255 * (np.arange(256) / 255) ** g + 0.5, 0, 255).astype(np.uint8)
+        return lambda px: cv2.LUT(np.ascontiguousarray(px[..., :3]), lut)
+
+    edits = {"stretch": stretch, "gamma0.7": gamma(0.7), "gamma1.4": gamma(1.4)}
+
+    def with_edits(keys: tuple[str, ...]) -> Variant:
+        def f(ph: Photo) -> np.ndarray:
+            ys = [ph.o[p] for p in BEST] + [ph.extra(k, edits[k](ph.pixels))[None, None] for k in keys]
+            return soft(combine(ys), *ph.shape)
+
+        return f
+
+    return {
+        "best + contrast-stretched pass": with_edits(("stretch",)),
+        "best + gamma 0.7 and 1.4 passes": with_edits(("gamma0.7", "gamma1.4")),
+        "best + all three": with_edits(("stretch", "gamma0.7", "gamma1.4")),
+    }
+
+
 def mean_of(
     passes: tuple[Pass, ...], gain: float | None = None
 ) -> Callable[[dict[Pass, np.ndarray]], np.ndarray]:
@@ -151,8 +317,8 @@ def probe_variants(probe: str) -> tuple[set[Pass], dict[str, Variant]]:
     need = set(BEST)
     best = mean_of(BEST)
     v: dict[str, Variant] = {
-        "reference": lambda o, px, t: soft(o[REF[0]], *t.shape),
-        "best": lambda o, px, t: soft(best(o), *t.shape),
+        "reference": lambda ph: soft(ph.o[REF[0]], *ph.shape),
+        "best": lambda ph: soft(best(ph.o), *ph.shape),
     }
     if probe == "passes":
         p896 = (Pass(896), Pass(896, flip=True))
@@ -165,22 +331,30 @@ def probe_variants(probe: str) -> tuple[set[Pass], dict[str, Variant]]:
             ("best+640, gain 2", BEST + p640, 2.0),
         ):
             f = mean_of(passes, gain)
-            v[name] = lambda o, px, t, f=f: soft(f(o), *t.shape)
+            v[name] = lambda ph, f=f: soft(f(ph.o), *ph.shape)
     elif probe == "pieces":
         for r in (0.05, 0.3, 0.5):
-            v[f"best, pieces >= {r:g} of the largest"] = lambda o, px, t, r=r: soft(
-                keep_pieces(best(o), r), *t.shape
+            v[f"best, pieces >= {r:g} of the largest"] = lambda ph, r=r: soft(
+                keep_pieces(best(ph.o), r), *ph.shape
             )
         for frac in (0.005, 0.02):
-            v[f"best, holes < {frac:g} filled"] = lambda o, px, t, f=frac: soft(
-                fill_holes(best(o), f), *t.shape
+            v[f"best, holes < {frac:g} filled"] = lambda ph, fr=frac: soft(
+                fill_holes(best(ph.o), fr), *ph.shape
             )
     elif probe == "grabcut":
-        v["best + grabcut (hard)"] = lambda o, px, t: grabcut(px, soft(best(o), *t.shape), 1.0)
-        v["best + grabcut (half)"] = lambda o, px, t: grabcut(px, soft(best(o), *t.shape), 0.5)
+        v["best + grabcut (hard)"] = lambda ph: grabcut(ph.pixels, soft(best(ph.o), *ph.shape), 1.0)
+        v["best + grabcut (half)"] = lambda ph: grabcut(ph.pixels, soft(best(ph.o), *ph.shape), 0.5)
+    elif probe == "zoom":
+        v.update(zoom_variants())
+    elif probe == "photometric":
+        v.update(photometric_variants())
     elif probe == "oracle":
-        v["best, unsure pixels from the truth"] = lambda o, px, t: soft(oracle_unsure(best(o), t), *t.shape)
-        v["best, subject pieces from the truth"] = lambda o, px, t: soft(oracle_pieces(best(o), t), *t.shape)
+        v["best, unsure pixels from the truth"] = lambda ph: soft(
+            oracle_unsure(best(ph.o), ph.truth), *ph.shape
+        )
+        v["best, subject pieces from the truth"] = lambda ph: soft(
+            oracle_pieces(best(ph.o), ph.truth), *ph.shape
+        )
     return need, v
 
 
@@ -195,11 +369,9 @@ def run_probe(probe: str, split: devset.Split, limit: int | None, backend: str) 
     rows = []
     for n, pair in enumerate(devset.pairs(split, limit=limit), 1):
         pixels, truth = pair.load()
-        o = {p: outputs.get(pair.name, pixels, p) for p in need}
+        photo = Photo(pair.name, pixels, truth, {p: outputs.get(pair.name, pixels, p) for p in need}, outputs)
         for name, f in variants.items():
-            rows.append(
-                {"method": name, "subset": pair.subset, **score_mask(f(o, pixels, truth), truth, pair.subset)}
-            )
+            rows.append({"method": name, "subset": pair.subset, **score_mask(f(photo), truth, pair.subset)})
         if n % 100 == 0:
             print(f"# {n} photos", file=sys.stderr, flush=True)
     return rows
@@ -290,6 +462,58 @@ def run_learned(split: devset.Split, limit: int | None, backend: str) -> list[di
     return rows
 
 
+# --------------------------------------------------------------------------- errors
+
+
+def run_errors(split: devset.Split, limit: int | None, backend: str) -> list[dict[str, Any]]:
+    """Where ``best``'s error lies, per subset: its MAE split into subject taken for background
+    (false negative) and background taken for subject (false positive), the part of the
+    latter in pieces of the mask that do not touch the true subject, and the error of the
+    photos whose true subject fills most of the frame (≥ 60 %: a table, a bed, a wall). The
+    truth is binarised at 128 as pysodmetrics does (whose MAE also stretches each mask to
+    0..1 first, so its figures differ slightly where a mask has no sure pixel)."""
+    import cv2
+
+    outputs = Outputs("isnet_fp16", backend, devset.CACHE)
+    per: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    for pair in devset.pairs(split, limit=limit):
+        pixels, truth = pair.load()
+        mask = soft(combine([outputs.get(pair.name, pixels, p) for p in BEST]), *truth.shape)
+        known = (truth != 128) if pair.subset == "grabcut" else np.ones(truth.shape, bool)
+        g = (truth >= 128).astype(np.float32)  # binarised at 128, as pysodmetrics does
+        fn = float(((1 - mask) * g * known).mean())
+        fp = float((mask * (1 - g) * known).mean())
+        n, labels = cv2.connectedComponents((mask > 0.5).astype(np.uint8), connectivity=8)
+        touches = np.bincount(labels.ravel(), weights=g.ravel(), minlength=n) > 0
+        apart = float(((labels > 0) & ~touches[labels] & known).mean() if n > 1 else 0.0)
+        scene = float(g.mean() >= 0.6)
+        for key in ("all", pair.subset):
+            per[key].append((fn + fp, fn, fp, apart, scene, scene * (fn + fp)))
+    total = sum(r[0] for r in per["all"])
+    rows = []
+    for subset, rs in sorted(per.items(), key=lambda kv: (kv[0] != "all", kv[0])):
+        a = np.array(rs)
+        rows.append({"subset": subset, "n": len(rs), "mae": float(a[:, 0].mean()),
+                     "missed": float(a[:, 1].mean()), "extra": float(a[:, 2].mean()),
+                     "extra_apart": float(a[:, 3].mean()), "scene_photos": int(a[:, 4].sum()),
+                     "scene_error_share": float(a[:, 5].sum() / max(a[:, 0].sum(), 1e-12)),
+                     "share_of_all_error": float(a[:, 0].sum() / max(total, 1e-12))})  # fmt: skip
+    return rows
+
+
+def print_errors(rows: list[dict[str, Any]], split: str) -> None:
+    print(json.dumps({"probe": "errors", "split": split, "rows": rows}, indent=1))
+    print(
+        "\n| subset | n | MAE of best | subject missed | background taken | … in pieces apart "
+        f"| photos with subject ≥ 60 % | their share of the error | share of all error |\n|{'---|' * 9}"
+    )
+    for r in rows:
+        scores = [f"{r[k]:.4f}" for k in ("mae", "missed", "extra", "extra_apart")]
+        shares = [f"{100 * r[k]:.0f} %" for k in ("scene_error_share", "share_of_all_error")]
+        cells = [r["subset"], str(r["n"]), *scores, str(r["scene_photos"]), *shares]
+        print("| " + " | ".join(cells) + " |")
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -307,11 +531,14 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--probe", choices=("passes", "pieces", "grabcut", "learned", "oracle"), required=True)
+    ap.add_argument("--probe", choices=PROBES, required=True)
     ap.add_argument("--split", choices=("tune", "report", "all"), default="tune")
     ap.add_argument("--limit", type=int, default=None, help="at most N photos per subset")
     ap.add_argument("--backend", default="auto")
     args = ap.parse_args()
+    if args.probe == "errors":
+        print_errors(run_errors(args.split, args.limit, args.backend), args.split)
+        return
     if args.probe == "learned":
         rows = run_learned(args.split, args.limit, args.backend)
     else:

@@ -126,3 +126,24 @@ def test_harness_scoring_returns_all_metrics(
     summary = quality.summarise(rows)
     assert {s["subset"] for s in summary} == {c.subset, "all"}
     assert "| m | o | all | 1 |" in quality.table(summary)
+
+
+def test_probe_helpers_keep_the_reference_grid_and_the_subject_box() -> None:
+    """The zoom probe's float upsampling is the pipeline's mask before rounding, and its
+    subject box holds the subject with a margin, or is None when a crop would add nothing."""
+    import quality_probes as qp
+
+    rng = np.random.default_rng(3)
+    y = rng.random((1, 1, 64, 64), dtype=np.float32)
+    for h, w in ((50, 90), (130, 70)):
+        exact = pipeline.postprocess(y, h, w).astype(np.float32) / 255
+        assert np.abs(qp.upsample(y, h, w) - exact).max() <= 1.5 / 255
+
+    mask = np.zeros((200, 300), np.float32)
+    assert qp.subject_box(mask) is None  # no subject
+    mask[50:100, 100:150] = 1.0
+    y0, y1, x0, x1 = qp.subject_box(mask, margin=0.1) or (0, 0, 0, 0)
+    assert y0 <= 45 and y1 >= 105 and x0 <= 95 and x1 >= 155  # 10 % of the 50 px side
+    assert (y1 - y0) * (x1 - x0) < 0.2 * mask.size
+    mask[5:195, 5:295] = 1.0
+    assert qp.subject_box(mask) is None  # the box would be most of the photo
