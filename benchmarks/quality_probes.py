@@ -274,7 +274,8 @@ def zoom_variants() -> dict[str, Variant]:
 
 def photometric_variants() -> dict[str, Variant]:
     """Colour test-time augmentation: 1024² passes on retouched copies of the photo
-    (contrast stretched per channel, gamma 0.7 and 1.4), each averaged in with ``best``'s four."""
+    (contrast stretched per channel, gamma 0.7 and 1.4), averaged in with ``best``'s four, or
+    the gamma pair in place of some of them."""
     import cv2
 
     def stretch(px: np.ndarray) -> np.ndarray:
@@ -287,17 +288,22 @@ def photometric_variants() -> dict[str, Variant]:
 
     edits = {"stretch": stretch, "gamma0.7": gamma(0.7), "gamma1.4": gamma(1.4)}
 
-    def with_edits(keys: tuple[str, ...]) -> Variant:
+    def with_edits(keys: tuple[str, ...], passes: tuple[Pass, ...] = BEST) -> Variant:
         def f(ph: Photo) -> np.ndarray:
-            ys = [ph.o[p] for p in BEST] + [ph.extra(k, edits[k](ph.pixels))[None, None] for k in keys]
+            ys = [ph.o[p] for p in passes] + [ph.extra(k, edits[k](ph.pixels))[None, None] for k in keys]
             return soft(combine(ys), *ph.shape)
 
         return f
 
+    gammas = ("gamma0.7", "gamma1.4")
     return {
         "best + contrast-stretched pass": with_edits(("stretch",)),
-        "best + gamma 0.7 and 1.4 passes": with_edits(("gamma0.7", "gamma1.4")),
-        "best + all three": with_edits(("stretch", "gamma0.7", "gamma1.4")),
+        "best + gamma 0.7 and 1.4 passes": with_edits(gammas),
+        "best + all three": with_edits(("stretch", *gammas)),
+        # the gamma pair in place of best's mirrored 1024² pass (5 passes), or of both 1024²
+        # passes (4 passes, the same network time as best)
+        "768 pair + 1024 + gamma pair": with_edits(gammas, (Pass(1024), Pass(768), Pass(768, flip=True))),
+        "768 pair + gamma pair (best's cost)": with_edits(gammas, (Pass(768), Pass(768, flip=True))),
     }
 
 
