@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devset
 from cleancut import pipeline
-from cleancut.passes import AVERAGE_GAIN, Pass, combine, pass_input, pass_output, passes_for, sharpen
+from cleancut.passes import AVERAGE_GAIN, Pass, combine, passes_for, sharpen
 from quality import Outputs, mask_scores, scored_truth
 
 PROBES = ("passes", "pieces", "grabcut", "zoom", "photometric", "learned", "oracle", "errors")
@@ -64,21 +64,9 @@ class Photo:
         return h, w
 
     def extra(self, key: str, image: np.ndarray, flip: bool = False) -> np.ndarray:
-        """The 1024² network output ``[S, S]`` for ``image`` (a crop, a tile, a retouched copy
-        of the photo), cached on disk as ``key``."""
-        name = f"{self.name}_{key}{'f' if flip else ''}.npy"
-        path = self.outputs.root / self.outputs.model / "probe" / name
-        if path.is_file():
-            return np.load(path).astype(np.float32)
-        p = Pass(1024, flip)
-        session = self.outputs.remover.session_for(p.size, None, None)
-        x = pass_input(np.ascontiguousarray(image[..., :3]), p, exact=self.outputs.exact)
-        y = pass_output(session.run(x), p).reshape(p.size, p.size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, y.astype(np.float16))
-        tmp.replace(path)
-        return y.astype(np.float32)
+        """The 1024² network output ``[1, 1, S, S]`` for ``image`` (a crop, a tile, a
+        retouched copy of the photo), cached by :class:`Outputs` as the photo's ``key``."""
+        return self.outputs.get(f"{self.name}_{key}", np.ascontiguousarray(image), Pass(1024, flip))
 
 
 Variant = Callable[[Photo], np.ndarray]
@@ -179,13 +167,7 @@ def oracle_unsure(y: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def upsample(y: np.ndarray, h: int, w: int) -> np.ndarray:
     """A network plane ``[.., S, S]`` at ``h × w`` in float, on the reference grid (as
     :func:`soft`, without rounding to 8 bits)."""
-    import cv2
-
-    plane = np.asarray(y, np.float32).reshape(y.shape[-2:])
-    s = plane.shape[0]
-    matrix = np.array([[s / w, 0.0, 0.0], [0.0, s / h, 0.0]], dtype=np.float64)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    return cv2.warpAffine(plane, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return pipeline._resize_fast(np.asarray(y, np.float32).reshape(y.shape[-2:]), h, w)
 
 
 def subject_box(mask: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int] | None:
@@ -290,7 +272,7 @@ def photometric_variants() -> dict[str, Variant]:
 
     def with_edits(keys: tuple[str, ...], passes: tuple[Pass, ...] = BEST) -> Variant:
         def f(ph: Photo) -> np.ndarray:
-            ys = [ph.o[p] for p in passes] + [ph.extra(k, edits[k](ph.pixels))[None, None] for k in keys]
+            ys = [ph.o[p] for p in passes] + [ph.extra(k, edits[k](ph.pixels)) for k in keys]
             return soft(combine(ys), *ph.shape)
 
         return f
@@ -484,7 +466,7 @@ def run_errors(split: devset.Split, limit: int | None, backend: str) -> list[dic
     per: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     for pair in devset.pairs(split, limit=limit):
         pixels, truth = pair.load()
-        mask = soft(combine([outputs.get(pair.name, pixels, p) for p in BEST]), *truth.shape)
+        mask = soft(outputs.combined(pair.name, pixels, BEST), *truth.shape)
         known = (truth != 128) if pair.subset == "grabcut" else np.ones(truth.shape, bool)
         g = (truth >= 128).astype(np.float32)  # binarised at 128, as pysodmetrics does
         fn = float(((1 - mask) * g * known).mean())
