@@ -6,6 +6,7 @@
     python benchmarks/quality_probes.py --probe grabcut   # GrabCut seeded by the mask
     python benchmarks/quality_probes.py --probe zoom      # a second look on the subject's box or tiles
     python benchmarks/quality_probes.py --probe photometric  # passes on contrast/gamma-edited copies
+    python benchmarks/quality_probes.py --probe geometry  # passes on a letterboxed / rotated photo
     python benchmarks/quality_probes.py --probe learned   # a classifier for the unsure pixels
     python benchmarks/quality_probes.py --probe oracle    # bounds, using the truth
     python benchmarks/quality_probes.py --probe errors    # where best's error lies
@@ -26,6 +27,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from cleancut import pipeline
 from cleancut.passes import AVERAGE_GAIN, Pass, combine, passes_for, sharpen
 from quality import Outputs, mask_scores, scored_truth
 
-PROBES = ("passes", "pieces", "grabcut", "zoom", "photometric", "learned", "oracle", "errors")
+PROBES = ("passes", "pieces", "grabcut", "zoom", "photometric", "geometry", "learned", "oracle", "errors")
 BEST = passes_for("best")
 REF = (Pass(1024),)
 #: The network is "unsure" of a pixel whose output is strictly between these.
@@ -289,6 +291,74 @@ def photometric_variants() -> dict[str, Variant]:
     }
 
 
+def letterboxed(pixels: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """The photo's RGB centred on a square of the network's zero grey (128), and the map of a
+    plane on that square back to the photo's ``h × w``."""
+    h, w = pixels.shape[:2]
+    s = max(h, w)
+    top, left = (s - h) // 2, (s - w) // 2
+    square = np.full((s, s, 3), 128, np.uint8)
+    square[top : top + h, left : left + w] = pixels[..., :3]
+    return square, lambda plane: plane[top : top + h, left : left + w]
+
+
+def rotated(
+    pixels: np.ndarray, degrees: float
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """The photo's RGB rotated by ``degrees`` about its centre in its own frame (edges
+    reflected), the map of a plane on the rotated photo back onto the photo, and where that
+    map has data (1) or falls outside the rotated frame (0)."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    image = cv2.warpAffine(np.ascontiguousarray(pixels[..., :3]), m, (w, h),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)  # fmt: skip
+    back = partial(cv2.warpAffine, M=m, dsize=(w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    valid = back(np.ones((h, w), np.float32), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return image, lambda plane: back(plane, borderMode=cv2.BORDER_REPLICATE), valid
+
+
+def geometry_variants() -> dict[str, Variant]:
+    """Geometric test-time augmentation: 1024² passes on the photo padded to a square with
+    the network's zero grey (no aspect distortion; and its mirror), or rotated by ±6° (edges
+    reflected), mapped back to the photo and averaged with ``best``'s passes at full size."""
+
+    def full(ph: Photo, passes: tuple[Pass, ...]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return [(upsample(ph.o[p], *ph.shape), None) for p in passes]
+
+    def letterbox(ph: Photo) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        square, back = letterboxed(ph.pixels)
+        s = square.shape[0]
+        return [(back(upsample(ph.extra("box", square, flip), s, s)), None) for flip in (False, True)]
+
+    def rotations(ph: Photo) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        out: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for deg in (-6, 6):
+            image, back, valid = rotated(ph.pixels, deg)
+            out.append((back(upsample(ph.extra(f"rot{deg}", image), *ph.shape)), valid))
+        return out
+
+    def mean(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        total = np.zeros_like(parts[0][0])
+        weight = np.zeros_like(parts[0][0])
+        for y, valid in parts:
+            v = 1.0 if valid is None else valid
+            total += y * v
+            weight += v
+        return sharpen(total / np.maximum(weight, 1e-6), AVERAGE_GAIN)
+
+    pair768 = (Pass(768), Pass(768, flip=True))
+    return {
+        "best, averaged at full size (control)": lambda ph: mean(full(ph, BEST)),
+        "best + letterbox pair": lambda ph: mean(full(ph, BEST) + letterbox(ph)),
+        "best + rotations ±6°": lambda ph: mean(full(ph, BEST) + rotations(ph)),
+        "best + both (8 passes)": lambda ph: mean(full(ph, BEST) + letterbox(ph) + rotations(ph)),
+        "768 pair + letterbox pair (best's cost)": lambda ph: mean(full(ph, pair768) + letterbox(ph)),
+        "768 pair + rotations (best's cost)": lambda ph: mean(full(ph, pair768) + rotations(ph)),
+    }
+
+
 def mean_of(
     passes: tuple[Pass, ...], gain: float | None = None
 ) -> Callable[[dict[Pass, np.ndarray]], np.ndarray]:
@@ -336,6 +406,8 @@ def probe_variants(probe: str) -> tuple[set[Pass], dict[str, Variant]]:
         v.update(zoom_variants())
     elif probe == "photometric":
         v.update(photometric_variants())
+    elif probe == "geometry":
+        v.update(geometry_variants())
     elif probe == "oracle":
         v["best, unsure pixels from the truth"] = lambda ph: soft(
             oracle_unsure(best(ph.o), ph.truth), *ph.shape
