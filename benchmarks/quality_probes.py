@@ -187,66 +187,96 @@ def subject_box(mask: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, i
     return y0, y1, x0, x1
 
 
+#: A full-size plane and where it has data (weight 0..1; None: everywhere).
+Part = tuple[np.ndarray, np.ndarray | None]
+
+
+def at_full_size(ph: Photo, passes: tuple[Pass, ...]) -> list[Part]:
+    return [(upsample(ph.o[p], *ph.shape), None) for p in passes]
+
+
+def weighted_mean(parts: list[Part]) -> np.ndarray:
+    """The mean of full-size planes, each counted where it has data (0 where none has)."""
+    total = np.zeros_like(parts[0][0])
+    weight = np.zeros_like(parts[0][0])
+    for y, valid in parts:
+        v = 1.0 if valid is None else valid
+        total += y * v
+        weight += v
+    return total / np.maximum(weight, 1e-6)
+
+
+def best_at_full_size(ph: Photo) -> np.ndarray:
+    """``best``'s passes averaged at the photo's size instead of on the 1024² grid, then
+    sharpened: the control for the probes that fuse planes at full size."""
+    return sharpen(weighted_mean(at_full_size(ph, BEST)), AVERAGE_GAIN)
+
+
 def zoom_variants() -> dict[str, Variant]:
     """A closer look: the network run again at 1024² on the subject's box (and its mirror) or
     on four overlapping tiles (60 % of each side), fused with ``best``'s four passes."""
     lo, hi = UNSURE
 
     def passes_mean(ph: Photo) -> np.ndarray:
-        return np.mean([upsample(ph.o[p], *ph.shape) for p in BEST], axis=0)
+        return weighted_mean(at_full_size(ph, BEST))
 
-    def crop(ph: Photo) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(the four passes' mean, the crop passes' sum, how many passes each pixel has)."""
-        mean4 = passes_mean(ph)
-        box = subject_box(sharpen(mean4, AVERAGE_GAIN))
+    def crop(ph: Photo) -> tuple[list[Part], np.ndarray] | None:
+        """The subject crop's two passes (the crop and its mirror) on the photo's grid, and
+        the box they cover."""
+        box = subject_box(best_at_full_size(ph))
         if box is None:
             return None
         y0, y1, x0, x1 = box
         image, key = ph.pixels[y0:y1, x0:x1], f"crop{y0}-{y1}-{x0}-{x1}"
-        total, count = np.zeros_like(mean4), np.zeros_like(mean4)
+        inside = np.zeros(ph.shape, np.float32)
+        inside[y0:y1, x0:x1] = 1
+        parts: list[Part] = []
         for flip in (False, True):
-            total[y0:y1, x0:x1] += upsample(ph.extra(key, image, flip), y1 - y0, x1 - x0)
-            count[y0:y1, x0:x1] += 1
-        return mean4, total, count
+            plane = np.zeros(ph.shape, np.float32)
+            plane[y0:y1, x0:x1] = upsample(ph.extra(key, image, flip), y1 - y0, x1 - x0)
+            parts.append((plane, inside))
+        return parts, inside
 
     def crop_mean(ph: Photo) -> np.ndarray:
         c = crop(ph)
         if c is None:
-            return sharpen(passes_mean(ph), AVERAGE_GAIN)
-        mean4, total, count = c
-        return sharpen((4 * mean4 + total) / (4 + count), AVERAGE_GAIN)
+            return best_at_full_size(ph)
+        return sharpen(weighted_mean(at_full_size(ph, BEST) + c[0]), AVERAGE_GAIN)
 
     def crop_band(ph: Photo) -> np.ndarray:
+        out = best_at_full_size(ph)
         c = crop(ph)
         if c is None:
-            return sharpen(passes_mean(ph), AVERAGE_GAIN)
-        mean4, total, count = c
-        out = sharpen(mean4, AVERAGE_GAIN)
-        band = (count > 0) & (out > lo) & (out < hi)
-        out[band] = sharpen(total[band] / count[band], AVERAGE_GAIN)
+            return out
+        parts, inside = c
+        band = (inside > 0) & (out > lo) & (out < hi)
+        out[band] = sharpen(weighted_mean(parts)[band], AVERAGE_GAIN)
         return out
 
     def tiles(ph: Photo) -> np.ndarray:
         """The four tiles' outputs blended with tent weights into one full-size plane."""
         h, w = ph.shape
         th, tw = max(16, int(h * 0.6)), max(16, int(w * 0.6))
-        acc, weight = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+        tent = np.outer(*(np.maximum(1 - np.abs(np.linspace(-1, 1, n, dtype=np.float32)), 0.05)
+                          for n in (th, tw)))  # fmt: skip
+        parts: list[Part] = []
         for i, (y0, x0) in enumerate((y, x) for y in (0, h - th) for x in (0, w - tw)):
-            y = upsample(ph.extra(f"tile{i}", ph.pixels[y0 : y0 + th, x0 : x0 + tw]), th, tw)
-            tent = np.outer(*(np.maximum(1 - np.abs(np.linspace(-1, 1, n, dtype=np.float32)), 0.05)
-                              for n in (th, tw)))  # fmt: skip
-            acc[y0 : y0 + th, x0 : x0 + tw] += y * tent
-            weight[y0 : y0 + th, x0 : x0 + tw] += tent
-        return acc / np.maximum(weight, 1e-6)
+            plane, weight = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+            plane[y0 : y0 + th, x0 : x0 + tw] = upsample(
+                ph.extra(f"tile{i}", ph.pixels[y0 : y0 + th, x0 : x0 + tw]), th, tw
+            )
+            weight[y0 : y0 + th, x0 : x0 + tw] = tent
+            parts.append((plane, weight))
+        return weighted_mean(parts)
 
     def tiles_band(ph: Photo) -> np.ndarray:
-        out = sharpen(passes_mean(ph), AVERAGE_GAIN)
+        out = best_at_full_size(ph)
         band = (out > lo) & (out < hi)
         out[band] = 0.5 * out[band] + 0.5 * tiles(ph)[band]
         return out
 
     return {
-        "best, averaged at full size (control)": lambda ph: sharpen(passes_mean(ph), AVERAGE_GAIN),
+        "best, averaged at full size (control)": best_at_full_size,
         "best + subject crop, averaged": crop_mean,
         "best, unsure band from the subject crop": crop_band,
         "best + tiles, averaged (5 parts)": lambda ph: sharpen(
@@ -324,38 +354,29 @@ def geometry_variants() -> dict[str, Variant]:
     the network's zero grey (no aspect distortion; and its mirror), or rotated by ±6° (edges
     reflected), mapped back to the photo and averaged with ``best``'s passes at full size."""
 
-    def full(ph: Photo, passes: tuple[Pass, ...]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        return [(upsample(ph.o[p], *ph.shape), None) for p in passes]
-
-    def letterbox(ph: Photo) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    def letterbox(ph: Photo) -> list[Part]:
         square, back = letterboxed(ph.pixels)
         s = square.shape[0]
         return [(back(upsample(ph.extra("box", square, flip), s, s)), None) for flip in (False, True)]
 
-    def rotations(ph: Photo) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        out: list[tuple[np.ndarray, np.ndarray | None]] = []
+    def rotations(ph: Photo) -> list[Part]:
+        out: list[Part] = []
         for deg in (-6, 6):
             image, back, valid = rotated(ph.pixels, deg)
             out.append((back(upsample(ph.extra(f"rot{deg}", image), *ph.shape)), valid))
         return out
 
-    def mean(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
-        total = np.zeros_like(parts[0][0])
-        weight = np.zeros_like(parts[0][0])
-        for y, valid in parts:
-            v = 1.0 if valid is None else valid
-            total += y * v
-            weight += v
-        return sharpen(total / np.maximum(weight, 1e-6), AVERAGE_GAIN)
+    def mean(parts: list[Part]) -> np.ndarray:
+        return sharpen(weighted_mean(parts), AVERAGE_GAIN)
 
     pair768 = (Pass(768), Pass(768, flip=True))
     return {
-        "best, averaged at full size (control)": lambda ph: mean(full(ph, BEST)),
-        "best + letterbox pair": lambda ph: mean(full(ph, BEST) + letterbox(ph)),
-        "best + rotations ±6°": lambda ph: mean(full(ph, BEST) + rotations(ph)),
-        "best + both (8 passes)": lambda ph: mean(full(ph, BEST) + letterbox(ph) + rotations(ph)),
-        "768 pair + letterbox pair (best's cost)": lambda ph: mean(full(ph, pair768) + letterbox(ph)),
-        "768 pair + rotations (best's cost)": lambda ph: mean(full(ph, pair768) + rotations(ph)),
+        "best, averaged at full size (control)": best_at_full_size,
+        "best + letterbox pair": lambda ph: mean(at_full_size(ph, BEST) + letterbox(ph)),
+        "best + rotations ±6°": lambda ph: mean(at_full_size(ph, BEST) + rotations(ph)),
+        "best + both (8 passes)": lambda ph: mean(at_full_size(ph, BEST) + letterbox(ph) + rotations(ph)),
+        "768 pair + letterbox pair (best's cost)": lambda ph: mean(at_full_size(ph, pair768) + letterbox(ph)),
+        "768 pair + rotations (best's cost)": lambda ph: mean(at_full_size(ph, pair768) + rotations(ph)),
     }
 
 
