@@ -192,11 +192,13 @@ class Outputs:
             return np.load(path).astype(np.float32)[None, None]
         session = self.remover.session_for(p.size, None, None)
         y = pass_output(session.run(pass_input(pixels, p, exact=self.exact)), p)
+        # stored as float16; returned as stored, so a first run scores what every rerun reads
+        plane = y.reshape(y.shape[-2:]).astype(np.float16)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.npy")
-        np.save(tmp, y.reshape(y.shape[-2:]).astype(np.float16))
+        np.save(tmp, plane)
         tmp.replace(path)
-        return y
+        return plane.astype(np.float32)[None, None]
 
     def combined(self, name: str, pixels: np.ndarray, passes: tuple[Pass, ...]) -> np.ndarray:
         return combine([self.get(name, pixels, p) for p in passes])

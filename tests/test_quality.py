@@ -177,3 +177,21 @@ def test_geometry_probe_maps_its_passes_back_onto_the_photo() -> None:
         assert np.hypot(*(centre(returned) - centre(disc))) < 0.1
         assert np.abs(returned - disc)[valid > 0.99].mean() < 0.004  # two bilinear warps
         assert 0.85 < valid.mean() < 1.0  # the corners fall outside the rotated frame
+
+
+def test_harness_cache_gives_a_first_run_what_every_rerun_reads(
+    remover: Remover, astronaut: Path, tmp_path: Path
+) -> None:
+    """The network outputs are cached as float16; the run that computes one scores the same
+    stored value a rerun reads back, so first and later runs print the same figures."""
+    pytest.importorskip("py_sod_metrics", reason="pysodmetrics is in the 'bench' extra")
+    import quality
+    from cleancut.passes import Pass
+
+    outputs = quality.Outputs("isnet_fp16", "auto", tmp_path)
+    outputs._remover = remover  # the suite's one loaded session
+    pixels = np.asarray(Image.open(astronaut).convert("RGB"))
+    first = outputs.get("astronaut", pixels, Pass(1024))
+    assert first.dtype == np.float32 and first.shape == (1, 1, 1024, 1024)
+    assert np.array_equal(first, first.astype(np.float16).astype(np.float32))  # as stored
+    assert np.array_equal(first, outputs.get("astronaut", pixels, Pass(1024)))
