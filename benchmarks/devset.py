@@ -19,6 +19,7 @@ Network outputs are cached per (model, pass, photo) under :data:`CACHE` by
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import os
@@ -67,6 +68,17 @@ def split_of(name: str) -> str:
 
 def available() -> bool:
     return (DEVSET / "manifest.csv").is_file()
+
+
+def limit_arg(text: str) -> int:
+    """``--limit``'s argparse type: a whole number ≥ 1 (0 or less would score nothing)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def pairs(split: Split = "all", subsets: tuple[str, ...] = (), limit: int | None = None) -> list[Pair]:

@@ -320,7 +320,10 @@ def main() -> None:
         "--methods", default=",".join(DEFAULT_METHODS), help=f"'all' or a comma list of: {', '.join(METHODS)}"
     )
     ap.add_argument(
-        "--limit", type=int, default=None, help="at most N images per subset (real) / N composites"
+        "--limit",
+        type=devset.limit_arg,
+        default=None,
+        help="at most N images per subset (real) / N composites",
     )
     ap.add_argument("--backend", default="auto", help="auto (default), onnxruntime or openvino")
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON (with per-image rows) here")

@@ -614,7 +614,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--probe", choices=PROBES, required=True)
     ap.add_argument("--split", choices=("tune", "report", "all"), default="tune")
-    ap.add_argument("--limit", type=int, default=None, help="at most N photos per subset")
+    ap.add_argument("--limit", type=devset.limit_arg, default=None, help="at most N photos per subset")
     ap.add_argument("--backend", default="auto")
     args = ap.parse_args()
     if args.probe == "errors":

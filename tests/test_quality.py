@@ -195,3 +195,16 @@ def test_harness_cache_gives_a_first_run_what_every_rerun_reads(
     assert first.dtype == np.float32 and first.shape == (1, 1, 1024, 1024)
     assert np.array_equal(first, first.astype(np.float16).astype(np.float32))  # as stored
     assert np.array_equal(first, outputs.get("astronaut", pixels, Pass(1024)))
+
+
+def test_benchmark_limit_refuses_what_would_score_nothing() -> None:
+    """``--limit`` of the quality scripts: 0, negative or non-integer values are refused by
+    argparse with a reason (they used to print an empty table); large values pass."""
+    import argparse
+
+    import devset
+
+    assert devset.limit_arg("1") == 1 and devset.limit_arg("99999999999") == 99999999999
+    for bad in ("0", "-3", "nan", "1e3", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be"):
+            devset.limit_arg(bad)
