@@ -222,6 +222,36 @@ def test_manifest_survives_a_cut_line(tmp_path: Path) -> None:
     assert rows[0]["timings"] == {"inference": 0.5} and rows[1]["error"] == "c.jpg is empty (0 bytes)"
 
 
+def test_manifest_ignores_undecodable_and_ill_typed_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not UTF-8 and JSON that is not a row ([1, 2], a string, an input that
+    is a number, a status that is an object) are damaged lines, warned about and skipped
+    like a cut line (issue 24); a file name holding U+2028 or U+0085 stays one row."""
+    first = ray_manifest.Manifest(str(tmp_path), "run1")
+    first.append(RayResult("a\u2028b\x85.jpg", str(tmp_path / "a.png"), "written"))
+    first.close()
+    with (tmp_path / MANIFEST_NAME).open("ab") as f:
+        f.write(b'{"input": "\xff\xfe.jpg", "output": "x", "status": "written"}\n')
+        f.write(b"\xc3\x28 not utf-8 at all\n")
+        for bad in ["[1,2]", '"str"', '{"input":5,"status":{}}', '{"input":"i","output":"o","status":"?"}']:
+            f.write(bad.encode() + b"\n")
+        f.write(b'{"input":"i","output":"o","status":"written","timings":[1]}\n')
+    second = ray_manifest.Manifest(str(tmp_path), "run2")
+    second.append(RayResult("c.jpg", str(tmp_path / "c.png"), "failed", "bad"))
+    second.close()
+    with caplog.at_level(logging.WARNING, logger="cleancut.distributed.manifest"):
+        rows = read_manifest(tmp_path)
+    assert [(r["input"], r["status"], r["run"]) for r in rows] == [
+        ("a\u2028b\x85.jpg", "written", "run1"),
+        ("c.jpg", "failed", "run2"),
+    ]
+    damaged = [r for r in caplog.records if "ignoring a damaged manifest line" in r.getMessage()]
+    assert len(damaged) == 7
+    # the same rules for the parts of an object store's manifest (bytes, no decoding first)
+    assert list(ray_manifest.parse_lines(b"\xff\n[1,2]\n")) == []
+
+
 def test_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
     with pytest.raises(InvalidOptionError, match=r"pip install 'cleancut\[ray\]'"):

@@ -3,7 +3,8 @@
 It lives in the output folder, so a killed run keeps the record of what finished and a
 rerun knows what it may skip. Local folders get one file appended one ``os.write`` per row;
 object stores, which cannot append, get a folder of part objects, one per flush. Reading
-concatenates the parts and ignores a line cut short by a crash.
+concatenates the parts and ignores, with a warning, a damaged line: one cut short by a
+crash, bytes that are not UTF-8, JSON that is not a row.
 """
 
 from __future__ import annotations
@@ -30,19 +31,54 @@ MANIFEST_NAME: Final = ".cleancut-manifest.jsonl"
 MANIFEST_PARTS: Final = ".cleancut-manifest"
 
 
-def parse_lines(text: str) -> Iterator[dict[str, Any]]:
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
+#: The statuses a row may have.
+_STATUSES: Final = frozenset({"written", "skipped", "failed"})
+
+
+def _valid_row(row: Any) -> bool:
+    """Whether a parsed line is a row this module wrote: an object whose ``input`` and
+    ``output`` are strings and whose ``status`` is one of the three, with the optional
+    fields of the right types. Anything else (``[1, 2]``, ``"str"``, ``{"input": 5}``) is
+    damage, not a row a rerun may trust."""
+    if not isinstance(row, dict):
+        return False
+    if not (isinstance(row.get("input"), str) and isinstance(row.get("output"), str)):
+        return False
+    if not (isinstance(row.get("status"), str) and row["status"] in _STATUSES):
+        return False
+    for key in ("error", "worker", "run", "finished_at"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return False
+    seconds = row.get("seconds")
+    if seconds is not None and not _is_number(seconds):
+        return False
+    timings = row.get("timings", {})
+    return isinstance(timings, dict) and all(_is_number(v) for v in timings.values())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_lines(text: str | bytes) -> Iterator[dict[str, Any]]:
+    """The rows of a manifest's text, skipping (with a warning) every damaged line: one cut
+    short by a crash, bytes that are not UTF-8, JSON that is not a row."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    # split on b"\n" only: a file name may hold U+2028 or U+0085, which str.splitlines
+    # would take for line ends (json.dumps with ensure_ascii=False writes them raw)
+    for raw in data.split(b"\n"):
+        raw = raw.strip()
+        if not raw:
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            # a line cut short by a crash mid-append: everything before it is intact
-            log.warning("ignoring a damaged manifest line: %.80s", line)
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            # a line cut short by a crash mid-append, or garbage: everything else is intact
+            row = None
+        if not _valid_row(row):
+            log.warning("ignoring a damaged manifest line: %.80s", raw.decode("utf-8", "backslashreplace"))
             continue
-        if isinstance(row, dict):
-            yield row
+        yield row
 
 
 def manifest_location(output: str | os.PathLike[str]) -> str:
@@ -61,12 +97,12 @@ def read_manifest(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
         root = Path(out)
         rows: list[dict[str, Any]] = []
         try:
-            rows.extend(parse_lines((root / MANIFEST_NAME).read_text(encoding="utf-8")))
+            rows.extend(parse_lines((root / MANIFEST_NAME).read_bytes()))
         except FileNotFoundError:
             pass
         parts = sorted((root / MANIFEST_PARTS).glob("*.jsonl")) if (root / MANIFEST_PARTS).is_dir() else []
         for part in parts:
-            rows.extend(parse_lines(part.read_text(encoding="utf-8")))
+            rows.extend(parse_lines(part.read_bytes()))
         return rows
     fs, root_path = url_to_fs(out)
     folder = join(root_path, MANIFEST_PARTS)
@@ -76,7 +112,7 @@ def read_manifest(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return []
     rows = []
     for name in names:
-        rows.extend(parse_lines(fs.cat_file(name).decode("utf-8")))
+        rows.extend(parse_lines(fs.cat_file(name)))
     return rows
 
 
