@@ -12,6 +12,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from cleancut import Settings
+from cleancut._version import __version__
 from cleancut.cli import cli
 from conftest import EXAMPLES, png_claiming
 
@@ -545,6 +548,51 @@ def test_help() -> None:
         assert choice in result.stdout, choice
     result = run("--version")
     assert result.exit_code == 0 and "cleancut" in result.stdout
+
+
+def _python_m(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m cleancut ARGS`` in a child process, from a folder that is not the repository
+    (so the installed package is what runs, as in a user's venv)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cleancut", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+
+
+def test_python_dash_m_help_version_and_usage_name(tmp_path: Path) -> None:
+    """`python -m cleancut` is the same command as the script, named `cleancut` (not
+    `python -m cleancut` or `__main__.py`) in its usage line."""
+    result = _python_m("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: cleancut [OPTIONS] COMMAND [ARGS]...")
+    for word in ("remove", "models", "info", "serve"):
+        assert word in result.stdout
+    result = _python_m("remove", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: cleancut remove [OPTIONS] INPUT...")
+    result = _python_m("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"cleancut, version {__version__}"
+    result = _python_m("--no-such-flag", cwd=tmp_path)
+    assert result.returncode == 2 and "Usage: cleancut" in result.stderr
+
+
+def test_python_dash_m_cuts_a_photo_and_keeps_exit_codes(tmp_path: Path, mask: np.ndarray) -> None:
+    """A real cut through `python -m cleancut` (the module, not the console script) gives the
+    in-process run's mask; a missing input is exit 1 with one error line."""
+    out = tmp_path / "out.png"
+    result = _python_m(str(ASTRONAUT), "-o", str(out), "--type", "mask", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as im:
+        got = np.asarray(im.convert("L"))
+    assert got.shape == mask.shape
+    assert np.abs(got.astype(int) - mask.astype(int)).max() <= 1
+    result = _python_m(str(tmp_path / "nope.jpg"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: no such file: {tmp_path / 'nope.jpg'}"
 
 
 @pytest.mark.skipif(not no_gpu(), reason="this machine has a GPU provider")
