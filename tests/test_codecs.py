@@ -1471,3 +1471,70 @@ def test_closed_file_object_is_an_image_error(tmp_path: Path, rgb: np.ndarray) -
             decode(stream, max_pixels=MAX)
         assert isinstance(info.value, ValueError)
         assert "open" in str(info.value)  # says what to pass instead
+
+
+# --------------------------------------------------------------------------- issue 24, item 17
+
+
+@pytest.mark.parametrize("url", ["https://example.com/photo.jpg", "http://h/x.png", "s3://bucket/a.jpg"])
+def test_a_url_string_says_it_is_a_url_and_how_to_fetch_it(url: str) -> None:
+    """``Path`` folds ``//``: the message quotes the URL as given and says what to do."""
+    with pytest.raises(InputNotFoundError) as info:
+        decode(url, max_pixels=MAX)
+    message = str(info.value)
+    assert repr(url) in message and "is a URL" in message, message
+    assert "download it first" in message and "url=" in message, message
+
+
+def test_a_file_named_like_a_url_is_still_read(
+    tmp_path: Path, rgb: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a missing path gets the URL message: ``http://x.png`` is the file x.png in ./http:."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "http:").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "http:" / "x.png")
+    assert decode("http://x.png", max_pixels=MAX).pixels.shape == rgb.shape
+
+
+@pytest.mark.parametrize("src", ["", "   "])
+def test_an_empty_path_string_is_named_as_such(src: str) -> None:
+    with pytest.raises(InputNotFoundError, match="the input path is empty") as info:
+        decode(src, max_pixels=MAX)
+    assert "not a file: ." not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.full((8, 8, 3), np.nan),
+        np.full((8, 8), np.inf, np.float32),
+        np.full((8, 8, 4), -np.inf, np.float16),
+        np.where(np.eye(8, dtype=bool)[:, :, None], np.nan, 0.5).repeat(3, axis=2),  # a few NaN
+    ],
+    ids=["all-nan", "all-inf", "all-neg-inf", "some-nan"],
+)
+def test_non_finite_float_arrays_are_refused(array: np.ndarray) -> None:
+    with pytest.raises(UnreadableImageError, match="NaN or infinite") as info:
+        decode(array, max_pixels=MAX)
+    assert "nan_to_num" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_signed_arrays_with_negative_values_are_refused(dtype: type[np.signedinteger]) -> None:
+    a = np.full((8, 8, 3), 100, dtype)
+    a[0, 0, 0] = -7
+    with pytest.raises(UnreadableImageError, match=r"negative values \(down to -7\)"):
+        decode(a, max_pixels=MAX)
+
+
+def test_integer_array_ranges_are_read_as_documented() -> None:
+    """The docstring's (and README's) rules: ≤255 is 8-bit, ≤65535 is 16-bit, else scaled
+    by the maximum; non-negative signed arrays are fine."""
+
+    def gray(values: list[int], dtype: type[np.integer]) -> list[int]:
+        return decode(np.array([values], dtype), max_pixels=MAX).pixels[0, :, 0].tolist()
+
+    assert gray([0, 100, 255], np.int16) == [0, 100, 255]
+    assert gray([0, 257, 65535], np.int32) == [0, 1, 255]
+    assert gray([0, 1_000_000, 2_000_000], np.int64) == [0, 128, 255]
+    assert gray([0, 257, 514], np.uint16) == [0, 1, 2]  # uint16 is always 16-bit

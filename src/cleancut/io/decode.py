@@ -157,6 +157,20 @@ def _bomb(name: str, exc: Image.DecompressionBombError, max_pixels: int) -> Imag
     return ImageTooLargeError(f"{name}: image is {_over_limit(pixels, max_pixels)}")
 
 
+#: ``scheme://``: a string that is a URL, not a path (``Path`` would fold its ``//``).
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _url_message(url: str) -> str:
+    """The library reads local data only: a URL gets that said, and how to get the photo."""
+    shown = url if len(url) <= 200 else url[:197] + "..."
+    return (
+        f"{shown!r} is a URL, and the library reads only local files, bytes, file objects, PIL "
+        "images and arrays: download it first (e.g. urllib.request.urlopen(url).read()) and pass "
+        "the bytes, or let a running `cleancut serve` fetch it (POST /api/remove with url=…)"
+    )
+
+
 def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
     """Return something ``Image.open`` accepts and a human name for messages.
 
@@ -169,10 +183,14 @@ def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
             raise UnreadableImageError("the image data is empty (0 bytes)")
         return io.BytesIO(data), "image data"
     if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, str) and not source.strip():
+            raise InputNotFoundError(f"the input path is empty ({source!r}); pass the path of an image file")
         path = Path(source)
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
+            if isinstance(source, str) and _URL.match(source):
+                raise InputNotFoundError(_url_message(source)) from None
             raise InputNotFoundError(f"no such file: {path}") from None
         except (OSError, ValueError) as exc:  # name too long, NUL byte, no permission, loop
             raise InputNotFoundError(f"cannot use {str(path)[:200]!r} as an input path: {exc}") from None
@@ -326,12 +344,32 @@ def _from_array(a: np.ndarray, max_pixels: int) -> DecodedImage:
         a = a.astype(np.uint8) * 255
     elif not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise UnsupportedImageError(f"unsupported array dtype {a.dtype}; use uint8")
+    _check_samples(a)
     a = scale_to_uint8(a)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     elif a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return DecodedImage(np.ascontiguousarray(a))
+
+
+def _check_samples(a: np.ndarray) -> None:
+    """Refuse samples with no brightness to read: NaN or infinite floats, negative signed
+    integers (a silent clip to 0 would give a near-empty cut-out)."""
+    if np.issubdtype(a.dtype, np.floating):
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise UnreadableImageError(
+                f"the {a.dtype} array holds {bad:,} NaN or infinite value(s) of {a.size:,}; "
+                "an image needs finite samples in 0..1 (or 0..255): replace them first, "
+                "e.g. np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)"
+            )
+    elif np.issubdtype(a.dtype, np.signedinteger) and a.size and int(a.min()) < 0:
+        raise UnreadableImageError(
+            f"the {a.dtype} array holds negative values (down to {int(a.min())}); image "
+            "samples are 0..255 (or 0..65535): shift or clip them first, e.g. "
+            "np.clip(a, 0, None), or pass uint8"
+        )
 
 
 _ORIENTATION_TAG: Final = 0x0112
@@ -418,8 +456,15 @@ def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
     """Decode ``source`` into upright RGB/RGBA ``uint8`` pixels.
 
     Accepts a path, ``bytes``, a binary file object, a ``PIL.Image.Image`` or a numpy array
-    (``[H, W]``, ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA; ``uint8``, ``uint16`` or float in
-    0..1). Applies EXIF orientation, converts every Pillow mode, keeps RGB ICC profiles,
+    (``[H, W]``, ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA). An array's samples are read as:
+    ``uint8`` as is; ``uint16`` as 16-bit (``v / 257``); other integer types as 8-bit when
+    the largest value is at most 255, else as 16-bit when it is at most 65535, else scaled
+    by the largest value; ``bool`` as 0/255; floats as 0..1 when the largest is at most 1,
+    else as 0..255 (outside values are clipped). NaN or infinite floats and negative signed
+    integers are refused (:class:`~cleancut.errors.UnreadableImageError`). A string that is a
+    URL is refused with how to fetch it: the library reads no network.
+
+    Applies EXIF orientation, converts every Pillow mode, keeps RGB ICC profiles,
     converts CMYK and gray profiles to sRGB, and takes the first frame of animations.
     A seekable file object is read from its start, as ``Image.open`` does; file objects are
     never closed.
