@@ -1,6 +1,7 @@
-"""Atomic files: bytes put on disk without ever exposing a partial file, and the sweep of
-temporary files an interrupted writer left behind (one temp-name pattern for both, also used
-by the Ray engine's non-local writes)."""
+"""Atomic files: bytes put on disk without ever exposing a partial file (:func:`write_atomic`
+for bytes in memory, :func:`atomic_writer` for a stream, :func:`replace_into` for a file a
+caller finished itself), and the sweep of temporary files an interrupted writer left behind
+(one temp-name pattern for all, also used by the Ray engine's non-local writes)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
+
+import psutil
 
 from ..errors import (
     OutputExistsError,
@@ -21,6 +26,7 @@ from ..errors import (
 __all__ = [
     "STALE_TEMP_AGE",
     "TEMP_SUFFIX",
+    "pid_alive",
     "sweep_stale_temps",
     "temp_name_for",
     "write_atomic",
@@ -50,18 +56,10 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(temp_name_for(target.name))
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    except OSError:
-        return False
-    return True
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs, on every OS: not ``os.kill(pid, 0)``, which on Windows
+    sends a Ctrl-C (signal 0 is CTRL_C_EVENT there) instead of testing anything."""
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 def sweep_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE_TEMP_AGE) -> list[Path]:
@@ -89,7 +87,7 @@ def sweep_stale_temps(folder: str | os.PathLike[str], *, max_age: float = STALE_
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if _pid_alive(int(m["pid"])) and age < max_age:
+        if pid_alive(int(m["pid"])) and age < max_age:
             continue
         try:
             Path(entry.path).unlink()
@@ -165,3 +163,61 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool =
         except OSError:  # the folder itself is gone or unwritable: nothing of ours is left
             pass
     return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows cannot open a folder for this)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder: the rename still happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_into(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Move the finished file ``src`` (closed by its writer, in ``target``'s folder) over
+    ``target`` in one step: its bytes are flushed to disk first, so a crash leaves either the
+    old target or the complete new one, never a torn file. For files a caller fills and checks
+    itself (a resumable download's kept partial); OS errors propagate unchanged."""
+    source, dest = Path(src), Path(target)
+    fd = os.open(source, os.O_RDWR)  # writable: Windows' fsync (_commit) needs it
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    source.replace(dest)
+    _fsync_dir(dest.parent)
+    return dest
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Write ``path`` through a stream without ever exposing a partial file.
+
+    Yields a file open on a fresh temporary name next to ``path`` (the pattern
+    :func:`sweep_stale_temps` knows). When the block ends normally the file is flushed,
+    synced and moved over ``path``; when it raises (a failed check, a broken source) the
+    temporary file is removed and ``path`` is left as it was. OS errors propagate unchanged.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(target)
+    try:
+        with open(tmp, "xb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(target)
+        _fsync_dir(target.parent)
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:  # renamed into place, or the folder itself is gone
+            pass

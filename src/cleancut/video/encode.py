@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import pipeline
 from ..errors import InvalidOptionError, OutputExistsError, OutputWriteError
-from ..io.atomic import STALE_TEMP_AGE, TEMP_SUFFIX, temp_name_for
+from ..io.atomic import STALE_TEMP_AGE, TEMP_SUFFIX, pid_alive, temp_name_for
 from .decode import VideoInfo
 from .errors import UnsupportedVideoError
 
@@ -105,25 +105,11 @@ def sweep_stale_frame_folders(folder: Path, *, max_age: float = STALE_TEMP_AGE) 
             age = time.time() - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if _alive(int(parts[1])) and age < max_age:
+        if pid_alive(int(parts[1])) and age < max_age:
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def target_for(dst: str | os.PathLike[str]) -> Target:
