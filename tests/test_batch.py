@@ -217,10 +217,21 @@ def test_folder_output_extension_follows_format(tree: Path, tmp_path: Path) -> N
     jobs, fmt = plan_jobs([tree], out, "jpeg")
     assert fmt == "jpeg"
     assert [j.output for j in jobs] == [out / Path(r).with_suffix(".jpg") for r in EXPECTED_INPUTS]
-    # -o with an image extension names a folder when there are several inputs
-    jobs, fmt = plan_jobs([tree], tmp_path / "out.webp")
+    # a missing -o named like a file is refused for a folder input (issue 24: it created a
+    # folder named out.webp); a trailing / asks for that folder, an existing one is used
+    for name in ("out.webp", "out.PNG", "clip.webm"):
+        with pytest.raises(
+            InvalidOptionError, match=rf"-o .*{name} is named like a .* file, but a folder input"
+        ):
+            plan_jobs([tree], tmp_path / name)
+        assert not (tmp_path / name).exists()
+    with pytest.raises(InvalidOptionError, match="several inputs writes into a folder"):
+        plan_jobs([tree / "a.png", tree / "b.jpg"], str(tmp_path / "out.webp"))
+    jobs, fmt = plan_jobs([tree], f"{tmp_path / 'out.webp'}/")
     assert fmt == "png"
     assert jobs[0].output == tmp_path / "out.webp" / "a.png"
+    (tmp_path / "made.png").mkdir()
+    assert plan_jobs([tree], tmp_path / "made.png")[0][0].output == tmp_path / "made.png" / "a.png"
 
 
 def test_folder_without_output_goes_beside(tree: Path) -> None:

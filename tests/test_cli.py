@@ -350,6 +350,20 @@ def test_several_inputs_cannot_go_to_stdout(tmp_path: Path) -> None:
     assert result.stdout_bytes == b""
 
 
+def test_folder_into_a_file_name_is_refused(tmp_path: Path) -> None:
+    """``cleancut one/ -o newfile.png``: a folder in and a missing path named like an image
+    out is refused before any model work (it created a folder named newfile.png)."""
+    copy_photo(tmp_path / "one")
+    result = run(tmp_path / "one", "-o", tmp_path / "newfile.png")
+    assert result.exit_code == 2, result.stderr
+    assert error_lines(result) == [
+        f"error: -o {tmp_path / 'newfile.png'} is named like a .png file, but a folder input writes "
+        f"into a folder: give a folder (to create a folder named newfile.png, write -o "
+        f"{tmp_path / 'newfile.png'}/)"
+    ]
+    assert not (tmp_path / "newfile.png").exists()
+
+
 # --------------------------------------------------------------------------- bad input
 
 

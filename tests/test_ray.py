@@ -197,6 +197,12 @@ def test_unusable_locations_are_refused(tmp_path: Path) -> None:
     touch(tmp_path / "file.png")
     with pytest.raises(InvalidOptionError, match="must be a folder"):
         plan_ray_jobs([tmp_path / "in"], tmp_path / "file.png")
+    # a missing -o named like a file is refused, not made a folder of that name (issue 24)
+    with pytest.raises(InvalidOptionError, match=r"named like a \.png file, but the Ray engine writes into"):
+        plan_ray_jobs([tmp_path / "in"], tmp_path / "new.png")
+    assert plan_ray_jobs([tmp_path / "in"], f"{tmp_path / 'new.png'}/")[0][0].output == str(
+        tmp_path / "new.png" / "a.png"
+    )
     # one image per http(s) URL, named after its last path segment; never listed
     jobs, _ = plan_ray_jobs(["https://example.com/shop/a.jpg?w=1"], tmp_path / "out")
     assert [(j.input, j.output) for j in jobs] == [

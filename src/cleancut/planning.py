@@ -30,6 +30,7 @@ __all__ = [
     "InputSet",
     "Job",
     "beside",
+    "check_folder_output",
     "is_image_name",
     "plan_jobs",
     "precheck",
@@ -131,6 +132,26 @@ def unique_name(target: Path, fallback: Path, taken: dict[Path, str]) -> Path:
     return candidate
 
 
+#: Names a run writes as files (photos, raw outputs, clips): a missing ``-o`` ending so is
+#: a file name, never a folder to create for several inputs.
+_FILE_SUFFIXES: Final = IMAGE_EXTENSIONS | {".rgba", ".alpha", ".webm", ".mov", ".mp4", ".m4v", ".mkv"}
+
+
+def check_folder_output(output: str, why: str) -> None:
+    """Refuse ``-o`` for a run that writes into a folder (``why``: "a folder input", "several
+    inputs", …) when it is a missing path named like a file (``newfile.png``): creating a
+    folder of that name is never what was meant. A trailing ``/`` asks for the folder."""
+    if output.endswith(("/", os.sep)):
+        return
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix in _FILE_SUFFIXES and not path.exists() and not path.is_symlink():
+        raise InvalidOptionError(
+            f"-o {output} is named like a {suffix} file, but {why} writes into a folder: "
+            f"give a folder (to create a folder named {path.name}, write -o {output}/)"
+        )
+
+
 # --------------------------------------------------------------------------- the local plan
 
 
@@ -188,6 +209,8 @@ def plan_jobs(
         raise InvalidOptionError("several inputs cannot all go to stdout; give -o FOLDER")
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise InvalidOptionError(f"-o {out_path} must be a folder when there are several inputs")
+    if out is not None:
+        check_folder_output(out, "several inputs" if len(items) > 1 else "a folder input")
     ext = codecs.extension_for(fmt_out)
     exclude = real_path(out_path) if out_path is not None else None
     jobs: list[Job] = []

@@ -28,6 +28,7 @@ from ..planning import (
     STDIO,
     InputSet,
     Job,
+    check_folder_output,
     precheck,
     real_path,
     same_file,
@@ -112,6 +113,8 @@ def plan_clips(inputs: Sequence[str], output: str | None, ext: str) -> list[Job]
         return [_plan_one(pairs[0][0], output, ext)]
     if out_path is not None and out_path.exists() and not out_path.is_dir():
         raise InvalidOptionError(f"-o {out_path} must be a folder when there are several inputs")
+    if output is not None:
+        check_folder_output(output, "several inputs" if len(items) > 1 else "a folder input")
     jobs: list[Job] = []
     taken: dict[Path, str] = {}
     for src, rel in pairs:

@@ -24,6 +24,7 @@ from ..planning import (
     CUTOUT_MARK,
     STDIO,
     InputSet,
+    check_folder_output,
     is_image_name,
     precheck,
     real_path,
@@ -173,6 +174,8 @@ def plan_ray_jobs(
     out_root = str(Path(out)) if out_local else out
     if out_local and Path(out_root).exists() and not Path(out_root).is_dir():
         raise InvalidOptionError(f"-o {out} must be a folder for the Ray engine")
+    if out_local:
+        check_folder_output(out, "the Ray engine")
     local_exclude = Path(out_root).resolve() if out_local else None
     remote_exclude = None if out_local else url_to_fs(out)[1]
     out_scheme = scheme(out)
