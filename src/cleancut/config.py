@@ -6,6 +6,7 @@
 | ``CLEANCUT_MODEL_URL``     | base URL of the model files (http, https or file)          |
 | ``CLEANCUT_OFFLINE``       | ``1`` forbids every network access                        |
 | ``CLEANCUT_NPM``           | the npm client used as fallback; ``0`` turns it off       |
+| ``CLEANCUT_NPM_REGISTRY``  | npm registry for the server's onnxruntime-web             |
 | ``CLEANCUT_MAX_PIXELS``    | decompression-bomb guard: largest accepted image          |
 """
 
@@ -56,6 +57,8 @@ class Settings:
     model_base_url: str = DEFAULT_BASE_URL
     offline: bool = False
     npm: str | None = "npm"
+    #: Registry URL for the server's onnxruntime-web download; ``None``: what npm is set to.
+    npm_registry: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     download_workers: int = 8
     download_timeout: float = 30.0
@@ -80,6 +83,8 @@ class Settings:
         if "CLEANCUT_NPM" in env:
             npm = env["CLEANCUT_NPM"].strip()
             values["npm"] = None if npm.lower() in _FALSE else npm
+        if env.get("CLEANCUT_NPM_REGISTRY", "").strip():
+            values["npm_registry"] = env["CLEANCUT_NPM_REGISTRY"].strip()
         if env.get("CLEANCUT_MAX_PIXELS"):
             try:
                 values["max_pixels"] = int(env["CLEANCUT_MAX_PIXELS"])

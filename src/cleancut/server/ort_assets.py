@@ -1,12 +1,20 @@
-"""onnxruntime-web's files for the in-browser engine, provisioned once into the cache.
+"""onnxruntime-web's files for the in-browser engine: bundled, cached, or fetched once.
 
-The page must never load code from a CDN, and the Python package should not carry 60 MB of
-WebAssembly, so the files come from npm on first run: ``npm pack onnxruntime-web@VERSION``
-(through whatever registry the user's npm is configured for), the tarball checked against
-the registry integrity pinned below, and only the files the page needs extracted into
-``<cache>/web/onnxruntime-web-VERSION/``, each checked against its pinned SHA-256. Later
-starts only re-hash them. An air-gapped install can point ``--ort-dir`` at a folder holding
-the same files (copied from any machine's cache or from the package's ``dist/``).
+The page never loads code from a CDN. The files (pinned in :mod:`.ort_release`) are looked
+for, in order:
+
+1. ``--ort-dir``, when given (an air-gapped host's copy): used as it is, or an error;
+2. the folder the wheel carries, ``cleancut/server/ort_web/``, filled at wheel-build time by
+   ``hatch_build.py`` (a source checkout has none);
+3. the cache, ``<cache>/web/onnxruntime-web-VERSION/``, filled by an earlier start;
+4. an http(s) download of the registry tarball (``CLEANCUT_NPM_REGISTRY``, else the registry
+   ``npm config get registry`` names, else the public one), checked against the pinned
+   integrity, its files extracted into the cache;
+5. ``npm pack`` (the npm client of :func:`cleancut.models.download.npm_pack`), the same
+   checks, into the cache.
+
+Every folder is checked file by file against the pinned SHA-256 before it is used; a
+bundled or cached folder that fails the check is passed over (and a cached one replaced).
 
 Two builds are used: the plain WASM build (threads + SIMD) everywhere, and the WebGPU build,
 which the page loads only where the browser offers a real GPU adapter.
@@ -14,23 +22,23 @@ which the page loads only where the browser offers a real GPU adapter.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import shutil
-import tarfile
 import tempfile
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from .._version import __version__
 from ..config import Settings
 from ..errors import ChecksumMismatchError, DownloadError
+from ..io.atomic import atomic_writer, sweep_stale_temps
 from ..models.download import npm_pack
-from ..models.installed import sha256_file
+from . import ort_release
+from .ort_release import FILES, IntegrityError, ReleaseError
 
 __all__ = [
+    "BUNDLED_DIR",
     "ORT_FILES",
     "ORT_WEB_VERSION",
     "WASM_BUNDLE",
@@ -41,128 +49,131 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ORT_WEB_PACKAGE: Final = "onnxruntime-web"
-#: The version measured in the design notes (§3): ~11 s per IS-Net pass, 2 WASM threads.
-ORT_WEB_VERSION: Final = "1.30.0"
-#: ``npm view onnxruntime-web@1.30.0 dist.integrity``.
-ORT_WEB_INTEGRITY: Final = (
-    "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ=="
-)
+ORT_WEB_PACKAGE: Final = ort_release.PACKAGE
+ORT_WEB_VERSION: Final = ort_release.VERSION
 WASM_BUNDLE: Final = "ort.wasm.min.mjs"
 WEBGPU_BUNDLE: Final = "ort.webgpu.min.mjs"
-#: The files the page loads (from ``package/dist/``) and their SHA-256.
-ORT_FILES: Final[dict[str, str]] = {
-    # WASM build: the API module, its Emscripten glue and the threaded SIMD binary.
-    WASM_BUNDLE: "219e6a1fc8a9938268d18efca3c91d310bd2f4a59bbd13744df5b2b7fc6cee3b",
-    "ort-wasm-simd-threaded.mjs": "e13f7f94fc51b4ca72b12faeb1ee95f4ace6dfbc8939bc718aabdc0a27c4299b",
-    "ort-wasm-simd-threaded.wasm": "3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2",
-    # WebGPU build (asyncify binary), fetched by the page only when a GPU adapter exists.
-    WEBGPU_BUNDLE: "3dffff71811bc13a3a3d9591c57ca5ee5735b8f5f3eaf789510b02bb040ae3a0",
-    "ort-wasm-simd-threaded.asyncify.mjs": "3d1c85995364bb643302fc6fd877a0c3ba5ae72401815e0f24828a53d9191e28",
-    "ort-wasm-simd-threaded.asyncify.wasm": (
-        "39f9f0894d478800487ed9f7dbe92618498db320cf55c8e3d89adff8dce658da"
-    ),
-}
+#: The files the page loads and their SHA-256 (see :data:`.ort_release.FILES`).
+ORT_FILES: Final[dict[str, str]] = FILES
+#: Where the wheel carries the files (``hatch_build.py`` puts them there; never in git).
+BUNDLED_DIR: Final = Path(__file__).resolve().parent / "ort_web"
 _NPM_TIMEOUT: Final = 600.0
 
 
 @dataclass(frozen=True)
 class OrtAssets:
-    """A folder holding every file of :data:`ORT_FILES`, verified."""
+    """A folder holding every file of :data:`ORT_FILES`, verified, and where it came from."""
 
     folder: Path
     version: str = ORT_WEB_VERSION
+    source: str = "cache"
 
     def path(self, name: str) -> Path | None:
         """The file for a served name, or ``None`` for anything not in the pinned list."""
         return self.folder / name if name in ORT_FILES else None
 
 
-def _problems(folder: Path) -> list[str]:
-    out = []
-    for name, digest in ORT_FILES.items():
-        path = folder / name
-        if not path.is_file():
-            out.append(f"{name} is missing")
-        elif sha256_file(path) != digest:
-            out.append(f"{name} does not match its pinned SHA-256")
-    return out
+def _found(assets: OrtAssets) -> OrtAssets:
+    log.info("%s %s for the page: %s (%s)", ORT_WEB_PACKAGE, assets.version, assets.folder, assets.source)
+    return assets
 
 
-def _check_integrity(tarball: Path) -> None:
-    algo, _, expected = ORT_WEB_INTEGRITY.partition("-")
-    h = hashlib.new(algo)
-    with open(tarball, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    if base64.b64encode(h.digest()).decode() != expected:
-        raise ChecksumMismatchError(
-            f"the npm tarball of {ORT_WEB_PACKAGE}@{ORT_WEB_VERSION} does not match the pinned "
-            "integrity; check the registry your npm uses"
-        )
+def _install(files: dict[str, bytes], target: Path) -> None:
+    """Write verified files into the cache folder, each one atomically."""
+    target.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(target)  # temp files of a start that was killed mid-write
+    for name, data in files.items():
+        with atomic_writer(target / name) as out:
+            out.write(data)
 
 
-def _extract(tarball: Path, stage: Path) -> None:
-    wanted = {f"package/dist/{name}": name for name in ORT_FILES}
-    try:
-        with tarfile.open(tarball, "r:gz") as tar:
-            for member in tar:
-                leaf = wanted.get(member.name)
-                if leaf is None or not member.isfile():
-                    continue
-                src = tar.extractfile(member)
-                if src is None:
-                    continue
-                with src, open(stage / leaf, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DownloadError(f"the npm tarball of {ORT_WEB_PACKAGE} is unreadable: {exc}") from exc
+def _from_registry(settings: Settings) -> dict[str, bytes]:
+    registry = (
+        settings.npm_registry or ort_release.registry_from_npm(settings.npm) or ort_release.DEFAULT_REGISTRY
+    )
+    url = ort_release.tarball_url(registry)
+    log.info("fetching %s@%s from %s (once)", ORT_WEB_PACKAGE, ORT_WEB_VERSION, url)
+    data = ort_release.fetch_tarball(
+        url, timeout=max(60.0, settings.download_timeout), user_agent=f"cleancut/{__version__}"
+    )
+    return ort_release.extract_files(data)
 
 
-def provision_ort(settings: Settings, ort_dir: Path | None = None) -> OrtAssets:
-    """Verified onnxruntime-web files: from ``ort_dir``, the cache, or ``npm pack``.
+def _from_npm(npm: str, parent: Path) -> dict[str, bytes]:
+    log.info("fetching %s@%s with npm pack (once)", ORT_WEB_PACKAGE, ORT_WEB_VERSION)
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".npm-", dir=parent) as tmpdir:
+        tarball = npm_pack(npm, f"{ORT_WEB_PACKAGE}@{ORT_WEB_VERSION}", Path(tmpdir), _NPM_TIMEOUT)
+        try:
+            data = tarball.read_bytes()
+        except OSError as exc:
+            raise ReleaseError(f"cannot read what npm pack wrote ({tarball}): {exc}") from exc
+    ort_release.check_tarball(data)
+    return ort_release.extract_files(data)
 
-    Raises :class:`~cleancut.errors.DownloadError` when they cannot be had (offline, no npm,
-    registry unreachable) and :class:`~cleancut.errors.ChecksumMismatchError` when what came
-    is not what is pinned. The server then still runs; the page falls back to server mode.
+
+def provision_ort(
+    settings: Settings, ort_dir: Path | None = None, *, bundled: Path | None = None
+) -> OrtAssets:
+    """Verified onnxruntime-web files, from the first source that has them (module docstring).
+
+    ``bundled`` overrides :data:`BUNDLED_DIR` (tests). Raises
+    :class:`~cleancut.errors.DownloadError` when they cannot be had (offline, every source
+    unreachable) and :class:`~cleancut.errors.ChecksumMismatchError` when every source that
+    answered served other bytes than the pinned ones. The server then still runs; the page
+    falls back to server mode.
     """
     if ort_dir is not None:
-        problems = _problems(ort_dir)
+        problems = ort_release.file_problems(ort_dir)
         if problems:
             raise DownloadError(f"--ort-dir {ort_dir}: {'; '.join(problems)}")
-        return OrtAssets(ort_dir)
+        return _found(OrtAssets(ort_dir, source="--ort-dir"))
+    bundled = BUNDLED_DIR if bundled is None else bundled
+    if bundled.is_dir():
+        problems = ort_release.file_problems(bundled)
+        if not problems:
+            return _found(OrtAssets(bundled, source="bundled with the package"))
+        log.warning("the bundled %s files in %s are damaged (%s); trying the cache", ORT_WEB_PACKAGE,
+                    bundled, "; ".join(problems))  # fmt: skip
     target = settings.cache_dir / "web" / f"{ORT_WEB_PACKAGE}-{ORT_WEB_VERSION}"
-    if target.is_dir() and not _problems(target):
-        return OrtAssets(target)
+    if target.is_dir() and not ort_release.file_problems(target):
+        return _found(OrtAssets(target, source="cache"))
     if settings.offline:
         raise DownloadError(
-            f"{ORT_WEB_PACKAGE} {ORT_WEB_VERSION} is not in the cache ({target}) and offline mode is "
-            "on; run `cleancut serve` once with network access, or pass --ort-dir"
+            f"{ORT_WEB_PACKAGE} {ORT_WEB_VERSION} is neither bundled with this install nor in the cache "
+            f"({target}) and offline mode is on; run `cleancut serve` once with network access, "
+            "install cleancut from its wheel (which carries the files), or pass --ort-dir"
         )
-    if not settings.npm:
-        raise DownloadError(
-            f"{ORT_WEB_PACKAGE} is not in the cache and the npm client is turned off (CLEANCUT_NPM=0); "
-            "pass --ort-dir"
-        )
-    log.info("fetching %s@%s with npm (once) into %s", ORT_WEB_PACKAGE, ORT_WEB_VERSION, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".ort-", dir=target.parent) as tmpdir:
-        work = Path(tmpdir)
-        tarball = npm_pack(settings.npm, f"{ORT_WEB_PACKAGE}@{ORT_WEB_VERSION}", work, _NPM_TIMEOUT)
-        _check_integrity(tarball)
-        stage = work / "stage"
-        stage.mkdir()
-        _extract(tarball, stage)
-        problems = _problems(stage)
-        if problems:
-            raise ChecksumMismatchError(f"{ORT_WEB_PACKAGE}@{ORT_WEB_VERSION}: {'; '.join(problems)}")
-        if target.exists():  # incomplete or corrupt leftover: move it aside, then replace
-            stale = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.stale")
-            target.rename(stale)
-            shutil.rmtree(stale, ignore_errors=True)
+    errors: list[str] = []
+    failures: list[ReleaseError | DownloadError] = []
+    attempts: list[tuple[str, Callable[[], dict[str, bytes]]]] = [
+        ("registry download", lambda: _from_registry(settings))
+    ]
+    npm = settings.npm
+    if npm:
+        attempts.append(("npm pack", lambda: _from_npm(npm, target.parent)))
+    else:
+        errors.append("npm pack: the npm client is turned off (CLEANCUT_NPM=0)")
+    for label, attempt in attempts:
         try:
-            stage.rename(target)
-        except OSError:
-            if _problems(target):  # another server won the race only if its copy is good
-                raise
-    return OrtAssets(target)
+            files = attempt()
+        except (ReleaseError, DownloadError) as exc:
+            failures.append(exc)
+            errors.append(f"{label}: {exc}")
+            log.warning("%s of %s failed: %s", label, ORT_WEB_PACKAGE, exc)
+            continue
+        try:
+            _install(files, target)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {ORT_WEB_PACKAGE} into the cache {target}: {exc}") from exc
+        return _found(OrtAssets(target, source=label))
+    message = (
+        f"{ORT_WEB_PACKAGE} {ORT_WEB_VERSION} could not be had: "
+        + " | ".join(errors)
+        + ". Install cleancut from its wheel (it carries the files), set CLEANCUT_NPM_REGISTRY to a "
+        "registry mirror, or pass --ort-dir with a copy of the files"
+    )
+    # Every source that answered served other bytes: a tampered or broken mirror, not the network.
+    if all(isinstance(e, IntegrityError) for e in failures):
+        raise ChecksumMismatchError(message) from failures[-1]
+    raise DownloadError(message) from failures[-1]
