@@ -116,6 +116,30 @@ def _write_error(target: Path, exc: OSError) -> OutputWriteError:
     return err
 
 
+def check_writable(folder: str | os.PathLike[str]) -> OutputWriteError | None:
+    """Whether new files can be made in ``folder`` (made when missing, as writes make it):
+    ``None``, or the :class:`~cleancut.errors.OutputWriteError` every write there would
+    raise. A run checks its output folders once, before any work, rather than failing every
+    file after its inference. An empty file is created and removed where the folder (or its
+    nearest existing parent) is, so root, read-only mounts and ACLs are judged as writes are;
+    nothing is left behind and no folder is made."""
+    target = Path(folder)
+    where = target
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    probe = where / temp_name_for("write-check")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        return _write_error(target, exc)
+    os.close(fd)
+    try:
+        probe.unlink()
+    except OSError as exc:  # made but not removable (a sticky folder of another user): say so
+        log.warning("could not remove the write check %s: %s", probe, exc)
+    return None
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` so that no partial file is ever visible there.
 

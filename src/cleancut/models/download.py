@@ -11,8 +11,9 @@ Sources, tried in order:
    user's npm is configured for; no host name is written here.
 
 Verified chunks are kept in ``<cache>/chunks`` until the model is installed, so an
-interrupted download resumes where it stopped. The model is assembled under a unique
-temporary name next to its final path and renamed into place only once verified.
+interrupted download resumes where it stopped. Chunks and the model are written through
+:func:`cleancut.io.atomic.atomic_writer` (a unique temporary name next to the final path)
+and moved into place only once verified.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -31,7 +31,6 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ from typing import Any, BinaryIO
 from .._version import __version__
 from ..config import Settings
 from ..errors import CancelledError, ChecksumMismatchError, DownloadError, ModelError, ModelNotFoundError
+from ..io.atomic import atomic_writer
 from ..progress import ByteCounter, ProgressCallback
 from .installed import installed_path, sha256_file, verify_installed
 from .registry import DATA_PACKAGE, DATA_VERSION, ModelSpec, resolve_model
@@ -224,11 +224,11 @@ def _fetch_chunk(
     last: Exception | None = None
     attempts = max(1, retries)  # retries=0 would otherwise make no attempt at all
     for attempt in range(1, attempts + 1):
-        tmp = dest_dir / f".{chunk.sha256}.{uuid.uuid4().hex[:8]}.part"
         got = 0
         try:
             h = hashlib.sha256()
-            with source.open(chunk.sha256) as src, open(tmp, "wb") as out:
+            # The checks run inside the writer: a failed one removes the temp file, unrenamed.
+            with source.open(chunk.sha256) as src, atomic_writer(dest) as out:
                 while True:
                     _check_cancel(cancel)
                     block = _read(src, _BLOCK, f"chunk {chunk.sha256[:12]}… from {source.description}")
@@ -242,51 +242,41 @@ def _fetch_chunk(
                     out.write(block)
                     got += len(block)
                     counter.reached(chunk, got)
-            if got != chunk.size:
-                raise ChecksumMismatchError(
-                    f"chunk {chunk.sha256[:12]}… has {got} bytes, expected {chunk.size}"
-                )
-            digest = h.hexdigest()
-            if digest != chunk.sha256:
-                raise ChecksumMismatchError(
-                    f"chunk {chunk.sha256[:12]}… has SHA-256 {digest[:12]}…; "
-                    f"the source {source.description} served corrupt data"
-                )
-            tmp.replace(dest)
+                if got != chunk.size:
+                    raise ChecksumMismatchError(
+                        f"chunk {chunk.sha256[:12]}… has {got} bytes, expected {chunk.size}"
+                    )
+                digest = h.hexdigest()
+                if digest != chunk.sha256:
+                    raise ChecksumMismatchError(
+                        f"chunk {chunk.sha256[:12]}… has SHA-256 {digest[:12]}…; "
+                        f"the source {source.description} served corrupt data"
+                    )
             return dest
         except (DownloadError, ChecksumMismatchError, OSError) as exc:
             last = exc
             log.warning("chunk %s… attempt %d/%d failed: %s", chunk.sha256[:12], attempt, attempts, exc)
-        finally:
-            tmp.unlink(missing_ok=True)
     assert last is not None
     raise last
 
 
 def _assemble(chunk_paths: list[Path], spec: ModelSpec, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        h = hashlib.sha256()
-        size = 0
-        with open(tmp, "wb") as out:
-            for p in chunk_paths:
-                with open(p, "rb") as f:
-                    while block := f.read(1 << 20):
-                        h.update(block)
-                        out.write(block)
-                        size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
+    h = hashlib.sha256()
+    size = 0
+    # The checks run inside the writer: a failed one leaves no file at the target.
+    with atomic_writer(target) as out:
+        for p in chunk_paths:
+            with open(p, "rb") as f:
+                while block := f.read(1 << 20):
+                    h.update(block)
+                    out.write(block)
+                    size += len(block)
         if spec.size is not None and size != spec.size:
             raise ChecksumMismatchError(f"assembled {spec.name} is {size} bytes, expected {spec.size}")
         if spec.sha256 is not None and h.hexdigest() != spec.sha256:
             raise ChecksumMismatchError(
                 f"assembled {spec.name} has SHA-256 {h.hexdigest()}, expected {spec.sha256}"
             )
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _download_from(

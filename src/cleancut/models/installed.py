@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from pathlib import Path
 
 from ..config import Settings
+from ..io.atomic import write_atomic
 from .registry import ModelSpec, resolve_model
 
 __all__ = ["installed_path", "sha256_file", "verify_file", "verify_installed"]
@@ -73,12 +73,10 @@ def verify_file(path: Path, expected_size: int | None, expected_sha: str, *, tho
     changed = max(stat_key["mtime_ns"], stat_key["ctime_ns"])
     settled = time.time_ns() - changed > 2_000_000_000
     if ok and settled:
-        tmp = stamp.with_name(f"{stamp.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            tmp.write_text(json.dumps(key))
-            tmp.replace(stamp)
+            write_atomic(stamp, json.dumps(key).encode(), overwrite=True)
         except OSError:  # a read-only cache still works, just without the shortcut
-            tmp.unlink(missing_ok=True)
+            pass
     else:
         stamp.unlink(missing_ok=True)
     return ok
