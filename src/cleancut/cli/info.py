@@ -11,6 +11,7 @@ import click
 from .._version import __version__
 from ..cli_options import engine_options
 from ..config import Settings
+from ..errors import DeviceError
 from ..models import DEFAULT_MODEL, MODELS, model_names, resolve_model
 from ..options import EngineOptions
 from .app import SettingsFlags, errors, settings_options
@@ -52,18 +53,25 @@ def _report(engine: EngineOptions, settings: Settings) -> dict[str, Any]:
     import PIL
 
     from ..inference.openvino import version as ov_version
+    from ..inference.ortinstall import broken_install, conflict, onnxruntime_distributions
     from ..inference.runtime import available_providers, default_threads
     from ..models.installed import installed_path, verify_installed
 
+    dists = onnxruntime_distributions()
+    broken = broken_install(dists)
+    # Two builds at once or an emptied package: said first, with the pip commands that fix it.
+    problem = broken or conflict(dists)
     report: dict[str, Any] = {
         "cleancut": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": getattr(onnxruntime, "__version__", "broken"),
+        "onnxruntime_distributions": [f"{d.name} {d.version}" for d in dists],
+        "onnxruntime_problem": problem,
         "openvino": ov_version() or "not installed",
         "numpy": numpy.__version__,
         "pillow": PIL.__version__,
-        "available_providers": available_providers(),
+        "available_providers": [] if broken else available_providers(),
         "default_threads": default_threads(),
         "cache_dir": str(settings.cache_dir),
         "model_url": settings.model_base_url,
@@ -75,7 +83,10 @@ def _report(engine: EngineOptions, settings: Settings) -> dict[str, Any]:
         report["models"][spec.name] = (
             "verified" if verify_installed(spec, path) else "corrupt" if path.is_file() else "not fetched"
         )
-    report["session"] = _session(engine, settings, report["models"])
+    try:
+        report["session"] = _session(engine, settings, report["models"])
+    except DeviceError as exc:  # e.g. --device gpu --strict-device where none loads: still report
+        report["session"] = f"cannot start: {exc}"
     return report
 
 
@@ -94,7 +105,10 @@ def _session(engine: EngineOptions, settings: Settings, states: dict[str, str]) 
 
 def _print(report: dict[str, Any]) -> None:
     for key, value in report.items():
-        if key == "models":
+        if key == "onnxruntime_problem":
+            if value:
+                click.echo(f"onnxruntime problem: {value}")
+        elif key == "models":
             click.echo("models:")
             for n, state in value.items():
                 click.echo(f"  {n:<14}{state}")

@@ -8,9 +8,12 @@ silently running on the CPU (rembg #439, #632, #661; imgly #156).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -32,9 +35,11 @@ __all__ = [
     "Mode",
     "Session",
     "available_providers",
+    "cap_threads",
     "default_threads",
     "get_session",
     "gpu_providers_present",
+    "usable_cpus",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,11 @@ BACKENDS: tuple[Backend, ...] = ("auto", "onnxruntime", "openvino")
 #: images at once in independent streams (folder batches; see batch.run_jobs).
 Mode = Literal["latency", "throughput"]
 MODES: tuple[Mode, ...] = ("latency", "throughput")
+
+
+#: ``stop(terminate)`` registers ``terminate`` (a call that ends a run in progress) with the
+#: caller's cancel signal and returns the call that unregisters it (the server's deadlines).
+StopHook = Callable[[Callable[[], None]], Callable[[], None]]
 
 
 class Session(Protocol):
@@ -68,7 +78,7 @@ class Session(Protocol):
     @property
     def on_gpu(self) -> bool: ...
 
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    def run(self, batch: np.ndarray, *, stop: StopHook | None = None) -> np.ndarray: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -85,12 +95,51 @@ GPU_PROVIDERS: tuple[str, ...] = (
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_capped_lock = threading.Lock()
+_capped_warned: set[tuple[int, int]] = set()  # (asked, cap) already warned about
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """The inference threads to use for ``threads`` as asked (``None``: the default,
+    :func:`default_threads`), the one rule of every front (``--threads``, ``serve
+    --threads``, ``Remover(threads=)``, Ray): fewer than 1 is refused
+    (:class:`~cleancut.errors.InvalidOptionError`); more than the CPUs this process may use
+    is capped to them, with a warning (once per value), since extra threads only contend
+    for the same cores (and each new count would cost a new backend self-check)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer):
+        raise InvalidOptionError(f"threads must be a whole number of at least 1, got {threads!r}")
+    if threads < 1:
+        raise InvalidOptionError(f"threads must be at least 1, got {threads}")
+    cap = usable_cpus()
+    if threads <= cap:
+        return int(threads)
+    with _capped_lock:
+        first = (int(threads), cap) not in _capped_warned
+        _capped_warned.add((int(threads), cap))
+    if first:
+        log.warning(
+            "threads %d is more than the %d CPU(s) this process may use; using %d "
+            "(more threads than CPUs only slow the inference down)",
+            threads,
+            cap,
+            cap,
+        )
+    return cap
+
+
 def default_threads() -> int:
     """Physical cores this process may run on: hyper-threads only slow convolutions down."""
-    try:
-        allowed = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        allowed = os.cpu_count() or 1
+    allowed = usable_cpus()
     try:
         import psutil
 
@@ -103,6 +152,10 @@ def default_threads() -> int:
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
+    if not hasattr(ort, "get_available_providers"):  # emptied by uninstalling a second build
+        from .ortinstall import broken_install
+
+        raise DeviceError(broken_install() or "the onnxruntime package is broken: reinstall it")
     return list(ort.get_available_providers())
 
 
@@ -139,20 +192,34 @@ def normalize_device(device: str) -> Device:
 
 
 def _choose_providers(device: Device, strict: bool) -> tuple[list[str], str]:
-    available = available_providers()
-    gpus = [p for p in GPU_PROVIDERS if p in available]
+    from .ortinstall import broken_install, conflict, onnxruntime_distributions, pip
+
+    broken = broken_install()
+    if broken is not None:  # nothing runs, not even on the CPU
+        raise DeviceError(broken)
     if device == "cpu":
         return [CPU_PROVIDER], "device=cpu"
+    # Two onnxruntime builds at once: the one installed last decides, often silently the CPU one.
+    clash = conflict()
+    available = available_providers()
+    gpus = [p for p in GPU_PROVIDERS if p in available]
     if gpus:
+        if clash is not None:
+            log.warning("%s", clash)
         return [*gpus, CPU_PROVIDER], f"GPU providers present: {', '.join(gpus)}"
-    why = (
-        "no GPU execution provider in this onnxruntime build "
-        f"(available: {', '.join(available)}); install the extra: pip install 'cleancut[gpu]'"
-    )
+    if clash is not None:
+        why = clash
+    else:
+        names = [d.name for d in onnxruntime_distributions()] or ["onnxruntime"]
+        why = (
+            f"no GPU execution provider in this onnxruntime build (available: {', '.join(available)}); "
+            f"for an NVIDIA GPU, replace it with onnxruntime-gpu: {pip('uninstall', '-y', *names)} && "
+            f"{pip('install', 'onnxruntime-gpu')} (README: GPU)"
+        )
     if device == "gpu" and strict:
         raise DeviceError(f"device=gpu with strict mode, but {why}")
-    if device == "gpu":
-        log.warning("device=gpu requested but %s; running on the CPU", why)
+    if device == "gpu" or clash is not None:
+        log.warning("device=%s: %s; running on the CPU", device, why)
     else:
         log.info("device=auto: %s; running on the CPU", why)
     return [CPU_PROVIDER], why
@@ -195,20 +262,36 @@ class InferenceSession:
     def on_gpu(self) -> bool:
         return self.provider in GPU_PROVIDERS
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """``[N, 3, S, S]`` float32 → ``[N, 1, S, S]`` float32 in 0..1.
+    def run(self, batch: np.ndarray, *, stop: StopHook | None = None) -> np.ndarray:
+        """``[N, 3, H, W]`` float32 → ``[N, 1, H, W]`` float32 in 0..1.
 
         Up to ``max_batch`` images go through the network at once; on CUDA/TensorRT the
         tensors are bound to device memory with I/O binding (one host→device copy in, one
-        device→host copy out, no intermediate host buffers).
+        device→host copy out, no intermediate host buffers). ``stop`` lets a caller's cancel
+        signal terminate a run in progress (``RunOptions.terminate``): the run then raises.
         """
         step = max(1, self.max_batch)
         outs = [
-            self._run_one(np.ascontiguousarray(batch[i : i + step])) for i in range(0, batch.shape[0], step)
+            self._run_one(np.ascontiguousarray(batch[i : i + step]), stop)
+            for i in range(0, batch.shape[0], step)
         ]
         return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
-    def _run_one(self, x: np.ndarray) -> np.ndarray:
+    def _run_one(self, x: np.ndarray, stop: StopHook | None = None) -> np.ndarray:
+        if stop is not None and self.provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+            import onnxruntime as ort
+
+            run_options = ort.RunOptions()
+
+            def terminate() -> None:
+                run_options.terminate = True
+
+            unregister = stop(terminate)
+            try:
+                stopped: np.ndarray = self.session.run([self._output], {self._input: x}, run_options)[0]
+            finally:
+                unregister()
+            return stopped
         if self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
             import onnxruntime as ort
 
@@ -265,9 +348,13 @@ def _create(
     cache_dir: Path | None = None,
     gpu_batch: int = 8,
 ) -> InferenceSession:
+    from .ortinstall import gpu_load_fix, preload_gpu_libraries
+
+    providers, reason = _choose_providers(device, strict)  # first: it explains a broken install
     import onnxruntime as ort
 
-    providers, reason = _choose_providers(device, strict)
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(providers):
+        preload_gpu_libraries()  # CUDA/cuDNN from the nvidia-* pip packages, where installed
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Sequential: parallel execution mode (IMG.LY's choice) measured 1.7x slower here (design §3).
@@ -275,21 +362,34 @@ def _create(
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # onnxruntime prints its provider fallbacks ("EP Error … Falling back") to stdout, which
+    # may be the image (`cleancut - > out.png`): kept for the debug log instead.
+    printed = io.StringIO()
     try:
-        sess = ort.InferenceSession(
-            str(path), sess_options=opts, providers=_provider_options(providers, cache_dir, gpu_batch)
-        )
+        with contextlib.redirect_stdout(printed):
+            sess = ort.InferenceSession(
+                str(path), sess_options=opts, providers=_provider_options(providers, cache_dir, gpu_batch)
+            )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
-        if providers != [CPU_PROVIDER] and not strict:
-            log.warning("GPU session failed to start (%s); running on the CPU", exc)
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU_PROVIDER])
-            reason = f"GPU provider failed to start: {exc}"
-        else:
+        if providers == [CPU_PROVIDER]:
             raise ModelError(f"onnxruntime could not load {path}: {exc}") from exc
+        try:  # the CPU alone tells a GPU that cannot start from a graph that cannot load
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU_PROVIDER])
+        except Exception as cpu_exc:
+            raise ModelError(f"onnxruntime could not load {path}: {cpu_exc}") from cpu_exc
+        reason = f"{providers[0]} failed to start ({exc}); {gpu_load_fix(providers[0])}"
+        if strict:
+            raise DeviceError(f"{reason}; strict mode forbids the CPU fallback") from exc
+        log.warning("%s; running on the CPU", reason)
+    if printed.getvalue().strip():
+        log.debug("onnxruntime: %s", printed.getvalue().strip())
     active = sess.get_providers()
     wanted_gpu = device in ("gpu", "auto") and providers[0] in GPU_PROVIDERS
     if wanted_gpu and active[0] not in GPU_PROVIDERS:
-        msg = f"asked for {providers[0]} but onnxruntime runs {active[0]} (GPU libraries missing?)"
+        msg = (
+            f"asked for {providers[0]} but onnxruntime runs {active[0]}: the GPU provider did not "
+            f"load; {gpu_load_fix(providers[0])}"
+        )
         if strict:
             raise DeviceError(msg + "; strict mode forbids the CPU fallback")
         log.warning("%s; running on the CPU", msg)
