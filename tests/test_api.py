@@ -373,10 +373,10 @@ def test_save_never_overwrites_silently(fg: Cutout, tmp_path: Path) -> None:
     first = target.read_bytes()
     assert decode_bytes(first).format == "WEBP"
     with pytest.raises(OutputExistsError):
-        fg.save(target, format="png")
+        fg.save(target, format="webp", quality=0.5)
     assert target.read_bytes() == first
-    fg.save(target, format="png", overwrite=True)
-    assert decode_bytes(target.read_bytes()).format == "PNG"
+    fg.save(target, format="webp", quality=0.5, overwrite=True)
+    assert decode_bytes(target.read_bytes()).format == "WEBP" and target.read_bytes() != first
     assert list(tmp_path.glob(".*tmp")) == []
 
 
@@ -679,3 +679,117 @@ def test_bad_edge_and_framing_options_fail_before_inference(
         fn(ASTRONAUT, settings=model_settings, progress=lambda k, c, t: events.append(k), **kwargs)
     assert fragment in str(info.value)
     assert not [e for e in events if e.startswith("compute:")]  # nothing ran
+
+
+# --------------------------------------------------------- issue 24: contracts between options
+
+
+def tiny_cut(**framing: Any) -> Cutout:
+    """A cut-out composed from a synthetic mask (no model): a disc on a 32² photo."""
+    from cleancut.cutout import make_cutout
+    from cleancut.framing import Framing
+
+    yy, xx = np.mgrid[:32, :32]
+    mask = (((yy - 16) ** 2 + (xx - 16) ** 2) < 100).astype(np.uint8) * 255
+    pixels = np.full((32, 32, 3), 90, np.uint8)
+    return make_cutout(pixels, mask, "foreground", framing=Framing(**framing) if framing else None)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "fragment"),
+    [
+        ("j.png", "jpeg", "j.png names a png file but the format asked for is jpeg"),
+        ("w.jpg", "png", "w.jpg names a jpeg file but the format asked for is png"),
+        ("r.png", "rgba8", "name it r.rgba"),
+        ("x.webm", None, ".webm is a clip container"),
+        ("out.gif", None, ".gif is not an output format"),
+        ("out.bmp", "png", ".bmp is not an output format"),
+        ("out", None, "out has no extension"),
+    ],
+)
+def test_save_never_writes_one_format_under_another_name(
+    tmp_path: Path, name: str, fmt: str | None, fragment: str
+) -> None:
+    """``Cutout.save("j.png", format="jpeg")`` wrote JPEG bytes under .png, ``save("out.gif")``
+    a PNG: the CLI's rule (:func:`cleancut.io.formats.output_format`), nothing written."""
+    with pytest.raises(cleancut.InvalidOptionError, match=fragment.replace(".", r"\.")):
+        tiny_cut().save(tmp_path / name, format=fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_follows_the_extension_and_a_format_names_an_extensionless_file(tmp_path: Path) -> None:
+    cut = tiny_cut()
+    assert decode_bytes(cut.save(tmp_path / "a.JPEG").read_bytes()).format == "JPEG"
+    assert decode_bytes(cut.save(tmp_path / "b.jpg", format="image/jpeg").read_bytes()).format == "JPEG"
+    assert decode_bytes(cut.save(tmp_path / "c", format="webp").read_bytes()).format == "WEBP"
+    assert (tmp_path / "d.alpha").exists() is False
+    cut.save(tmp_path / "d.alpha")
+    assert (tmp_path / "d.alpha").read_bytes() == cut.pixels[:, :, 3].tobytes()
+
+
+def test_alpha8_of_an_opaque_cut_out_is_refused() -> None:
+    """alpha8 with bg_color, or of a cut-out on an opaque background, was all 255."""
+    with pytest.raises(cleancut.InvalidOptionError, match="format alpha8 is the alpha channel alone"):
+        tiny_cut().to_bytes("alpha8", bg_color="white")
+    opaque = tiny_cut(background="white")
+    assert opaque.opaque and not tiny_cut().opaque
+    with pytest.raises(cleancut.InvalidOptionError, match=r"background \(--background\)"):
+        opaque.to_bytes("alpha8")
+    assert len(opaque.to_bytes("rgba8")) == 32 * 32 * 4  # the other formats still work
+    assert tiny_cut().to_bytes("alpha8") == tiny_cut().pixels[:, :, 3].tobytes()
+
+
+def test_cut_options_refuse_alpha8_on_a_background() -> None:
+    """The one shared check: every front builds a CutOptions (the server its subclass)."""
+    from cleancut import CutOptions
+    from cleancut.framing import Framing
+    from cleancut.server.options import parse_options
+
+    for kwargs in ({"bg_color": (255, 255, 255)}, {"framing": Framing(background="blur")}):
+        with pytest.raises(cleancut.InvalidOptionError, match="format alpha8 is the alpha channel alone"):
+            CutOptions(format="alpha8", **kwargs)  # type: ignore[arg-type]
+    assert CutOptions(format="alpha8", type="mask", bg_color=(0, 0, 0)).format == "alpha8"
+    with pytest.raises(cleancut.InvalidOptionError, match="format alpha8 is the alpha channel alone"):
+        parse_options({"format": "alpha8", "background": "white"}, models=["isnet_fp16"])
+
+
+def test_remover_threads_are_capped_at_the_usable_cpus(
+    model_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Remover(threads=42)`` on a 2-CPU machine ran a new backend self-check for the new
+    count (62 s); the count is capped, with one warning per value, and below 1 refused."""
+    from cleancut.inference.runtime import cap_threads, usable_cpus
+
+    caplog.set_level("WARNING", logger="cleancut")
+    cap = usable_cpus()
+    assert Remover(settings=model_settings, threads=cap + 7).threads == cap
+    assert Remover(settings=model_settings, threads=cap + 7).threads == cap
+    warned = [r.getMessage() for r in caplog.records if "is more than the" in r.getMessage()]
+    assert warned == [f"threads {cap + 7} is more than the {cap} CPU(s) this process may use; using {cap} "
+                      "(more threads than CPUs only slow the inference down)"]  # fmt: skip
+    assert Remover(settings=model_settings, threads=1).threads == 1
+    assert Remover(settings=model_settings).threads is None  # the default: physical cores
+    assert cap_threads(cap) == cap
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(cleancut.InvalidOptionError, match="threads must be"):
+            Remover(settings=model_settings, threads=bad)  # type: ignore[arg-type]
+
+
+def test_a_framed_canvas_over_the_limit_is_refused_before_the_inference(model_settings: Settings) -> None:
+    """padding 0.49999999 on the astronaut: refused after the decode, before the model even
+    loads (it came after the inference, 0.45 s), quoting the padding exactly as given."""
+    from cleancut.framing import Framing
+
+    remover = Remover("isnet_fp16", settings=model_settings)  # not loaded
+    events: list[str] = []
+    with pytest.raises(ImageTooLargeError) as info:
+        remover.remove(
+            ASTRONAUT,
+            framing=Framing(square=True, padding=0.49999999),
+            progress=lambda k, c, t: events.append(k),
+        )
+    message = str(info.value)
+    assert "lower padding 0.49999999, set max_size, or raise max_pixels" in message, message
+    assert "now None" not in message
+    assert remover._session is None  # no model loaded, so no inference
+    assert "compute:inference" not in events

@@ -364,6 +364,32 @@ def test_folder_into_a_file_name_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "newfile.png").exists()
 
 
+def test_unwritable_output_folder_is_one_line_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder run into a folder that takes no files: one error line naming it and what to
+    do, exit 1, and no model loaded or inferred (issue 24: every image was inferred, then
+    each write failed)."""
+    from cleancut.remover import Remover
+    from test_codecs import read_only_folder
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Remover, "load", no_model)
+    copy_photo(tmp_path / "in", name="a.jpg")
+    copy_photo(tmp_path / "in", name="b.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    with read_only_folder(out) as how:
+        result = run(tmp_path / "in", "-o", out)
+        assert result.exit_code == 1, (how, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out}: no permission"), lines
+        assert "choose another -o folder" in lines[0]
+        assert list(out.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -761,3 +787,94 @@ def test_one_batch_loop_shows_every_engine_s_rows(capsys: pytest.CaptureFixture[
     BatchProgress(total=1, quiet=False, single=True).run([Row("written", "a.jpg", "a.png")])
     BatchProgress(total=2, quiet=True).run(rows[:2])
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------- issue 24: contracts between options (items 6-9, 11)
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal must come before the model loads: loading it fails the test."""
+    from cleancut.remover import Remover
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Remover, "load", refuse)
+    monkeypatch.setattr(Remover, "_get_session", refuse)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "fragment"),
+    [
+        ("j.png", ["-f", "jpeg"], "j.png names a png file but the format asked for is jpeg: name it j.jpg"),
+        ("r.png", ["-f", "rgba8"], "r.png names a png file but the format asked for is rgba8: name it"),
+        ("w.jpg", ["-f", "png"], "w.jpg names a jpeg file but the format asked for is png: name it w.png"),
+        ("x.webm", [], "cannot write x.webm: .webm is a clip container, not a photo format"),
+        ("out.gif", [], "cannot write out.gif: .gif is not an output format"),
+        ("out.bmp", ["-f", "png"], "cannot write out.bmp: .bmp is not an output format"),
+        ("out", [], "out has no extension, so it names no format"),
+    ],
+)
+def test_output_name_and_format_never_contradict(
+    tmp_path: Path, no_model: None, name: str, args: list[str], fragment: str
+) -> None:
+    """``-o j.png -f jpeg`` wrote JPEG bytes under .png, ``-o out.gif`` a PNG: a name and
+    a format that disagree (or a name that is no format) is a usage error, nothing written."""
+    photo = copy_photo(tmp_path / "in")
+    result = run(photo, "-o", tmp_path / name, *args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / name).exists() and tmp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--format", "alpha8", "--background", "white"],
+        ["--format", "alpha8", "--bg-color", "white"],
+        ["-o", "{tmp}/a.alpha", "--background", "blur"],  # alpha8 from the extension
+    ],
+)
+def test_alpha8_on_an_opaque_background_is_a_usage_error(
+    tmp_path: Path, no_model: None, args: list[str]
+) -> None:
+    """It was accepted and wrote all 255 (the server answered 422)."""
+    photo = copy_photo(tmp_path / "in")
+    result = run(photo, *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert result.exit_code == 2, result.output
+    assert "format alpha8 is the alpha channel alone" in result.stderr, result.stderr
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["photo.jpg"]
+    assert not (tmp_path / "a.alpha").exists()
+
+
+def test_an_extensionless_output_with_a_format_is_written_in_it(tmp_path: Path) -> None:
+    """``-o out -f jpeg``: the name claims no format, so the one asked for is written."""
+    photo = copy_photo(tmp_path / "in")
+    result = run(photo, "-o", tmp_path / "out", "-f", "jpeg", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert load(tmp_path / "out").format == "JPEG"
+
+
+def test_threads_above_the_usable_cpus_are_capped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--threads 42`` reran the backend self-check for every new count (62 s, 1.9 GB):
+    the count is capped to the CPUs this process may use, and a warning says so."""
+    from cleancut.inference import runtime
+    from cleancut.remover import Remover
+
+    seen: list[int | None] = []
+
+    def record(self: Remover, **_k: object) -> Remover:
+        seen.append(self.threads)
+        raise SystemExit(0)  # stop before any model work: the engine is what is checked
+
+    monkeypatch.setattr(Remover, "load", record)
+    caplog.set_level("WARNING", logger="cleancut")
+    result = run(copy_photo(tmp_path), "-o", tmp_path / "o.png", "--threads", "4242")
+    assert result.exit_code == 0, result.output
+    assert seen == [runtime.usable_cpus()]
+    assert any("threads 4242 is more than the" in r.getMessage() for r in caplog.records)
+    assert "capped" in run("remove", "--help").stdout

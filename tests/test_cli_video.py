@@ -226,3 +226,64 @@ def test_a_killed_runs_temporary_frames_folder_is_cleared_by_the_rerun(tmp_path:
     assert res.exit_code == 0, res.stderr
     assert not stale.exists() and live.is_dir()
     assert (out / "frames" / "timestamps.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "flags"),
+    [
+        (["-f", "jpeg"], "--format apply"),
+        (["-f", "alpha8"], "--format apply"),
+        (["--format", "rgba8"], "--format apply"),
+        (["-q", "0"], "--quality apply"),
+        (["-f", "webp", "--quality", "0.9"], "--format and --quality apply"),
+    ],
+)
+def test_photo_only_flags_are_refused_for_a_run_of_clips(
+    tmp_path: Path, args: list[str], flags: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-f jpeg``, ``-f alpha8``, ``-f rgba8``, ``-q 0`` on a clip exited 0 with a VP9
+    written: a usage error now, before any model loads, nothing written."""
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=2, audio=False)
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Remover, "load", refuse)
+    for out in ([], ["-o", tmp_path / "out.webm"]):
+        res = cleancut(src, *out, *args)
+        assert res.exit_code == 2, res.stderr
+        assert errors(res) and f"{flags} to photos only: a clip's container follows -o" in errors(res)[0]
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mov", n=2, audio=False)
+    res = cleancut(folder, "-o", tmp_path / "cuts", *args)  # a folder of clips only: the same
+    assert res.exit_code == 2 and "photos only" in errors(res)[0], res.stderr
+    assert tree(tmp_path) == ["clip.mp4", "clips", "clips/a.mov"]
+
+
+def test_an_mp4_without_a_colour_is_flattened_on_white(tmp_path: Path) -> None:
+    """One rule on every front (the server answered 422 here): no alpha in H.264, so white."""
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=2, audio=False)
+    res = cleancut(src, "-o", tmp_path / "out.mp4", *FAST, "--no-smooth")
+    assert res.exit_code == 0, res.stderr
+    decoded, (streams, _) = decode_all(tmp_path / "out.mp4")
+    assert ("video", "h264") in streams
+    rgb = decoded[0].to_ndarray(format="rgb24").astype(int)
+    assert rgb[:3, :3].min() > 200  # the background is white
+
+
+@pytest.mark.parametrize("quality", [0.8, 1.0, -1, 64, True, "30"])
+def test_remove_video_refuses_a_photo_quality(tmp_path: Path, quality: object) -> None:
+    """``remove_video(quality=0.8)`` (a photo's 0..1) was taken as CRF 0: refused."""
+    from cleancut import InvalidOptionError
+    from cleancut.video import remove_video
+
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=2, audio=False)
+    with pytest.raises(
+        InvalidOptionError, match=r"quality on a clip is the codec's CRF, a whole number 0\.\.63"
+    ):
+        remove_video(src, tmp_path / "out.webm", quality=quality)  # type: ignore[arg-type]
+    assert tree(tmp_path) == ["clip.mp4"]

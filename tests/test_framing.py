@@ -510,7 +510,7 @@ def test_the_canvas_obeys_the_configured_pixel_limit() -> None:
     capped = Framing(square=True, padding=0.4, max_size=100).loaded(max_pixels=10_000)
     assert apply(photo(100, 100), mask, capped).pixels.shape == (100, 100, 4)
     # crop + margin + square: the canvas is 21× the subject's side at margin 10
-    with pytest.raises(ImageTooLargeError, match="lower padding 0 or margin 10"):
+    with pytest.raises(ImageTooLargeError, match=r"lower padding 0\.0 or margin 10, "):
         apply(photo(100, 100), mask, Framing(crop=True, margin=10, square=True), max_pixels=100_000)
 
 
@@ -574,3 +574,60 @@ def test_a_tiny_blur_and_shadow_do_not_divide_by_zero() -> None:
     assert out.pixels.shape == (1, 1, 4)
     soft = Framing(shadow=True, shadow_softness=5e-324, max_size=3)
     assert apply(photo(64, 64), mask, soft).pixels.shape == (3, 3, 4)
+
+
+# --------------------------------------------------------------------------- issue 24, item 11
+
+
+@pytest.mark.parametrize(
+    ("framing", "fragment"),
+    [
+        (Framing(square=True, padding=0.49999999), "lower padding 0.49999999, set max_size, or raise"),
+        (Framing(square=True, padding=0.4999999999999), "lower padding 0.4999999999999, set max_size"),
+        (Framing(square=True, padding=0.49, max_size=60000), "lower max_size (now 60000), or raise"),
+        (Framing(crop=True, margin=9.99999999, square=True), "lower padding 0.0 or margin 9.99999999, set"),
+    ],
+)
+def test_the_canvas_refusal_quotes_values_exactly(framing: Framing, fragment: str) -> None:
+    """``--padding 0.49999999`` said "lower padding 0.5" and "max_size (now None)"."""
+    with pytest.raises(ImageTooLargeError) as info:
+        frame_mask(disc(300, 300, 150, 150, 100), framing.loaded(max_pixels=1_000_000))
+    assert fragment in str(info.value), str(info.value)
+    assert "now None" not in str(info.value)
+
+
+def test_check_canvas_refuses_from_the_size_alone() -> None:
+    """The canvas of a framing without crop follows from the photo's size: refused before
+    any inference, with the same message as after it; with crop it waits for the mask."""
+    from cleancut.framing import check_canvas
+
+    framing = Framing(square=True, padding=0.4)  # 100² → 500²
+    with pytest.raises(ImageTooLargeError, match="500×500 px, over the pixel limit of 10,000"):
+        check_canvas(100, 100, framing, max_pixels=10_000)
+    with pytest.raises(ImageTooLargeError, match="limit of 5,000"):  # the smaller limit wins
+        check_canvas(100, 100, framing.loaded(max_pixels=5_000), max_pixels=10_000)
+    check_canvas(100, 100, framing, max_pixels=250_000)  # fits
+    check_canvas(100, 100, Framing(square=True, padding=0.4, max_size=100), max_pixels=10_000)
+    check_canvas(100, 100, Framing(crop=True, square=True, padding=0.4), max_pixels=10_000)  # later
+    check_canvas(100, 100, None, max_pixels=1)
+
+
+def test_the_batch_refuses_the_canvas_before_the_inference(
+    remover: Remover, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder batch (and so the CLI and, through the same stages, Ray) fails the job
+    after the decode: the network never runs for it."""
+    from cleancut.batch import Job, run_jobs
+    from cleancut.options import CutOptions
+
+    def no_inference(*_a: object, **_k: object) -> None:
+        raise AssertionError("inferred")
+
+    monkeypatch.setattr(remover, "infer", no_inference)
+    monkeypatch.setattr(remover, "predict", no_inference)
+    src = tmp_path / "p.png"
+    Image.fromarray(photo(64, 64)).save(src)
+    options = CutOptions(framing=Framing(square=True, padding=0.4999999))
+    (result,) = run_jobs([Job(src, tmp_path / "o.png", "p.png")], remover, options)
+    assert result.status == "failed" and "lower padding 0.4999999," in (result.error or ""), result.error
+    assert not (tmp_path / "o.png").exists()

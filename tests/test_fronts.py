@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import click
+import numpy as np
 import pytest
 
 from cleancut import api
@@ -301,3 +302,55 @@ def test_the_http_parser_reads_each_option_by_its_kind(option: Option) -> None:
     assert target is not None, option.name
     assert getattr(target, option.name) == value, option.name
     assert type(getattr(target, option.name)) is type(value), option.name
+
+
+# --------------------------------------------------------- issue 24: one rule on every front
+
+
+def test_alpha8_on_a_background_is_one_refusal_everywhere() -> None:
+    """The library (CutOptions, Cutout.to_bytes), the CLI (its CutOptions) and the HTTP
+    parser all raise the one message of :func:`cleancut.options.check_format`."""
+    from cleancut.cutout import make_cutout
+    from cleancut.options import check_format
+
+    with pytest.raises(InvalidOptionError) as shared:
+        check_format("alpha8", "foreground", bg_color=True)
+    tiny = make_cutout(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), "foreground")
+    messages = []
+    for attempt in (
+        lambda: CutOptions(format="alpha8", bg_color=(255, 255, 255)),
+        lambda: parse_options({"format": "alpha8", "bg_color": "white"}, models=["isnet_fp16"]),
+        lambda: tiny.to_bytes("alpha8", bg_color="white"),
+    ):
+        with pytest.raises(InvalidOptionError) as info:
+            attempt()
+        messages.append(str(info.value))
+    assert messages == [str(shared.value)] * 3
+
+
+def test_clips_refuse_photo_options_and_mp4_is_white_on_the_server() -> None:
+    from cleancut.server.options import parse_video_options
+
+    for values, fragment in (
+        ({"quality": "0"}, "quality applies to photos only"),
+        ({"format": "jpeg"}, "not a clip format"),
+        ({"format": "alpha8"}, "not a clip format"),
+        ({"format": "rgba8"}, "not a clip format"),
+    ):
+        with pytest.raises(InvalidOptionError, match=fragment):
+            parse_video_options(values, models=["isnet_fp16"])
+    # mp4 without a colour: accepted and flattened on white, as the CLI and remove_video do
+    options = parse_video_options({"format": "mp4"}, models=["isnet_fp16"])
+    assert options.format == "mp4" and options.cut.bg_color is None
+
+
+def test_every_front_says_threads_are_capped() -> None:
+    from click.testing import CliRunner
+
+    from cleancut.cli import cli
+
+    threads = next(o for o in OPTIONS() if o.name == "threads")
+    assert "capped" in threads.help_for("cli") and "capped" in threads.help_for("library")
+    for command in (["remove", "--help"], ["serve", "--help"]):
+        out = CliRunner().invoke(cli, command).output
+        assert "capped" in " ".join(out.split()), command

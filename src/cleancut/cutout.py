@@ -17,7 +17,7 @@ from . import io as codecs
 from . import pipeline
 from .errors import InvalidOptionError
 from .io.formats import OutputFormat
-from .options import DEFAULT_PNG_LEVEL
+from .options import DEFAULT_PNG_LEVEL, check_format
 from .pipeline import OutputType
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class Cutout:
     profile, carried to encoded outputs. ``timings``: seconds per stage. ``box``: the part
     of the photo the output shows, ``(left, top, right, bottom)`` in the photo's pixels
     (right and bottom exclusive): the crop box with ``crop``, else the whole photo.
+    ``opaque``: made on an opaque background (its alpha is 255 everywhere).
     """
 
     pixels: np.ndarray
@@ -45,6 +46,8 @@ class Cutout:
     icc_profile: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
     box: tuple[int, int, int, int] | None = None
+    #: on an opaque background (a framing colour, blur or image): alpha 255 everywhere
+    opaque: bool = False
 
     @property
     def width(self) -> int:
@@ -85,8 +88,11 @@ class Cutout:
     ) -> bytes:
         """Encode: ``png`` (default), ``webp``, ``jpeg`` (flattened on ``bg_color``, white by
         default), or raw ``rgba8`` / ``alpha8``. ``quality`` 0..1 for JPEG and WebP (1 is
-        lossless WebP). ``bg_color`` composites onto an opaque colour in any format."""
+        lossless WebP). ``bg_color`` composites onto an opaque colour in any format but
+        ``alpha8`` (the alpha channel alone, which a colour or an opaque background makes all
+        255: refused with :class:`~cleancut.errors.InvalidOptionError`)."""
         fmt = codecs.normalize_format(format)
+        check_format(fmt, self.type, bg_color=bg_color is not None, opaque=self.opaque)
         return codecs.encode(
             self._pixels_for(fmt, bg_color),
             fmt,
@@ -105,8 +111,12 @@ class Cutout:
         overwrite: bool = False,
         png_compress_level: int = DEFAULT_PNG_LEVEL,
     ) -> Path:
-        """Encode and write atomically; the format follows ``format`` or the file extension."""
-        fmt = format or codecs.format_from_path(path) or "png"
+        """Encode and write atomically in the format the file's extension names (``.png``,
+        ``.webp``, ``.jpg``/``.jpeg``, ``.rgba``, ``.alpha``). ``format`` must agree with it,
+        or name the format of a path without an extension; anything else (``j.png`` with
+        ``format="jpeg"``, ``out.gif``, no extension and no format) is refused with
+        :class:`~cleancut.errors.InvalidOptionError` before anything is written."""
+        fmt = codecs.output_format(path, codecs.normalize_format(format) if format is not None else None)
         data = self.to_bytes(fmt, quality=quality, bg_color=bg_color, png_compress_level=png_compress_level)
         return codecs.write_atomic(path, data, overwrite=overwrite)
 
@@ -179,4 +189,6 @@ def make_cutout(
     from .framing import apply
 
     framed = apply(colours, mask, framing, photo=pixels, invert=invert, max_pixels=max_pixels)
-    return Cutout(framed.pixels, framed.mask, output_type, icc_profile, box=framed.geometry.box)
+    return Cutout(
+        framed.pixels, framed.mask, output_type, icc_profile, box=framed.geometry.box, opaque=framing.opaque
+    )

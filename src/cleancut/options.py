@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from .errors import InvalidOptionError
 from .io.formats import OutputFormat, extension_for
 from .models import DEFAULT_MODEL
 from .passes import QualityMode
@@ -28,6 +29,7 @@ __all__ = [
     "CutOptions",
     "EngineOptions",
     "Option",
+    "check_format",
     "options_for",
 ]
 
@@ -53,6 +55,11 @@ class CutOptions:
     #: Quality mode (:mod:`cleancut.passes`): ``fast``, ``default`` or ``best``.
     mode: QualityMode = "default"
 
+    def __post_init__(self) -> None:
+        # the one check of format against background, whichever front built the options
+        opaque = self.framing is not None and self.framing.opaque
+        check_format(self.format, self.type, bg_color=self.bg_color is not None, opaque=opaque)
+
     @property
     def extension(self) -> str:
         return extension_for(self.format).lstrip(".")
@@ -66,12 +73,30 @@ class CutOptions:
         return self if framing is self.framing else replace(self, framing=framing)
 
 
+def check_format(fmt: str, output_type: str, *, bg_color: bool = False, opaque: bool = False) -> None:
+    """Refuse ``alpha8`` of a cut-out on an opaque background (``bg_color``, or a framing
+    ``background``): alpha8 is the alpha channel alone, which the background makes 255
+    everywhere. Every front (CLI, library, HTTP API, Ray) checks it here, before any work."""
+    if fmt != "alpha8" or str(output_type).strip().lower() == "mask" or not (bg_color or opaque):
+        return
+    what = "bg_color (--bg-color)" if bg_color else "background (--background)"
+    raise InvalidOptionError(
+        f"format alpha8 is the alpha channel alone, and {what} makes every pixel opaque (all "
+        "255): leave it out to get the cut-out's alpha, use type mask for the mask, or png, "
+        "webp, jpeg or rgba8 for the picture on that background"
+    )
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """What runs the model: the :class:`~cleancut.remover.Remover` arguments that every
     front (library keywords, CLI flags, ``cleancut serve``, Ray actors) shares."""
 
     model: str = DEFAULT_MODEL
+    #: the family of a model file or URL of your own (``birefnet``, ``isnet``, …)
+    model_family: str | None = None
+    #: the SHA-256 that pins a model file or URL of your own
+    model_sha256: str | None = None
     device: str = "auto"
     backend: str = "auto"
     strict: bool = False
@@ -132,21 +157,33 @@ def _table() -> tuple[Option, ...]:
     from .inference.runtime import BACKENDS, DEVICES
     from .io.formats import FORMATS
     from .models import model_names
+    from .models.families import family_names
     from .passes import MODE_HELP, QUALITY_MODES
     from .pipeline import OUTPUT_TYPES
 
     return (
         # ------------------------------------------------------------------ engine
-        Option("model", "engine", "choice", "Model variant.", DEFAULT_MODEL, tuple(model_names()),
-               http_help="Model to run (default: the server's first model)."),
+        Option("model", "engine", "text",
+               "Model: a published name (cleancut models list: " + ", ".join(model_names()[:4])
+               + ", birefnet-general-lite, …), a path to an .onnx file of your own, or an https:// "
+               "URL of one.", DEFAULT_MODEL, metavar="NAME|PATH|URL",
+               http_help="Model to run: one this server loaded (default: its first)."),
+        Option("model_family", "engine", "choice",
+               "Family of a model file or URL of your own: how it is fed and read (else the "
+               "graph's cleancut.family metadata).", None, tuple(family_names()), fronts=_LOCAL),
+        Option("model_sha256", "engine", "text",
+               "SHA-256 that pins a model file or URL of your own (a URL without one is fetched "
+               "over https only, its SHA-256 printed and recorded on first use).", None,
+               fronts=_LOCAL, metavar="HEX"),
         Option("device", "engine", "choice", "Where the model runs.", "auto", tuple(DEVICES), fronts=_LOCAL),
         Option("backend", "engine", "choice",
                "Inference engine; auto picks the fastest one verified on this machine.", "auto",
                tuple(BACKENDS), fronts=_LOCAL),
         Option("strict", "engine", "bool", "Fail instead of falling back to the CPU.", False, fronts=_LOCAL,
                cli_flag="--strict-device"),
-        Option("threads", "engine", "int", "Inference threads (default: physical cores).", None,
-               minimum=1, fronts=_LOCAL),
+        Option("threads", "engine", "int",
+               "Inference threads (default: physical cores); more than the CPUs this process may "
+               "use are capped to them, with a warning.", None, minimum=1, fronts=_LOCAL),
         # ------------------------------------------------------------------ output
         Option("mode", "output", "choice", MODE_HELP, "default", tuple(QUALITY_MODES)),
         Option("type", "output", "choice",
@@ -155,13 +192,17 @@ def _table() -> tuple[Option, ...]:
         Option("format", "output", "choice",
                "Output format. jpeg has no alpha: it is composited on bg_color (white by default).",
                "png", tuple(FORMATS), fronts=_ENCODED,
-               cli_help="Output format (default: from the -o extension, else png). jpeg has no alpha: "
-               "it is composited on --bg-color.",
+               cli_help="Output format of photos (default: from the -o extension, else png); it must "
+               "agree with -o's extension. jpeg has no alpha: it is composited on --bg-color. alpha8 "
+               "refuses --bg-color and an opaque --background. A run of clips refuses it (the "
+               "container follows -o).",
                http_help="Output format. rgba8/alpha8 are raw pixels; the size is in the Content-Type "
                "(image/x-rgba8;width=W;height=H). jpeg has no alpha: it is composited on bg_color "
-               "(white by default)."),
+               "(white by default). alpha8 refuses bg_color and an opaque background."),
         Option("quality", "output", "float", "JPEG/WebP quality, 0..1 (1 = lossless WebP).", DEFAULT_QUALITY,
-               minimum=0.0, maximum=1.0, fronts=_ENCODED),
+               minimum=0.0, maximum=1.0, fronts=_ENCODED,
+               cli_help="JPEG/WebP quality of photos, 0..1 (1 = lossless WebP); a run of clips "
+               "refuses it (a clip's quality is its codec's)."),
         Option("bg_color", "output", "text",
                "Composite onto an opaque colour: a name (white), #rrggbb or R,G,B. "
                "Omit (or 'transparent') to keep the alpha channel.", None, fronts=_ENCODED,

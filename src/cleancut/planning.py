@@ -162,7 +162,9 @@ def plan_jobs(
 ) -> tuple[list[Job], OutputFormat]:
     """Decide every output path; returns the jobs and the output format.
 
-    * one file: ``-o out.png`` writes that file (format from its extension unless ``fmt``);
+    * one file: ``-o out.png`` writes that file in the format its extension names (``fmt``
+      must agree; an extension that is no output format, or none without ``fmt``, is
+      refused: :func:`cleancut.io.formats.output_format`);
       ``-o DIR/`` or an existing folder writes ``DIR/NAME.png``; no ``-o`` writes
       ``NAME.cutout.png`` beside the input; ``-o -`` writes to stdout.
     * ``-`` (stdin): to stdout, or to ``-o FILE``.
@@ -183,8 +185,10 @@ def plan_jobs(
     single = len(items) == 1 and (items[0] == STDIO or not Path(items[0]).is_dir())
 
     if single:
-        fmt_out = fmt or (codecs.format_from_path(out_path) if out_path else None) or "png"
         into_dir = out_path is not None and (out_path.is_dir() or str(out).endswith(("/", os.sep)))
+        # -o FILE: the format its name says, never another (a contradiction is a usage error)
+        to_file = out_path is not None and not into_dir
+        fmt_out = codecs.output_format(out_path, fmt) if to_file and out_path else fmt or "png"
         if items[0] == STDIO:
             if out_path is None:
                 return [Job(None, None, "<stdin>")], fmt_out

@@ -52,6 +52,8 @@ class _Run:
     num_workers: int | None = None
     #: video clips: the temporal step on the network output (``--smooth/--no-smooth``)
     smooth: bool = True
+    #: photo-only flags given (``--format``, ``--quality``): refused by a run of clips only
+    photo_only: tuple[str, ...] = ()
 
 
 @click.command("remove")
@@ -121,8 +123,19 @@ def remove_cmd(
             address=address,
             num_workers=num_workers,
             smooth=smooth,
+            photo_only=_given(("--format", "fmt"), ("--quality", "quality")),
         )
         _dispatch(inputs, output, options, run)
+
+
+def _given(*flags: tuple[str, str]) -> tuple[str, ...]:
+    """The ``(flag, parameter)`` pairs given on the command line (or its environment), not
+    left at their defaults."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    defaults = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return tuple(flag for flag, name in flags if ctx.get_parameter_source(name) not in defaults)
 
 
 def _cut_options(
@@ -174,6 +187,17 @@ def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, 
     from .video import is_video, plan_clips, video_extension
 
     clips = plan_clips(inputs, output, video_extension(options))
+    if clips:  # no video extra: one line saying how to install it, before any work
+        from ..video.decode import require_video
+
+        require_video()
+    if clips and run.photo_only and not _holds_photos(inputs, is_video):
+        # in a run of clips only, a photo's format or quality would be silently ignored
+        raise InvalidOptionError(
+            f"{' and '.join(run.photo_only)} apply to photos only: a clip's container follows -o "
+            "(.webm VP9 with alpha, .mov ProRes 4444 with alpha, .mp4 H.264 without alpha, or "
+            "FOLDER/ for PNG frames) and its quality is the codec's; leave them out"
+        )
     if clips and run.on_ray:
         if _holds_photos(inputs, is_video):
             raise InvalidOptionError(

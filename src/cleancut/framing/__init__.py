@@ -14,7 +14,7 @@ The names below are the public surface; import them from here.
 from __future__ import annotations
 
 from .compose import Framed, apply
-from .geometry import SUBJECT_LEVEL, Geometry, frame_mask, geometry, subject_box
+from .geometry import SUBJECT_LEVEL, Geometry, check_canvas, frame_mask, geometry, subject_box
 from .options import (
     FITS,
     MAX_BLUR,
@@ -41,6 +41,7 @@ __all__ = [
     "Framing",
     "Geometry",
     "apply",
+    "check_canvas",
     "frame_mask",
     "geometry",
     "make_framing",

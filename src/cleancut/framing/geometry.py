@@ -36,6 +36,7 @@ __all__ = [
     "SUBJECT_LEVEL",
     "Box",
     "Geometry",
+    "check_canvas",
     "cut",
     "frame_mask",
     "geometry",
@@ -90,7 +91,24 @@ def geometry(mask: np.ndarray, framing: Framing) -> Geometry:
     Raises :class:`~cleancut.errors.ImageTooLargeError` when the output canvas would have
     more than :attr:`Framing.canvas_limit` pixels."""
     h, w = mask.shape[:2]
-    subject = subject_box(mask)
+    return _frame(w, h, subject_box(mask), framing, framing.canvas_limit)
+
+
+def check_canvas(width: int, height: int, framing: Framing | None, *, max_pixels: int) -> None:
+    """Refuse, from the photo's size alone, a framed canvas over the pixel limit (the
+    smaller of ``framing.max_pixels`` and ``max_pixels``, as :meth:`Framing.loaded` sets it)
+    with :class:`~cleancut.errors.ImageTooLargeError`. Every front calls it after the decode
+    and before the inference, so the refusal costs no model run. With ``crop`` the canvas
+    follows the subject, known only after the inference: :func:`geometry` checks it then."""
+    if framing is None or framing.crop or framing.is_identity:
+        return
+    limit = max_pixels if framing.max_pixels is None else min(int(framing.max_pixels), max_pixels)
+    _frame(width, height, None, framing, limit)
+
+
+def _frame(w: int, h: int, subject: Box | None, framing: Framing, limit: int) -> Geometry:
+    """:func:`geometry` for a ``w``×``h`` photo whose subject box is ``subject``, refused
+    over ``limit`` pixels."""
     box: Box = (0, 0, w, h)
     extent = (w, h)  # what the square canvas must hold
     centre2 = (w, h)  # twice the centre, to stay in integers
@@ -114,20 +132,25 @@ def geometry(mask: np.ndarray, framing: Framing) -> Geometry:
     if framing.max_size is not None and max(ww, wh) > framing.max_size:
         scale = framing.max_size / max(ww, wh)
     size = (max(1, round(ww * scale)), max(1, round(wh * scale)))
-    limit = framing.canvas_limit
     if size[0] * size[1] > limit:
+        # values quoted as given (repr): a rounded 0.49999999 would read "lower padding 0.5"
         what = []
         if framing.square:
-            what.append(f"padding {framing.padding:g}")
+            what.append(f"padding {_exact(framing.padding)}")
         if framing.crop and framing.square:
-            what.append(f"margin {framing.margin:g}")
+            what.append(f"margin {_exact(framing.margin)}")
         lower = f"lower {' or '.join(what)}, " if what else ""
+        cap = "set max_size" if framing.max_size is None else f"lower max_size (now {framing.max_size})"
         raise ImageTooLargeError(
             f"the framed output would be {_count(size[0])}×{_count(size[1])} px, over the pixel limit "
-            f"of {limit:,} (max_pixels) for a {w}×{h} image: {lower}set max_size "
-            f"(now {framing.max_size}), or raise max_pixels"
+            f"of {limit:,} (max_pixels) for a {w}×{h} image: {lower}{cap}, or raise max_pixels"
         )
     return Geometry(subject, box, window, size, scale)
+
+
+def _exact(value: float) -> str:
+    """A value as the caller gave it (its repr: 0.49999999 stays that, never 0.5)."""
+    return repr(value) if type(value) in (int, float) else repr(float(value))
 
 
 def _count(n: int) -> str:

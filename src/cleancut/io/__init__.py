@@ -16,7 +16,15 @@ from __future__ import annotations
 from .atomic import sweep_stale_temps, write_atomic
 from .decode import DecodedImage, ImageInput, decode
 from .encode import encode
-from .formats import FORMATS, OutputFormat, extension_for, format_from_path, mime_type, normalize_format
+from .formats import (
+    FORMATS,
+    OutputFormat,
+    extension_for,
+    format_from_path,
+    mime_type,
+    normalize_format,
+    output_format,
+)
 
 __all__ = [
     "FORMATS",
@@ -29,6 +37,7 @@ __all__ = [
     "format_from_path",
     "mime_type",
     "normalize_format",
+    "output_format",
     "sweep_stale_temps",
     "write_atomic",
 ]

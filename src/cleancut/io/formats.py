@@ -20,6 +20,7 @@ __all__ = [
     "looks_like",
     "mime_type",
     "normalize_format",
+    "output_format",
 ]
 
 OutputFormat = Literal["png", "webp", "jpeg", "rgba8", "alpha8"]
@@ -82,6 +83,43 @@ def normalize_format(fmt: str) -> OutputFormat:
 def format_from_path(path: str | os.PathLike[str]) -> OutputFormat | None:
     """The output format a file name's extension asks for, if any."""
     return _EXT_TO_FORMAT.get(Path(path).suffix.lower())
+
+
+#: Clip containers: named as a photo's output, they get that said (the input is a photo).
+_CLIP_SUFFIXES: Final = frozenset({".webm", ".mov", ".mp4", ".m4v", ".mkv", ".avi"})
+
+
+def output_format(path: str | os.PathLike[str], fmt: OutputFormat | None = None) -> OutputFormat:
+    """The format a photo's output file ``path`` is written in: its extension's, which
+    ``fmt`` (when given) must agree with. No file is ever written in one format under
+    another's name: a contradiction (``j.png`` with ``jpeg``), an extension that is no
+    output format (``.gif``, ``.bmp``, ``.webm``) or, without ``fmt``, no extension at all
+    is an :class:`~cleancut.errors.InvalidOptionError` saying which names work. Without an
+    extension, ``fmt`` is written as given (the name then claims no format)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    named = _EXT_TO_FORMAT.get(suffix)
+    names = ", ".join(f"{ext} ({f})" for f, ext in _EXTENSIONS.items())
+    if named is not None:
+        if fmt is not None and fmt != named:
+            raise InvalidOptionError(
+                f"{p.name} names a {named} file but the format asked for is {fmt}: name it "
+                f"{p.stem}{_EXTENSIONS[fmt]}, or leave the format out (it follows the extension)"
+            )
+        return named
+    if not suffix:
+        if fmt is not None:
+            return fmt
+        raise InvalidOptionError(
+            f"{p.name} has no extension, so it names no format: give one of {names}, or the "
+            "format (--format / format=); for a folder, end the path with /"
+        )
+    what = (
+        "a clip container, not a photo format (the input is a photo)"
+        if suffix in _CLIP_SUFFIXES
+        else "not an output format of cleancut"
+    )
+    raise InvalidOptionError(f"cannot write {p.name}: {suffix} is {what}; name the file with one of {names}")
 
 
 def extension_for(fmt: OutputFormat) -> str:

@@ -18,6 +18,7 @@ from ..models import MODELS
 from ..passes import AVERAGE_GAIN, QUALITY_MODES, passes_for
 from .browser_models import BROWSER_SIZES, sized_key
 from .errors import ApiError
+from .metrics import note_cutout
 from .options import RemoveOptions, openapi_parameters, parse_options
 from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
 from .state import AppState
@@ -134,7 +135,8 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
         if url is None:  # a ?url= request carries no image, so no image Content-Type either
             check_media_type(request)
         require_ready(state)
-        parse_options(query, models=state.engine.models)  # a bad option is a 422 before the upload
+        # a bad option is a 422 before the upload
+        note_cutout(request, parse_options(query, models=state.engine.models).model)
         if state.queue.full:  # no slot for it now: refuse before a byte of the body is read
             raise state.queue.reject()
         # The photo arrives in the upload stage, which holds no job slot: a client that sends
@@ -151,6 +153,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
             options = parse_options(
                 {**query, **upload.form}, models=state.engine.models, background_image=upload.background
             )
+            note_cutout(request, options.model)  # the form may name another model
             data = upload.data
             if url is not None:
                 data = await transfer.fetch(url, settings.fetch_policy)

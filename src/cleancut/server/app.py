@@ -18,6 +18,7 @@ from ..errors import CleancutError
 from .api import build_router
 from .errors import ApiError, from_cleancut_error
 from .jobqueue import DeadlineExceededError, QueueFullError
+from .metrics import Metrics, MetricsMiddleware, build_metrics_router
 from .middleware import ServerMiddleware
 from .settings import ServerSettings
 from .state import AppState
@@ -116,4 +117,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(build_video_router(settings.models))
     app.include_router(build_web_router())
     app.mount("/static", NoCacheStaticFiles(directory=STATIC_DIR), name="static")
+    if settings.metrics:  # GET /metrics; added last, so its middleware sees every final status
+        metrics = Metrics(state)
+        state.queue.observer = metrics.observe_stage
+        app.include_router(build_metrics_router(metrics))
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -49,7 +49,8 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     "--threads",
     default=None,
     type=click.IntRange(min=1),
-    help="Inference threads per worker (default: physical cores / workers).",
+    help="Inference threads per worker (default: physical cores / workers); more than the CPUs "
+    "this process may use are capped to them, with a warning.",
 )
 @click.option(
     "-m",
@@ -196,6 +197,12 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     "env CLEANCUT_URL_ALLOW_PRIVATE=1). Only for a server no untrusted client can reach.",
 )
 @click.option(
+    "--metrics/--no-metrics",
+    default=True,
+    show_default=True,
+    help="Answer GET /metrics for Prometheus (request, cut-out and stage metrics; docs/server.md).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -231,6 +238,7 @@ def serve(
     offline: bool | None,
     model_url: str | None,
     allow_private_urls: bool | None,
+    metrics: bool,
     log_level: str,
 ) -> None:
     """Run the HTTP API and the web page.
@@ -285,6 +293,7 @@ def serve(
             ort_dir=ort_dir,
             browser=browser,
             url_policy=UrlPolicy.from_env(allow_private=allow_private_urls),
+            metrics=metrics,
         )
     except CleancutError as exc:
         click.echo(f"error: {exc}", err=True)

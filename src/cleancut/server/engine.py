@@ -92,6 +92,7 @@ class Engine:
             for name in settings.models
         }
         self._networks: dict[str, _Network] = {}
+        self.load_seconds: dict[str, float] = {}  # per model, for /metrics
         self._state: LoadState = "loading"
         self._error: str | None = None
         self._lock = threading.Lock()
@@ -117,10 +118,11 @@ class Engine:
                 started = time.perf_counter()
                 remover.load()
                 self._networks[name] = _Network(remover.session)
+                self.load_seconds[name] = time.perf_counter() - started
                 log.info(
                     "model %s loaded in %.1f s (%s, %s)",
                     name,
-                    time.perf_counter() - started,
+                    self.load_seconds[name],
                     remover.session.backend,
                     remover.session.provider,
                 )

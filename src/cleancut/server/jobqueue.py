@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from ..errors import CancelledError
 
-__all__ = ["DeadlineExceededError", "JobQueue", "QueueFullError", "QueueStats", "Slot"]
+__all__ = ["DeadlineExceededError", "JobQueue", "QueueFullError", "QueueStats", "Slot", "StageObserver"]
 
 T = TypeVar("T")
 
@@ -160,8 +160,13 @@ class Slot:
             raise DeadlineExceededError(name, self.timeout)
         submitted = time.monotonic()
         started: list[float] = []
+        observe = self._queue.observer
+        clip = self.passes_left is not None
+        waiting = _Waiting(self._queue) if track else None
 
         def guarded() -> T:
+            if waiting is not None:
+                waiting.leave()
             # A job the deadline overtook while it waited must not start at all.
             if self.cancel.is_set():
                 raise CancelledError(f"{name} cancelled: the request ran out of time")
@@ -170,16 +175,25 @@ class Slot:
                 self.timings["queue"] = started[0] - submitted
                 self.inference_started = started[0]
                 self._queue._running_start()
+                if observe is not None:
+                    observe("queue", started[0] - submitted, clip)
+            done = False
             try:
-                return fn(*args)
+                result = fn(*args)
+                done = True
+                return result
             finally:
                 ended = time.monotonic()
                 self.timings[name] = elapsed = ended - started[0]
                 if track:
                     self.inference_ended = ended
                     self._queue._running_done(elapsed, ok=not self.cancel.is_set())
+                if observe is not None and done and not self.cancel.is_set():
+                    observe(name, elapsed, clip)  # a stage cut short says nothing of its time
 
         future = executor.submit(guarded)
+        if waiting is not None:  # dropped unstarted (deadline, a client gone): no longer waiting
+            future.add_done_callback(lambda _f: waiting.leave())
         self._pending = future
         remaining = self.deadline - time.monotonic()
         try:
@@ -190,6 +204,8 @@ class Slot:
             queued = future.cancel()
             self.expire()
             self._queue._count_timeout()
+            if queued and observe is not None:  # it waited for a worker all its time
+                observe("queue", time.monotonic() - submitted, clip)
             raise DeadlineExceededError("queued" if queued else name, self.timeout) from None
 
     async def settled(self) -> None:
@@ -211,6 +227,27 @@ class Slot:
             self._queue._release(self)
 
 
+class _Waiting:
+    """One inference job counted in :attr:`JobQueue.waiting` until it starts or is dropped."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self._counted = True
+        with queue._lock:
+            queue._waiting += 1
+
+    def leave(self) -> None:
+        with self._queue._lock:
+            if self._counted:
+                self._counted = False
+                self._queue._waiting -= 1
+
+
+#: Told each stage that ends: its name (``queue`` for the wait for an inference worker), its
+#: seconds, and whether its slot is a clip's. Called from the worker threads.
+StageObserver = Callable[[str, float, bool], None]
+
+
 class JobQueue:
     """Admission control and the two executors (see the module docstring)."""
 
@@ -227,8 +264,17 @@ class JobQueue:
         self._accepted = 0
         self._rejected = 0
         self._timed_out = 0
+        self._waiting = 0
         self._service: deque[float] = deque(maxlen=32)
+        #: Metrics hook (:mod:`.metrics`): told the time of each stage as it ends.
+        self.observer: StageObserver | None = None
         self._slots: list[Slot] = []  # admitted, in admission order
+
+    @property
+    def waiting(self) -> int:
+        """Inference jobs submitted and not yet started on a worker (the line's depth)."""
+        with self._lock:
+            return self._waiting
 
     @property
     def full(self) -> bool:

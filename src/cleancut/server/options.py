@@ -168,16 +168,12 @@ def parse_options(
     quality = _quality(values["quality"]) if values.get("quality") else DEFAULT_QUALITY
     raw_color = values.get("bg_color")
     color = None if raw_color is None or raw_color.strip().lower() in _TRANSPARENT else parse_color(raw_color)
-    if fmt == "alpha8" and color is not None and out_type != "mask":
-        raise InvalidOptionError("format alpha8 has no colour channels: leave bg_color out")
     edges = edge_options(**_parsed("edges", values))
     framing = _framing(values, background_image)
     check_options(out_type, edges, framing)
-    if framing is not None and framing.opaque:
-        if color is not None:
-            raise InvalidOptionError("bg_color and background both set the background: give one")
-        if fmt == "alpha8":
-            raise InvalidOptionError("format alpha8 has no colour channels: leave background out")
+    if framing is not None and framing.opaque and color is not None:
+        raise InvalidOptionError("bg_color and background both set the background: give one")
+    # alpha8 on an opaque background: refused by CutOptions itself (options.check_format)
     return RemoveOptions(
         type=out_type,
         format=fmt,
@@ -247,7 +243,8 @@ def openapi_parameters(models: Sequence[str]) -> list[dict[str, Any]]:
 VIDEO_FORMATS: Final = {"webm": "video/webm", "mov": "video/quicktime", "mp4": "video/mp4"}
 _VIDEO_FORMAT_HELP: Final = (
     "webm: VP9 with alpha (plays in browsers); mov: ProRes 4444 with alpha (for editors); "
-    "mp4: H.264, needs bg_color or an opaque background (no alpha)"
+    "mp4: H.264, no alpha: on bg_color or a background, white when neither is given (as the "
+    "CLI and remove_video do)"
 )
 #: Photo options that mean nothing for a clip (a clip's quality is its codec's).
 _PHOTO_ONLY: Final = ("quality",)
@@ -302,12 +299,7 @@ def parse_video_options(
             "use square, max_size or a background (the ecommerce preset with crop=false), and crop "
             "the clip in an editor"
         )
-    opaque = cut.bg_color is not None or (cut.framing is not None and cut.framing.opaque)
-    if fmt == "mp4" and cut.type != "mask" and not opaque:
-        raise InvalidOptionError(
-            "format mp4 (H.264) has no alpha channel: give bg_color (e.g. white) or a background, "
-            "or ask for webm or mov to keep the transparency"
-        )
+    # mp4 without a colour is flattened on white by the writer, as on every front
     return VideoOptions(cut=cut, format=fmt, smooth=_SMOOTH.default if smooth is None else smooth)
 
 

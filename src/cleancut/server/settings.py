@@ -81,6 +81,7 @@ class ServerSettings:
     ``url_policy``: what ``POST /api/remove?url=…`` may fetch; private and loopback
     addresses are refused unless it allows them (``--allow-private-urls``,
     ``CLEANCUT_URL_ALLOW_PRIVATE=1``).
+    ``metrics``: answer ``GET /metrics`` (Prometheus; ``--no-metrics`` turns it off).
     """
 
     host: str = "127.0.0.1"
@@ -112,6 +113,7 @@ class ServerSettings:
     browser: bool = True
     load_in_background: bool = True
     url_policy: UrlPolicy = field(default_factory=UrlPolicy.from_env)
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from .api import ErrorBody, get_state, require_ready
 from .clips import CLIP_NAME, prepare_clip
 from .errors import ApiError
+from .metrics import note_clip, note_cutout
 from .options import VIDEO_FORMATS, openapi_video_parameters, parse_video_options
 from .upload import check_clip_media_type, check_declared_size, read_clip_upload
 from .video import download_name
@@ -51,13 +52,15 @@ def _described(*codes: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "The body is not a readable clip (unreadable_video, truncated_video, no_video_stream), "
         "is empty, or the form has no field 'file'.",
-        404: "No such job: unknown, already downloaded, cancelled, or expired.",
+        404: "No such job: unknown, already downloaded (from the moment its download starts), "
+        "cancelled, or expired.",
         408: "The clip did not arrive within --upload-timeout, or arrived slower than --min-upload-rate.",
-        409: "The job is not done yet (not_done), or its result is being downloaded (downloading).",
+        409: "The job is not done yet (not_done).",
         413: "The clip is over --max-video-mb (upload_too_large), --max-video-seconds or "
         "--max-video-frames (video_too_long), or --max-video-pixels (video_too_large).",
         415: "The body is not a clip upload (Content-Type), or a codec this FFmpeg cannot decode.",
-        422: "An option is unknown or out of range, or mp4 without bg_color or background.",
+        422: "An option is unknown or out of range (photo-only ones, quality and the photo formats, "
+        "included).",
         501: "This server has no video support (the 'video' extra, PyAV, is not installed).",
         503: "At capacity: every job slot, every upload place, --max-video-jobs clips running, or "
         "--max-video-results jobs kept; or not ready yet (Retry-After).",
@@ -140,7 +143,8 @@ def build_video_router(models: tuple[str, ...]) -> APIRouter:
         check_declared_size(request, settings.max_video_bytes, "--max-video-mb")
         check_clip_media_type(request)
         require_ready(state)
-        parse_video_options(query, models=state.engine.models)  # a bad option is a 422 now
+        # a bad option is a 422 now
+        note_cutout(request, parse_video_options(query, models=state.engine.models).cut.model)
         videos.check_room()
         if state.queue.full:
             raise state.queue.reject()
@@ -155,6 +159,7 @@ def build_video_router(models: tuple[str, ...]) -> APIRouter:
                 options = parse_video_options(
                     {**query, **upload.form}, models=state.engine.models, background_image=upload.background
                 )
+                note_cutout(request, options.cut.model)
                 remover, _network = state.engine.network_for(options.cut.model)
                 facts, cut = await anyio.to_thread.run_sync(prepare_clip, remover, clip, options, settings)
             name = download_name(upload.filename, options)
@@ -162,6 +167,7 @@ def build_video_router(models: tuple[str, ...]) -> APIRouter:
         except BaseException:
             videos.remove_folder(folder)
             raise
+        note_clip(request, job, options.cut.model)  # counted when the job ends
         body = job.as_dict()
         headers = {"Location": body["status_url"], "Cache-Control": "no-store"}
         return JSONResponse(body, status_code=202, headers=headers)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import pipeline
 from ..errors import InvalidOptionError
+from ..framing.geometry import check_canvas
 from ..options import EngineOptions
 from ..planning import real_path, same_file
 from ..progress import CancelSignal, ProgressCallback
@@ -151,9 +152,11 @@ def remove_video(
     over still parts of the clip (:class:`~cleancut.video.temporal.TemporalSmoother`;
     ``False`` cuts every frame alone). Options are the photos' (``edges``, ``framing``,
     ``mode``), except ``framing.crop``: a crop follows the subject frame by frame, so the
-    clip would jump (``square``, ``max_size`` and backgrounds work); ``quality`` is the VP9 CRF
-    (lower is better; H.264 uses 12 less). ``progress(done, total)`` or
-    ``progress("compute:video", done, total)`` after each frame (``total`` 0 when unknown).
+    clip would jump (``square``, ``max_size`` and backgrounds work); ``quality`` is the VP9 CRF,
+    a whole number 0..63 (lower is better; H.264 uses 12 less): a photo's 0..1 quality is
+    refused. A framed canvas over the pixel limit is refused before the first frame.
+    ``progress(done, total)`` or ``progress("compute:video", done, total)`` after each frame
+    (``total`` 0 when unknown).
 
     The output appears complete or not at all: it is written under a temporary name beside
     ``dst`` and renamed at the end; any error (a bad clip, a cancel) removes it. Errors:
@@ -163,6 +166,7 @@ def remove_video(
     """
     t0 = time.perf_counter()
     target = target_for(dst)
+    _check_crf(quality)
     _check_not_input(Path(src), target.path)
     if framing is not None and framing.crop:
         raise InvalidOptionError(
@@ -173,6 +177,8 @@ def remove_video(
     options = prepare_options(rem, type=type, edges=edges, framing=framing, mode=mode)
     colour = pipeline.parse_color(bg_color) if bg_color is not None else None
     info = probe(src)
+    if options.framing is not None:  # a canvas over the pixel limit: refused before any frame
+        check_canvas(info.width, info.height, options.framing, max_pixels=rem.settings.max_pixels)
     total = info.frames
     writer = VideoWriter(
         target,
@@ -208,6 +214,16 @@ def remove_video(
         writer.abort()
         raise
     return VideoResult(path, done, time.perf_counter() - t0)
+
+
+def _check_crf(quality: object) -> None:
+    """A clip's ``quality`` is the codec's CRF: a photo's 0..1 quality (0.8) would be a
+    near-lossless CRF 0 or 1, silently; refused like any value outside 0..63."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 63:
+        raise InvalidOptionError(
+            f"quality on a clip is the codec's CRF, a whole number 0..63 (lower is better, "
+            f"default 30), got {quality!r}; the photos' 0..1 quality does not apply to clips"
+        )
 
 
 def _check_not_input(src: Path, dst: Path) -> None:
