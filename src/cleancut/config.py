@@ -8,6 +8,7 @@
 | ``CLEANCUT_NPM``           | the npm client used as fallback; ``0`` turns it off       |
 | ``CLEANCUT_NPM_REGISTRY``  | npm registry for the server's onnxruntime-web             |
 | ``CLEANCUT_MAX_PIXELS``    | decompression-bomb guard: largest accepted image          |
+| ``CLEANCUT_ACCEPT_NONCOMMERCIAL`` | ``1`` allows fetching non-commercial models (RMBG-2.0) |
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Settings:
     download_workers: int = 8
     download_timeout: float = 30.0
     download_retries: int = 3
+    #: fetch models licensed for non-commercial use only (BRIA RMBG-2.0) once asked to
+    accept_noncommercial: bool = False
 
     def __post_init__(self) -> None:
         # A folder given as a string (``Settings.from_env(cache_dir="~/models")``) is a path,
@@ -85,6 +88,10 @@ class Settings:
             values["npm"] = None if npm.lower() in _FALSE else npm
         if env.get("CLEANCUT_NPM_REGISTRY", "").strip():
             values["npm_registry"] = env["CLEANCUT_NPM_REGISTRY"].strip()
+        if "CLEANCUT_ACCEPT_NONCOMMERCIAL" in env:
+            values["accept_noncommercial"] = parse_env_bool(
+                "CLEANCUT_ACCEPT_NONCOMMERCIAL", env["CLEANCUT_ACCEPT_NONCOMMERCIAL"]
+            )
         if env.get("CLEANCUT_MAX_PIXELS"):
             try:
                 values["max_pixels"] = int(env["CLEANCUT_MAX_PIXELS"])

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import numpy as np
 
 from . import maskops, matting, pipeline, refine
 from .errors import InvalidOptionError
 from .maskops import MAX_FEATHER
+
+if TYPE_CHECKING:
+    from .models.families.base import Upsample
 
 __all__ = [
     "DECONTAMINATE_METHODS",
@@ -131,9 +134,12 @@ def _check_mask(pixels: np.ndarray, mask: np.ndarray) -> None:
         )
 
 
-def make_mask(y: np.ndarray, pixels: np.ndarray, options: EdgeOptions, *, exact: bool = False) -> np.ndarray:
+def make_mask(
+    y: np.ndarray, pixels: np.ndarray, options: EdgeOptions, *, up: Upsample = "imgly"
+) -> np.ndarray:
     """Network output ``[1, 1, S, S]`` (0..1) → full-resolution ``[H, W]`` uint8 mask.
 
+    ``up``: the model's upsampling (its recipe's), for ``refine="bilinear"``.
     Order: upsample (``refine``), then ``threshold``, then islands and holes, then
     ``feather`` — so feathering softens the final outline rather than the removed pieces.
     ``refine="bilinear"`` with every control off is exactly :func:`pipeline.postprocess`.
@@ -144,7 +150,7 @@ def make_mask(y: np.ndarray, pixels: np.ndarray, options: EdgeOptions, *, exact:
     if options.refine == "guided":
         mask = refine.guided_upsample(y, pixels)
     else:
-        mask = pipeline.postprocess(y, height, width, exact=exact)
+        mask = pipeline.postprocess(y, height, width, up=up)
     if options.threshold is not None:
         mask = maskops.threshold(mask, int(options.threshold))
     if options.min_island > 0:

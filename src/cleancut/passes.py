@@ -1,30 +1,35 @@
 """Quality modes: which network passes a cut-out runs, and how their outputs are combined.
 
-* ``default`` — one pass on the photo resized to 1024² (the reference pipeline).
-* ``best`` — test-time augmentation: the photo at 1024² and at 768², each also mirrored
-  left-right (its output mirrored back), averaged. About 3.1× the network work of
-  ``default``; the dev set's report half scores it in the README's quality table.
-* ``fast`` — one pass at 768² (0.56× the network work of ``default``).
+* ``default`` — one pass on the photo resized to the model's input size (the reference).
+* ``best`` — test-time augmentation: the photo at the model's size, also mirrored left-right
+  (its output mirrored back), and, where the model's graph can run at other sizes, the same
+  pair at a second size (IS-Net: 1024² and 768²), averaged; the dev set's report half
+  scores it for IS-Net in the README's quality table.
+* ``fast`` — one pass at a smaller size where the graph allows it (IS-Net: 768²), else the
+  default pass.
 
-A pass at another size runs the same weights on a graph whose upsampling targets are
-rescaled (:func:`cleancut.models.graph.with_input_size`). Outputs of several passes are averaged
-on the largest pass's grid (bilinear on the reference grid, so they stay aligned), then
-sharpened by :data:`AVERAGE_GAIN` in logit space: where the passes disagree the mean drifts
-towards 0.5, which softens edges; the gain restores the single pass's contrast (chosen on the
-dev set's tune half: it lowers MAE without costing S-measure).
+Which passes each mode runs is the model family's choice, in its recipe
+(:meth:`cleancut.models.families.Recipe.passes`). A pass at another size runs the same weights
+on a graph whose upsampling targets are rescaled (:func:`cleancut.models.graph.with_input_size`).
+Outputs of several passes are averaged on the largest pass's grid (bilinear on the reference
+grid, so they stay aligned), then sharpened by the recipe's gain in logit space: where the
+passes disagree the mean drifts towards 0.5, which softens edges; the gain restores the
+single pass's contrast (IS-Net's 1.5 was chosen on the dev set's tune half).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import numpy as np
 
 from .errors import InvalidOptionError
 
+if TYPE_CHECKING:
+    from .models.families.base import Recipe
+
 __all__ = [
-    "AVERAGE_GAIN",
     "MODE_HELP",
     "QUALITY_MODES",
     "Pass",
@@ -32,34 +37,36 @@ __all__ = [
     "combine",
     "normalize_quality_mode",
     "pass_input",
-    "passes_for",
 ]
 
 QualityMode = Literal["fast", "default", "best"]
 QUALITY_MODES: Final[tuple[str, ...]] = get_args(QualityMode)
 #: One help text for every front (CLI, HTTP, page).
 MODE_HELP: Final = (
-    "Quality mode: default (one 1024² pass, the reference's), best (1024² and 768² passes, each "
-    "also mirrored, averaged: about 3.1× the network time) or fast (one 768² pass)."
+    "Quality mode: default (one pass at the model's size, the reference's), best (that pass "
+    "and its mirror, and for IS-Net the same pair at 768², averaged: about 3.1× the network "
+    "time for IS-Net) or fast (one smaller pass where the model allows it: IS-Net at 768²)."
 )
 
 
 @dataclass(frozen=True)
 class Pass:
-    """One network run: the photo resized to ``size``², mirrored left-right if ``flip``."""
+    """One network run: the photo resized to ``size`` wide and ``height`` high (``size``²
+    when ``height`` is not given), mirrored left-right if ``flip``."""
 
     size: int = 1024
     flip: bool = False
+    height: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.height is None:
+            object.__setattr__(self, "height", self.size)
 
-#: Logit gain applied to an average of several passes (1 would leave it as averaged).
-AVERAGE_GAIN: Final = 1.5
-
-_PASSES: Final[dict[str, tuple[Pass, ...]]] = {
-    "fast": (Pass(768),),
-    "default": (Pass(1024),),
-    "best": (Pass(1024), Pass(1024, flip=True), Pass(768), Pass(768, flip=True)),
-}
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        assert self.height is not None
+        return self.height, self.size
 
 
 def normalize_quality_mode(value: object) -> QualityMode:
@@ -70,15 +77,12 @@ def normalize_quality_mode(value: object) -> QualityMode:
     raise InvalidOptionError(f"mode must be one of {', '.join(QUALITY_MODES)}, got {value!r}")
 
 
-def passes_for(mode: str) -> tuple[Pass, ...]:
-    return _PASSES[normalize_quality_mode(mode)]
-
-
-def pass_input(pixels: np.ndarray, p: Pass, *, exact: bool) -> np.ndarray:
-    """The network input ``[1, 3, S, S]`` float32 for one pass."""
+def pass_input(pixels: np.ndarray, p: Pass, recipe: Recipe) -> np.ndarray:
+    """The network input ``[1, 3, H, W]`` float32 for one pass, fed as ``recipe`` says."""
     from .pipeline import preprocess
 
-    x = preprocess(pixels, p.size, exact=exact)
+    h, w = p.shape
+    x = preprocess(pixels, h, w, norm=recipe.norm, down=recipe.down)
     if p.flip:
         x = np.ascontiguousarray(x[..., ::-1])
     return x
@@ -89,28 +93,28 @@ def pass_output(y: np.ndarray, p: Pass) -> np.ndarray:
     return np.ascontiguousarray(y[..., ::-1]) if p.flip else y
 
 
-def combine(outputs: list[np.ndarray], gain: float = AVERAGE_GAIN) -> np.ndarray:
-    """The mean of several passes' outputs (each ``[..., S_i, S_i]`` in 0..1), sharpened by
-    ``gain`` in logit space, as ``[1, 1, S, S]`` float32, ``S`` the largest size; one output
-    is returned as it is."""
+def combine(outputs: list[np.ndarray], gain: float = 1.0) -> np.ndarray:
+    """The mean of several passes' outputs (each ``[..., H_i, W_i]`` in 0..1), sharpened by
+    ``gain`` in logit space, as ``[1, 1, H, W]`` float32, ``H × W`` the largest size; one
+    output is returned as it is."""
     if not outputs:
         raise InvalidOptionError("combine needs at least one network output")
     if len(outputs) == 1:
         return outputs[0]
     import cv2
 
-    size = max(int(y.shape[-1]) for y in outputs)
-    total = np.zeros((size, size), dtype=np.float32)
+    height, width = max((int(y.shape[-2]), int(y.shape[-1])) for y in outputs)
+    total = np.zeros((height, width), dtype=np.float32)
     for y in outputs:
         plane: np.ndarray = np.asarray(y, dtype=np.float32).reshape(y.shape[-2:])
-        if plane.shape[0] != size:
+        if plane.shape != (height, width):
             # the reference grid (src = dst·s/S, no half-pixel offset), as every resize here
-            scale = plane.shape[0] / size
-            matrix = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]], dtype=np.float64)
+            sy, sx = plane.shape[0] / height, plane.shape[1] / width
+            matrix = np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]], dtype=np.float64)
             plane = cv2.warpAffine(
                 plane,
                 matrix,
-                (size, size),
+                (width, height),
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
             )

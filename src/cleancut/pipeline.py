@@ -6,25 +6,30 @@ Pre- and post-processing follow IMG.LY's reference (``@imgly/background-removal`
   neighbours ``floor``/``ceil`` clamped to the edge, rounded half up — see
   :func:`resize_bilinear`. Using the same grid both ways matters: the down- and up-sampling
   offsets cancel, so the mask lands exactly on the subject.
-* preprocess: RGB to 1024×1024 ignoring aspect, ``(v − 128) / 256``, NCHW float32.
+* preprocess: RGB to the network's size ignoring aspect, normalised as the model's family
+  says (``(v − 128) / 256`` for IMG.LY's IS-Net), NCHW float32;
 * postprocess: ``v · 255`` to uint8 (rounded; the reference truncates, which caps alpha at
   254 — see :func:`postprocess`), resized back to the full image size.
+
+Which resize and which normalisation a model needs comes from its family's recipe
+(:class:`cleancut.models.families.Recipe`); the functions here take them as arguments.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 from PIL import ImageColor
 
 from .errors import InvalidOptionError
 
+if TYPE_CHECKING:
+    from .models.families.base import Downsample, Normalization, Upsample
+
 __all__ = [
-    "MEAN",
     "OUTPUT_TYPES",
-    "STD",
     "OutputType",
     "apply_mask",
     "compose",
@@ -36,9 +41,6 @@ __all__ = [
     "quantize",
     "resize_bilinear",
 ]
-
-MEAN: Final = 128.0
-STD: Final = 256.0
 
 OutputType = Literal["foreground", "background", "mask"]
 OUTPUT_TYPES: Final[tuple[OutputType, ...]] = ("foreground", "background", "mask")
@@ -109,31 +111,59 @@ def resize_bilinear(src: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> np.ndarray:
-    """RGB(A) uint8 ``[H, W, C]`` → network input ``[1, 3, size, size]`` float32.
+def preprocess(
+    pixels: np.ndarray,
+    height: int,
+    width: int | None = None,
+    *,
+    norm: Normalization,
+    down: Downsample = "imgly",
+) -> np.ndarray:
+    """RGB(A) uint8 ``[H, W, C]`` → network input ``[1, 3, height, width]`` float32.
 
-    Alpha is ignored, as in the reference. ``exact=False`` resizes on the same grid with
-    OpenCV (:func:`_resize_fast`): an order of magnitude faster, values within one level
-    of the exact port (0.1-0.2 % of them differ), and the fp16 model's mask then moves by
-    0.005/255 on average. The dynamically quantised model is fragile (design §3: a one-level
-    input change can move its output by 218/255), so cleancut keeps it on the exact path.
+    Alpha is ignored, as in the reference. ``down`` is the resize the model's reference
+    uses (:data:`cleancut.models.families.base.Downsample`): ``imgly`` is IMG.LY's grid
+    through OpenCV (:func:`_resize_fast`: an order of magnitude faster than the exact port,
+    values within one level of it, the fp16 model's mask moving by 0.005/255 on average);
+    ``imgly-exact`` the exact port, for dynamically quantised graphs (design §3: a one-level
+    input change can move their output by 218/255). ``norm``: ``x = (v·scale − mean) / std``
+    per network channel.
     """
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
         raise InvalidOptionError(f"preprocess expects uint8 [H, W, 3|4], got {pixels.dtype} {pixels.shape}")
     import cv2
 
-    if exact:
-        planes = cv2.split(resize_bilinear(np.ascontiguousarray(pixels[:, :, :3]), size, size))
-    else:
-        planes = downsample_planes(pixels, size)
-    # Plane by plane straight into the NCHW tensor, one OpenCV pass each
-    # (v·(1/256) − 0.5 in float32: every step exact, (v − 128)/256 is a dyadic fraction),
-    # cheaper than numpy's subtract-then-scale or converting the interleaved image and
-    # transposing it; in a folder batch these stages share the cores with the model.
-    x = np.empty((1, 3, size, size), dtype=np.float32)
-    for c, plane in enumerate(planes):
-        cv2.addWeighted(plane, 1.0 / STD, plane, 0.0, -MEAN / STD, dst=x[0, c], dtype=cv2.CV_32F)
+    width = height if width is None else width
+    planes = _downsample(pixels, height, width, down)
+    # Plane by plane straight into the NCHW tensor, one OpenCV pass each (v·a + b in float32;
+    # for IMG.LY's (v − 128)/256 every step is exact, a dyadic fraction), cheaper than numpy's
+    # subtract-then-scale or converting the interleaved image and transposing it; in a folder
+    # batch these stages share the cores with the model.
+    x = np.empty((1, 3, height, width), dtype=np.float32)
+    for c, (src, a, b) in enumerate(norm.affine()):
+        plane = planes[src]
+        cv2.addWeighted(plane, a, plane, 0.0, b, dst=x[0, c], dtype=cv2.CV_32F)
     return x
+
+
+def _downsample(pixels: np.ndarray, height: int, width: int, down: Downsample) -> list[np.ndarray]:
+    """The R, G, B planes of ``pixels`` at ``height`` × ``width``, resized as ``down`` says."""
+    import cv2
+
+    rgb = np.ascontiguousarray(pixels[:, :, :3])
+    if down == "imgly":
+        return downsample_planes(pixels, height, width)
+    if down == "imgly-exact":
+        return list(cv2.split(resize_bilinear(rgb, height, width)))
+    if down == "bilinear":
+        return list(cv2.split(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)))
+    if down in ("pil-bilinear", "pil-lanczos"):
+        from PIL import Image
+
+        resample = Image.Resampling.BILINEAR if down == "pil-bilinear" else Image.Resampling.LANCZOS
+        small = np.asarray(Image.fromarray(rgb, "RGB").resize((width, height), resample))
+        return list(cv2.split(np.ascontiguousarray(small)))
+    raise InvalidOptionError(f"unknown downsampling {down!r}")
 
 
 def quantize(output: np.ndarray) -> np.ndarray:
@@ -157,7 +187,9 @@ def quantize(output: np.ndarray) -> np.ndarray:
     return m8
 
 
-def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | None = None) -> np.ndarray:
+def postprocess(
+    output: np.ndarray, height: int, width: int, *, exact: bool | None = None, up: Upsample | None = None
+) -> np.ndarray:
     """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
 
     ``v · 255`` rounded half up, then resized to the image's own size: the mask is always
@@ -166,10 +198,30 @@ def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | No
     254 and no pixel of a cut-out is ever opaque. Rounding moves each value by at most one
     level and gives the subject its full 255.
 
-    ``exact``: ``True`` always uses the exact port of the reference resize, ``False`` always
-    OpenCV on the same grid (within one level, much faster), ``None`` OpenCV above 2 MP only.
+    ``up``: the model's upsampling (:data:`cleancut.models.families.base.Upsample`); when
+    not given, ``exact`` picks IMG.LY's grid: ``True`` always the exact port of the reference
+    resize, ``False`` always OpenCV on the same grid (within one level, much faster),
+    ``None`` OpenCV above 2 MP only. ``up="imgly"`` is ``exact=False``, ``"imgly-exact"``
+    is ``exact=True``.
     """
     m8 = quantize(output)
+    if up == "imgly-exact":
+        exact = True
+    elif up == "imgly":
+        exact = False
+    elif up == "bilinear" or up == "pil-bicubic":
+        if m8.shape == (height, width):
+            return m8
+        if up == "bilinear":
+            import cv2
+
+            out: np.ndarray = cv2.resize(m8, (width, height), interpolation=cv2.INTER_LINEAR)
+            return out
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(m8, "L").resize((width, height), Image.Resampling.BICUBIC)).copy()
+    elif up is not None:
+        raise InvalidOptionError(f"unknown upsampling {up!r}")
     fast = height * width > _FAST_UPSAMPLE_PIXELS if exact is None else not exact
     if fast:
         return _resize_fast(m8, height, width)
@@ -180,9 +232,9 @@ def postprocess(output: np.ndarray, height: int, width: int, *, exact: bool | No
 _FAST_UPSAMPLE_PIXELS: Final = 1 << 21
 
 
-def downsample_planes(pixels: np.ndarray, size: int) -> list[np.ndarray]:
-    """The R, G, B planes of ``pixels`` (``[H, W, 3|4]`` uint8) resized to ``size``² on the
-    reference grid with OpenCV (:func:`_resize_fast`), what the network sees.
+def downsample_planes(pixels: np.ndarray, size: int, width: int | None = None) -> list[np.ndarray]:
+    """The R, G, B planes of ``pixels`` (``[H, W, 3|4]`` uint8) resized to ``size``² (or
+    ``size`` × ``width``) on the reference grid with OpenCV (:func:`_resize_fast`), what the network sees.
 
     OpenCV's bilinear ``warpAffine`` has a vectorised path for four channels and none for
     three: widening RGB to RGBA first and warping four channels costs less than half of
@@ -193,7 +245,7 @@ def downsample_planes(pixels: np.ndarray, size: int) -> list[np.ndarray]:
 
     if pixels.shape[2] == 3:
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2RGBA)
-    return list(cv2.split(_resize_fast(np.ascontiguousarray(pixels), size, size))[:3])
+    return list(cv2.split(_resize_fast(np.ascontiguousarray(pixels), size, size if width is None else width))[:3])
 
 
 def _resize_fast(src: np.ndarray, height: int, width: int) -> np.ndarray:

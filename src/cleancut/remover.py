@@ -22,17 +22,22 @@ from . import pipeline, stages
 from .config import Settings
 from .cutout import Cutout, check_options, make_cutout
 from .errors import InvalidOptionError
+from .inference import runtime
 from .inference.runtime import MODES, Backend, Device, Mode, Session, normalize_backend, normalize_device
 from .io.decode import DecodedImage, ImageInput
-from .models import DEFAULT_MODEL, INPUT_SIZE, ModelSpec, resolve_model
+from .models import DEFAULT_MODEL, ModelSpec, resolve_model
 from .options import DEFAULT_PNG_LEVEL, CutOptions, EngineOptions
-from .passes import Pass, normalize_quality_mode, passes_for
+from .passes import Pass, normalize_quality_mode
 from .progress import CancelSignal, ProgressCallback, check_cancel, stage
 from .stages import make_mask
 
 if TYPE_CHECKING:
+    import os
+
     from .edges import EdgeOptions
     from .framing import Framing
+    from .models.families import Recipe
+    from .models.graph import Prepared
 
 # Cutout, check_options, make_cutout, make_mask and DEFAULT_PNG_LEVEL live in cutout, stages
 # and options; they stay importable from here, where callers have long found them.
@@ -42,16 +47,20 @@ log = logging.getLogger(__name__)
 
 
 class Remover:
-    """One IS-Net model, loaded once and reused; safe to share between threads.
+    """One model, loaded once and reused; safe to share between threads.
 
     >>> remover = Remover("isnet_fp16")            # doctest: +SKIP
     >>> remover.remove("photo.jpg").save("cut.png")  # doctest: +SKIP
+    >>> Remover("birefnet-general-lite")            # doctest: +SKIP
+    >>> Remover("./my.onnx", model_family="birefnet")  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        model: str | ModelSpec = DEFAULT_MODEL,
+        model: str | os.PathLike[str] | ModelSpec = DEFAULT_MODEL,
         *,
+        model_family: str | None = None,
+        model_sha256: str | None = None,
         device: str = "auto",
         backend: str = "auto",
         strict: bool = False,
@@ -59,28 +68,32 @@ class Remover:
         settings: Settings | None = None,
         scheduling: str = "latency",
     ) -> None:
-        """``model``, ``device``, ``backend``, ``strict`` and ``threads`` are the fields of
+        """``model`` is a registry name (``cleancut models list``), a path to an ONNX file of
+        your own, or an ``https://`` URL of one; ``model_family`` names such a file's family
+        (``birefnet``, ``isnet``, …; else its graph's ``cleancut.family`` metadata) and
+        ``model_sha256`` pins it (a URL without one is fetched over https only and its
+        SHA-256 recorded on first use).
+        ``model``, ``model_family``, ``model_sha256``, ``device``, ``backend``, ``strict``
+        and ``threads`` are the fields of
         :class:`~cleancut.options.EngineOptions`, spelled out for convenience
         (:meth:`from_options` takes that value whole). ``settings``: cache, model source,
         offline and pixel limit (default: :meth:`Settings.from_env`). ``scheduling``:
         ``latency`` (one image at a time) or ``throughput`` (folder batches: several images in
         flight, see :data:`cleancut.inference.runtime.Mode`)."""
-        self.spec = resolve_model(model)
+        self.spec = resolve_model(model, family=model_family, sha256=model_sha256)
         self.settings = settings if settings is not None else Settings.from_env()
         self.device: Device = normalize_device(device)
         self.backend: Backend = normalize_backend(backend)
         self.backend_reason: str | None = None
         self.strict = strict
-        if threads is not None and threads < 1:
-            raise InvalidOptionError(f"threads must be at least 1, got {threads}")
-        self.threads = threads
+        self.threads = runtime.cap_threads(threads)  # refused below 1, capped at the usable CPUs
         if scheduling not in MODES:
             raise InvalidOptionError(f"scheduling must be one of {', '.join(MODES)}, got {scheduling!r}")
         self.scheduling: Mode = scheduling
         self._session: Session | None = None
-        #: sessions for passes at other input sizes than 1024² (quality modes), by size
-        self._sized: dict[int, Session] = {}
-        self._graph: Path | None = None
+        #: sessions for passes at other input sizes than the model's own (quality modes)
+        self._sized: dict[tuple[int, int], Session] = {}
+        self._prepared: Prepared | None = None
         self._load_lock = threading.Lock()
 
     @classmethod
@@ -93,8 +106,11 @@ class Remover:
     @property
     def engine(self) -> EngineOptions:
         """What runs, as the one engine options value (model name and device normalised)."""
+        custom = self.spec.custom
         return EngineOptions(
-            model=self.spec.name,
+            model=str(self.spec.path or self.spec.url) if custom else self.spec.name,
+            model_family=self.spec.family if custom else None,
+            model_sha256=self.spec.sha256 if custom else None,
             device=self.device,
             backend=self.backend,
             strict=self.strict,
@@ -110,34 +126,56 @@ class Remover:
         self._get_session(progress, cancel)
         return self
 
-    def _get_session(self, progress: ProgressCallback | None, cancel: CancelSignal | None) -> Session:
-        if self._session is not None:
-            return self._session
+    def _gpu_wanted(self) -> bool:
+        from .inference.runtime import gpu_providers_present
+
+        return self.device != "cpu" and self.backend != "openvino" and bool(gpu_providers_present())
+
+    def prepared(
+        self, progress: ProgressCallback | None = None, cancel: CancelSignal | None = None
+    ) -> Prepared:
+        """The model's file fetched and verified, its graph prepared, its family's recipe
+        read (no session yet)."""
+        if self._prepared is not None:
+            return self._prepared
         with self._load_lock:
-            if self._session is None:
-                from .inference import backends
-                from .inference.runtime import get_session, gpu_providers_present
+            if self._prepared is None:
                 from .models.store import ensure_model
 
                 check_cancel(cancel, "loading the model")
                 cancel_fn = None if cancel is None else (lambda: _fired(cancel))
+                self._prepared = ensure_model(
+                    self.spec, self.settings, progress, cancel_fn, gpu=self._gpu_wanted()
+                )
+        return self._prepared
+
+    @property
+    def recipe(self) -> Recipe:
+        """How the model is fed and read: its family's recipe for its graph
+        (:class:`cleancut.models.families.Recipe`). Prepares the model if needed."""
+        return self.prepared().recipe
+
+    def _get_session(self, progress: ProgressCallback | None, cancel: CancelSignal | None) -> Session:
+        if self._session is not None:
+            return self._session
+        prepared = self.prepared(progress, cancel)
+        with self._load_lock:
+            if self._session is None:
+                from .inference import backends
+                from .inference.runtime import get_session
+
+                check_cancel(cancel, "loading the model")
                 choice = backends.resolve(
                     self.backend,
-                    self.spec,
+                    prepared,
                     self.settings,
                     device=self.device,
                     strict=self.strict,
                     threads=self.threads,
                     progress=progress,
                 )
-                gpu = (
-                    choice.backend == "onnxruntime" and self.device != "cpu" and bool(gpu_providers_present())
-                )
-                graph = ensure_model(
-                    self.spec, self.settings, progress, cancel_fn, backend=choice.backend, gpu=gpu
-                )
                 self._session = get_session(
-                    graph,
+                    prepared.path,
                     backend=choice.backend,
                     device=self.device,
                     strict=self.strict,
@@ -145,30 +183,32 @@ class Remover:
                     cache_dir=self.settings.cache_dir,
                     mode=self.scheduling,
                 )
-                self._graph = graph
                 self.backend_reason = choice.reason
         return self._session
 
     def session_for(
-        self, size: int, progress: ProgressCallback | None = None, cancel: CancelSignal | None = None
+        self, size: int | Pass, progress: ProgressCallback | None = None, cancel: CancelSignal | None = None
     ) -> Session:
-        """The session for a ``size``² input: the model's own at 1024², else the same
-        weights on a resized graph (built once, cached beside the other graphs)."""
+        """The session for a pass (or a ``size``² input): the model's own at its input size,
+        else the same weights on a resized graph (built once, cached beside the other graphs)."""
         base = self._get_session(progress, cancel)
-        if size == INPUT_SIZE:
+        recipe = self.recipe
+        shape = size.shape if isinstance(size, Pass) else (size, size)
+        if shape == recipe.size:
             return base
-        sess = self._sized.get(size)
+        sess = self._sized.get(shape)
         if sess is not None:
             return sess
+        if shape[0] != shape[1] or recipe.height != recipe.width:
+            raise InvalidOptionError(f"this model runs at {recipe.width}×{recipe.height} only")
         with self._load_lock:
-            sess = self._sized.get(size)
+            sess = self._sized.get(shape)
             if sess is None:
                 from .inference.runtime import get_session
                 from .models.graph import sized_graph
 
-                assert self._graph is not None
                 sess = get_session(
-                    sized_graph(self._graph, size, self.settings),
+                    sized_graph(self.prepared().path, shape[0], self.settings, base=recipe.width),
                     backend=base.backend,  # type: ignore[arg-type]
                     device=self.device,
                     strict=self.strict,
@@ -176,15 +216,8 @@ class Remover:
                     cache_dir=self.settings.cache_dir,
                     mode=self.scheduling,
                 )
-                self._sized[size] = sess
+                self._sized[shape] = sess
         return sess
-
-    @property
-    def exact_resize(self) -> bool:
-        """Resize with the exact port of the reference (slow) only where it matters: the
-        quantised model's output can jump on a one-level input change; the float models'
-        masks move by 0.005/255 with OpenCV's resize on the same grid."""
-        return self.spec.precision == "quint8"
 
     @property
     def session(self) -> Session:
@@ -192,7 +225,7 @@ class Remover:
 
     def describe(self) -> dict[str, Any]:
         """What runs: model, backend (and why), provider actually in use, threads."""
-        info = {"model": self.spec.name, **self.session.describe()}
+        info = {"model": self.spec.name, "family": self.recipe.family, **self.session.describe()}
         info["backend_reason"] = self.backend_reason
         return info
 
@@ -203,7 +236,7 @@ class Remover:
 
     def run_pass(self, p: Pass, x: np.ndarray) -> np.ndarray:
         """One pass's input through the session for its size (:func:`cleancut.stages.infer`)."""
-        return self.session_for(p.size).run(x)
+        return self.session_for(p).run(x)
 
     def infer(
         self,
@@ -234,7 +267,7 @@ class Remover:
         y = self.predict(pixels, mode=mode, progress=progress, cancel=cancel, timings=t)
         t2 = time.perf_counter()
         with stage("postprocess", progress, cancel):
-            mask = make_mask(y, pixels, edges, exact=self.exact_resize)
+            mask = make_mask(y, pixels, edges, self.recipe)
         t.update(postprocess=time.perf_counter() - t2)
         return mask
 
@@ -249,13 +282,13 @@ class Remover:
     ) -> np.ndarray:
         """RGB(A) uint8 ``[H, W, C]`` → the network's output ``[1, 1, S, S]`` in 0..1 for
         the quality ``mode`` (several passes averaged for ``best``)."""
-        for p in passes_for(mode):  # load every pass's session before the first runs
-            self.session_for(p.size, progress, cancel)
+        for p in self.recipe.passes(mode):  # load every pass's session before the first runs
+            self.session_for(p, progress, cancel)
         return stages.infer(
             pixels,
             mode,
             self.run_pass,
-            exact=self.exact_resize,
+            recipe=self.recipe,
             progress=progress,
             cancel=cancel,
             timings=timings,
@@ -317,12 +350,13 @@ class Remover:
         with stage("decode", progress, cancel):
             decoded = self.decode(image)
         timings["decode"] = time.perf_counter() - t0
+        stages.check_canvas(decoded, options.framing, max_pixels=self.settings.max_pixels)
         y = self.predict(decoded.pixels, mode=mode, progress=progress, cancel=cancel, timings=timings)
         cut = stages.finish(
             decoded,
             y,
             options,
-            exact=self.exact_resize,
+            recipe=self.recipe,
             max_pixels=self.settings.max_pixels,
             progress=progress,
             cancel=cancel,

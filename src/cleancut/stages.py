@@ -17,15 +17,17 @@ import numpy as np
 
 from . import io as codecs
 from .cutout import Cutout, edges_or_default, make_cutout
-from .passes import Pass, combine, pass_input, pass_output, passes_for
+from .passes import Pass, combine, pass_input, pass_output
 from .progress import CancelSignal, ProgressCallback, stage
 
 if TYPE_CHECKING:
     from .edges import EdgeOptions
+    from .framing import Framing
     from .io.decode import DecodedImage, ImageInput
+    from .models.families import Recipe
     from .options import CutOptions
 
-__all__ = ["RunPass", "decode", "encode", "finish", "infer", "make_mask", "prepare"]
+__all__ = ["RunPass", "check_canvas", "decode", "encode", "finish", "infer", "make_mask", "prepare"]
 
 #: How one pass reaches the network: ``run(pass, x)`` → the raw output ``[N, 1, S, S]``.
 RunPass = Callable[[Pass, np.ndarray], np.ndarray]
@@ -36,9 +38,20 @@ def decode(source: ImageInput, *, max_pixels: int) -> DecodedImage:
     return codecs.decode(source, max_pixels=max_pixels)
 
 
-def prepare(pixels: np.ndarray, mode: str, *, exact: bool) -> list[np.ndarray]:
-    """Every pass input of the quality ``mode``, ``[1, 3, S, S]`` float32 each."""
-    return [pass_input(pixels, p, exact=exact) for p in passes_for(mode)]
+def check_canvas(decoded: DecodedImage, framing: Framing | None, *, max_pixels: int) -> None:
+    """Between decode and inference: a framed canvas over the pixel limit, known from the
+    photo's size alone, is refused now rather than after the model ran
+    (:func:`cleancut.framing.geometry.check_canvas`)."""
+    if framing is not None:
+        from .framing import check_canvas as check
+
+        check(decoded.width, decoded.height, framing, max_pixels=max_pixels)
+
+
+def prepare(pixels: np.ndarray, mode: str, recipe: Recipe) -> list[np.ndarray]:
+    """Every pass input of the quality ``mode``, ``[1, 3, H, W]`` float32 each, fed as the
+    model's ``recipe`` says."""
+    return [pass_input(pixels, p, recipe) for p in recipe.passes(mode)]
 
 
 def infer(
@@ -46,7 +59,7 @@ def infer(
     mode: str,
     run: RunPass,
     *,
-    exact: bool,
+    recipe: Recipe,
     inputs: list[np.ndarray] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
@@ -55,7 +68,7 @@ def infer(
     """The network's output ``[1, 1, S, S]`` in 0..1 for the quality ``mode``: each pass
     (its input from ``inputs`` when prepared ahead, else made here just before it runs, so
     at most one is in memory) through ``run``, mirrored passes turned back, averaged."""
-    plan = passes_for(mode)
+    plan = recipe.passes(mode)
     prep = net = 0.0
     outputs = []
     for i, p in enumerate(plan):
@@ -64,7 +77,7 @@ def infer(
             x = inputs[i]
         else:
             with stage("preprocess", progress, cancel):
-                x = pass_input(pixels, p, exact=exact)
+                x = pass_input(pixels, p, recipe)
         t1 = time.perf_counter()
         with stage("inference", progress, cancel):
             outputs.append(pass_output(run(p, x), p))
@@ -72,18 +85,19 @@ def infer(
         prep += t1 - t0
         net += time.perf_counter() - t1
     t0 = time.perf_counter()
-    y = combine(outputs)
+    y = combine(outputs, recipe.average_gain)
     if timings is not None:
         timings.update(preprocess=prep + time.perf_counter() - t0, inference=net)
     return y
 
 
-def make_mask(y: np.ndarray, pixels: np.ndarray, edges: EdgeOptions | None, *, exact: bool) -> np.ndarray:
+def make_mask(y: np.ndarray, pixels: np.ndarray, edges: EdgeOptions | None, recipe: Recipe) -> np.ndarray:
     """Network output → full-resolution mask through :func:`cleancut.edges.make_mask`
-    (``edges=None``: the default :class:`~cleancut.edges.EdgeOptions`)."""
+    (``edges=None``: the default :class:`~cleancut.edges.EdgeOptions`), upsampled as the
+    model's ``recipe`` says."""
     from . import edges as edges_mod
 
-    return edges_mod.make_mask(y, pixels, edges_or_default(edges), exact=exact)
+    return edges_mod.make_mask(y, pixels, edges_or_default(edges), up=recipe.up)
 
 
 def finish(
@@ -91,7 +105,7 @@ def finish(
     y: np.ndarray,
     options: CutOptions,
     *,
-    exact: bool,
+    recipe: Recipe,
     max_pixels: int,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal | None = None,
@@ -101,7 +115,7 @@ def finish(
     edge colours, background and framing (``options.type``, ``options.framing``)."""
     t0 = time.perf_counter()
     with stage("postprocess", progress, cancel):
-        mask = make_mask(y, decoded.pixels, options.edges, exact=exact)
+        mask = make_mask(y, decoded.pixels, options.edges, recipe)
     t1 = time.perf_counter()
     cut = make_cutout(
         decoded.pixels,

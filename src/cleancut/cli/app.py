@@ -53,6 +53,7 @@ def cli(verbose: int) -> None:
     cleancut photo.jpg                  writes photo.cutout.png beside it
     cleancut photo.jpg -o out.png       writes out.png
     cleancut photos/ -o cutouts/        a whole folder (resumable: reruns skip done files)
+    cleancut watch uploads/ -o cutouts/ cut photos as they arrive (until Ctrl-C)
     cleancut - < in.jpg > out.png       stdin to stdout
     cleancut models fetch isnet_fp16    fetch a model ahead of time
     cleancut info                       what runs here: versions, providers, models
@@ -122,6 +123,7 @@ class SettingsFlags:
     model_url: str | None = None
     offline: bool | None = None
     max_pixels: int | None = None
+    accept_noncommercial: bool | None = None
 
     def overrides(self) -> dict[str, Any]:
         """The flags given, by :class:`~cleancut.config.Settings` field name."""
@@ -130,6 +132,7 @@ class SettingsFlags:
             "model_base_url": self.model_url,
             "offline": self.offline,
             "max_pixels": self.max_pixels,
+            "accept_noncommercial": self.accept_noncommercial,
         }
         return {k: v for k, v in given.items() if v is not None}
 
@@ -148,9 +151,11 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
         model_url: str | None,
         offline: bool | None,
         max_pixels: int | None,
+        accept_noncommercial: bool,
         **kwargs: Any,
     ) -> Any:
-        return f(*args, flags=SettingsFlags(cache_dir, model_url, offline, max_pixels), **kwargs)
+        flags = SettingsFlags(cache_dir, model_url, offline, max_pixels, accept_noncommercial or None)
+        return f(*args, flags=flags, **kwargs)
 
     for option in reversed(_SETTINGS_OPTIONS):  # click lists the last added first
         option(wrapper)
@@ -158,6 +163,13 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _SETTINGS_OPTIONS = (
+    click.option(
+        "--accept-noncommercial",
+        is_flag=True,
+        default=False,
+        help="Allow fetching models licensed for non-commercial use only (BRIA RMBG-2.0; "
+        "env CLEANCUT_ACCEPT_NONCOMMERCIAL=1).",
+    ),
     click.option(
         "--cache-dir",
         type=click.Path(file_okay=False, path_type=Path),

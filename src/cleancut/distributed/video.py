@@ -154,7 +154,7 @@ class VideoChunkActor:
             if warm:
                 warm_frames += 1
                 continue
-            mask = make_mask(y, pixels, self.options.edges, exact=rem.exact_resize)
+            mask = make_mask(y, pixels, self.options.edges, rem.recipe)
             assert frame_pts is not None  # iter_chunk refuses frames without one
             pts.append(frame_pts)
             shapes.append((int(mask.shape[0]), int(mask.shape[1])))

@@ -84,13 +84,15 @@ class OpenVINOSession:
             with self._lock:
                 return self.compiled.create_infer_request()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray, *, stop: Any = None) -> np.ndarray:
         """``[N, 3, S, S]`` float32 → ``[N, 1, S, S]`` float32 in 0..1.
 
         The process's first inference runs alone: pyopenvino initialises function-local
         statics on its first call while holding the GIL, and two threads making their first
         call at once can deadlock (one holds the GIL waiting on the static's guard, the
-        other initialises it and waits for the GIL), as the folder batch's streams did."""
+        other initialises it and waits for the GIL), as the folder batch's streams did.
+        ``stop`` is accepted for the common signature; a run here ends at the next stage
+        boundary instead."""
         global _first_run_done
         if not _first_run_done:
             with _FIRST_RUN:

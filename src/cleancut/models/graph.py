@@ -1,23 +1,27 @@
-"""Graph preparation: keep only the ``output`` tensor, and widen fp16 weights to fp32.
+"""Graph preparation: what a backend loads, made once per machine from a model file.
 
-The published IS-Net graphs have 12 outputs; only ``output`` (the final mask) is read. The
-other 11 (side maps and feature maps, some 64×512×512) cost time and memory, so the graph
-we load is pruned to what ``output`` needs. Prepared graphs are cached on disk next to the
-models so the work is done once per machine, not per process.
+A model file is read once (:func:`inspect`: its input, outputs, operators, metadata) and
+checked by its family. The graph a backend loads is then prepared from it, as the family's
+recipe says: pruned to the final map (IS-Net's exports have 12 more outputs, side maps and
+feature maps, some 64×512×512, that cost time and memory), fp16 weights widened to fp32 on
+a CPU (onnxruntime's CPU kernels compute fp16 in fp32 anyway, inserting casts; measured
+1.06–1.24× slower), a sigmoid and a min-max rescale appended where the family's map needs
+them (so every backend runs them), and a symbolic batch dimension on a GPU. Prepared graphs
+are cached under ``<cache>/graphs`` with a record of what they are, checked like models.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import CancelledError, ModelError
+from ..io.atomic import atomic_writer
 from ..progress import ProgressCallback
 from .download import fetch_published
 from .installed import installed_path, sha256_file, verify_file, verify_installed
@@ -26,12 +30,16 @@ from .registry import ModelSpec, resolve_model
 if TYPE_CHECKING:
     import onnx
 
+    from .families import Family, GraphInfo, Recipe
+
 __all__ = [
     "OUTPUT_NAME",
+    "append_activation",
     "ensure_derived",
     "fp16_to_fp32",
+    "inspect",
     "make_batch_dynamic",
-    "prepared_graph",
+    "prepare",
     "prune_outputs",
 ]
 
@@ -40,8 +48,8 @@ log = logging.getLogger(__name__)
 OUTPUT_NAME = "output"
 INPUT_NAME = "input"
 #: Bump when the preparation changes, so cached graphs are rebuilt.
-#: 2: pruned graphs are written in topological order.
-_PREP_VERSION = 2
+#: 2: pruned graphs are written in topological order. 3: families (widening, activation).
+_PREP_VERSION = 3
 
 
 def _node_inputs(node: onnx.NodeProto) -> list[str]:
@@ -180,27 +188,14 @@ def _save_atomic(model: onnx.ModelProto, target: Path) -> tuple[int, str]:
     import hashlib
 
     data = model.SerializeToString()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_writer(target) as f:
+        f.write(data)
     return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _write_record(target: Path, record: dict[str, object]) -> None:
-    sidecar = target.with_name(target.name + ".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-        tmp.replace(sidecar)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_writer(target.with_name(target.name + ".json")) as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True).encode())
 
 
 def _record_current(target: Path, base_spec: ModelSpec) -> bool:
@@ -276,36 +271,6 @@ def make_batch_dynamic(model: onnx.ModelProto, name: str = "N") -> onnx.ModelPro
             dims[0].dim_param = name
     del graph.value_info[:]  # intermediate shapes recorded with batch 1 would contradict it
     return model
-
-
-def prepared_graph(
-    spec: ModelSpec, model_path: Path, settings: Settings, *, dynamic_batch: bool = False
-) -> Path:
-    """The graph to load: the model pruned to ``output`` (and with a symbolic batch
-    dimension when ``dynamic_batch``, for batched GPU inference), cached under
-    ``<cache>/graphs``."""
-    if spec.derived_from is not None and not dynamic_batch:
-        return model_path  # derived models are pruned when they are built
-    import onnx
-
-    tag = (spec.sha256 or "local")[:16]
-    suffix = ".batch" if dynamic_batch else ""
-    target = settings.cache_dir / "graphs" / f"{spec.name}.{tag}.v{_PREP_VERSION}{suffix}.onnx"
-    # The cached graph is what actually runs: it is checked against the size and SHA-256
-    # recorded when it was built (a stamp spares re-hashing), so a flipped byte or a
-    # truncation is rebuilt from the verified model instead of loading bad weights.
-    if _graph_intact(target):
-        return target
-    try:
-        model = onnx.load(str(model_path))
-    except Exception as exc:
-        raise ModelError(f"cannot read {model_path}: {exc}") from exc
-    model = prune_outputs(model)
-    if dynamic_batch:
-        model = make_batch_dynamic(model)
-    size, digest = _save_atomic(model, target)
-    _write_record(target, {"size": size, "sha256": digest, "prep_version": _PREP_VERSION})
-    return target
 
 
 def _graph_intact(target: Path) -> bool:
@@ -389,7 +354,7 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
     return model
 
 
-def sized_graph(path: Path, size: int, settings: Settings) -> Path:
+def sized_graph(path: Path, size: int, settings: Settings, *, base: int = 1024) -> Path:
     """``path`` for a ``size``² input (see :func:`with_input_size`), built once and cached
     under ``<cache>/graphs`` beside the other prepared graphs, checked like them."""
     target = settings.cache_dir / "graphs" / f"{path.stem}.{size}px.v{_PREP_VERSION}.onnx"
@@ -406,7 +371,7 @@ def sized_graph(path: Path, size: int, settings: Settings) -> Path:
         model = onnx.load(str(path))
     except Exception as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
-    model = with_input_size(model, size)
+    model = with_input_size(model, size, base)
     nbytes, digest = _save_atomic(model, target)
     _write_record(
         target,
@@ -421,3 +386,254 @@ def sized_graph(path: Path, size: int, settings: Settings) -> Path:
         },
     )
     return target
+
+
+# --------------------------------------------------------------------------- families
+
+_TYPES = {1: "float", 10: "float16", 11: "double", 2: "uint8", 3: "int8", 6: "int32", 7: "int64"}
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple[int | None, ...]:
+    return tuple(
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in vi.type.tensor_type.shape.dim
+    )
+
+
+def inspect(model: onnx.ModelProto) -> GraphInfo:
+    """What a graph says about itself: its one input, its outputs (and the operator making
+    each), its operators, fp16 weights, whether its upsampling targets can be rescaled, and
+    its metadata (``cleancut.family`` names a family). A graph with other than one input is
+    a :class:`~cleancut.errors.ModelError` saying what it has."""
+    from .families import GraphInfo
+
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        found = ", ".join(f"{i.name} {list(_dims(i))}" for i in inputs) or "none"
+        raise ModelError(f"a segmentation graph needs exactly one input (an image); this one has: {found}")
+    inp = inputs[0]
+    producers = {o: node.op_type for node in graph.node for o in node.output}
+    f16 = 10
+    has_fp16 = any(t.data_type == f16 for t in graph.initializer) or any(
+        attr.t.data_type == f16 for node in graph.node for attr in node.attribute if attr.type == 4
+    )
+    return GraphInfo(
+        input_name=inp.name,
+        input_shape=_dims(inp),
+        input_type=_TYPES.get(inp.type.tensor_type.elem_type, str(inp.type.tensor_type.elem_type)),
+        outputs=tuple(
+            (o.name, _dims(o), _TYPES.get(o.type.tensor_type.elem_type, str(o.type.tensor_type.elem_type)))
+            for o in graph.output
+        ),
+        producers={o.name: producers.get(o.name, "") for o in graph.output},
+        op_types=frozenset(node.op_type for node in graph.node),
+        has_fp16=has_fp16,
+        resizable=_resizable(model),
+        metadata={p.key: p.value for p in model.metadata_props},
+    )
+
+
+def append_activation(model: onnx.ModelProto, *, sigmoid: bool, minmax: bool) -> onnx.ModelProto:
+    """End the (single-output) graph with a sigmoid and/or a min-max rescale of its map
+    (``(y − min) / (max − min)`` over the whole map), under the output's own name."""
+    from onnx import helper
+
+    graph = model.graph
+    if len(graph.output) != 1:
+        raise ModelError("append_activation needs a graph with one output (prune it first)")
+    if not (sigmoid or minmax):
+        return model
+    name = graph.output[0].name
+    raw = f"{name}__cleancut_raw"
+    for node in graph.node:  # the map's producer (and any reader) now uses the raw name
+        node.output[:] = [raw if o == name else o for o in node.output]
+        node.input[:] = [raw if i == name else i for i in node.input]
+    cur = raw
+    nodes = []
+    if sigmoid:
+        nxt = name if not minmax else f"{name}__cleancut_sigmoid"
+        nodes.append(helper.make_node("Sigmoid", [cur], [nxt], name="cleancut_sigmoid"))
+        cur = nxt
+    if minmax:
+        lo, hi = f"{name}__cleancut_min", f"{name}__cleancut_max"
+        num, den = f"{name}__cleancut_num", f"{name}__cleancut_den"
+        nodes += [
+            helper.make_node("ReduceMin", [cur], [lo], name="cleancut_min", keepdims=1),
+            helper.make_node("ReduceMax", [cur], [hi], name="cleancut_max", keepdims=1),
+            helper.make_node("Sub", [cur, lo], [num], name="cleancut_sub"),
+            helper.make_node("Sub", [hi, lo], [den], name="cleancut_range"),
+            helper.make_node("Div", [num, den], [name], name="cleancut_rescale"),
+        ]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # the raw map's recorded shape keeps no stale name
+    return model
+
+
+def _resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
+    """The constants holding IS-Net-style upsampling targets (tensor, first pixel index), or
+    ``None`` when a Resize takes its size from anything else (the graph cannot be resized)."""
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    initializers = {t.name: t for t in graph.initializer}
+    targets: list[tuple[Any, int]] = []
+    done: set[str] = set()
+    for node in graph.node:
+        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
+            continue
+        sizes = node.input[3]
+        if sizes in done:  # one target shared by several Resize nodes is scaled once
+            continue
+        done.add(sizes)
+        source = producers.get(sizes)
+        if sizes in initializers:
+            folded: Any = initializers[sizes]
+        elif source is not None and source.op_type == "Constant":
+            folded = source.attribute[0].t
+        else:
+            folded = None
+        if folded is not None:
+            # the whole [N, C, H, W] target is one constant (the quantised graph's exporter
+            # folded the Concat): its last two entries are the pixels
+            if len(folded.dims) != 1 or folded.dims[0] != 4:
+                return None
+            targets.append((folded, 2))
+        elif source is not None and source.op_type == "Concat":
+            for name in source.input:
+                const = producers.get(name)
+                if const is not None and const.op_type == "Constant":
+                    targets.append((const.attribute[0].t, 0))
+        else:
+            return None
+    return targets or None
+
+
+def _resizable(model: onnx.ModelProto) -> bool:
+    return _resize_targets(model) is not None
+
+
+def _content_key(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def content_sha256(path: Path, settings: Settings) -> str:
+    """The SHA-256 of a model file, remembered in ``<cache>/hashes`` while the file's size,
+    times and inode are unchanged (a 1 GB model is not hashed on every start)."""
+    import hashlib
+
+    stamp = settings.cache_dir / "hashes" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
+    try:
+        key = _content_key(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model {path}: {exc}") from exc
+    try:
+        record = json.loads(stamp.read_text())
+        if record.get("key") == key and isinstance(record.get("sha256"), str):
+            return str(record["sha256"])
+    except (OSError, ValueError):
+        pass
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model {path}: {exc}") from exc
+    try:
+        with atomic_writer(stamp) as f:
+            f.write(json.dumps({"path": str(path), "key": key, "sha256": digest}).encode())
+    except OSError:  # a read-only cache: hash again next time
+        pass
+    return digest
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The graph a backend loads for one model, and what it was made from."""
+
+    path: Path
+    #: SHA-256 of the prepared graph (what runs): the self-check's key
+    sha256: str
+    #: the model file's own description (inputs, outputs, operators, metadata)
+    info: GraphInfo
+    family: Family
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.family.recipe(self.info)
+
+
+def _family_for(spec: ModelSpec, info: GraphInfo) -> Family:
+    from .families import family_names, get_family
+
+    name = spec.family or info.metadata.get("cleancut.family") or info.metadata.get("family")
+    if not name:
+        raise ModelError(
+            f"which family is {spec.description or spec.name}? give --model-family "
+            f"(model_family=) one of: {', '.join(family_names())}, or record it in the graph's "
+            "metadata as cleancut.family"
+        )
+    return get_family(name)
+
+
+def prepare(spec: ModelSpec, source: Path, source_sha256: str, settings: Settings, *, gpu: bool) -> Prepared:
+    """The graph to load for ``spec`` from its verified file ``source``: checked by its
+    family, pruned to the final map, widened to fp32 off the GPU, with the family's sigmoid
+    and rescale appended, with a symbolic batch dimension on a GPU; built once and cached
+    under ``<cache>/graphs`` (the file itself where nothing needs changing)."""
+    from .families import GraphInfo
+
+    variant = "gpu" if gpu else "cpu"
+    tag = f"{spec.name}.{source_sha256[:16]}.v{_PREP_VERSION}.{variant}"
+    target = settings.cache_dir / "graphs" / f"{tag}.onnx"
+    record_path = settings.cache_dir / "graphs" / f"{tag}.json"
+    try:
+        record = json.loads(record_path.read_text())
+        info = GraphInfo.from_json(record["info"])
+        family = _family_for(spec, info)
+        if record.get("family") == family.name:
+            if record.get("same_file"):
+                return Prepared(source, source_sha256, info, family)
+            if _graph_intact(target):
+                return Prepared(target, str(record["sha256"]), info, family)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import onnx
+
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:
+        raise ModelError(f"cannot read {source} as an ONNX graph: {exc}") from exc
+    info = inspect(model)
+    family = _family_for(spec, info)
+    family.check(info)
+    recipe = family.recipe(info)
+    output = family.output_name(info)
+    changed = False
+    if len(info.outputs) > 1:
+        model = prune_outputs(model, keep=(output,))
+        changed = True
+    if not gpu and info.has_fp16:
+        model = fp16_to_fp32(model)
+        changed = True
+    if recipe.activation == "sigmoid" or recipe.rescale == "minmax":
+        model = append_activation(model, sigmoid=recipe.activation == "sigmoid", minmax=recipe.rescale == "minmax")
+        changed = True
+    if gpu:
+        model = make_batch_dynamic(model)
+        changed = True
+    if changed:
+        size, digest = _save_atomic(model, target)
+        _write_record(target, {"size": size, "sha256": digest, "prep_version": _PREP_VERSION})
+    else:
+        digest = source_sha256
+    with atomic_writer(record_path) as f:
+        record = {
+            "info": info.to_json(),
+            "family": family.name,
+            "sha256": digest,
+            "same_file": not changed,
+            "source": str(source),
+            "source_sha256": source_sha256,
+        }
+        f.write(json.dumps(record, indent=2).encode())
+    return Prepared(target if changed else source, digest, info, family)

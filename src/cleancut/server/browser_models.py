@@ -25,7 +25,6 @@ from ..config import Settings
 from ..errors import ChecksumMismatchError, CleancutError
 from ..models import MODELS, ModelSpec, resolve_model
 from ..models.store import fetch_model
-from ..passes import QUALITY_MODES, passes_for
 from .browser_sizes import SizedDelta, build_sized_delta
 
 __all__ = [
@@ -42,10 +41,17 @@ log = logging.getLogger(__name__)
 
 #: The published chunk size of the data package.
 CHUNK_SIZE: Final = 4 * 1024 * 1024
-#: The input sizes the quality modes need besides 1024² (served as deltas: browser_sizes).
-BROWSER_SIZES: Final[tuple[int, ...]] = tuple(
-    sorted({p.size for m in QUALITY_MODES for p in passes_for(m)} - {1024})
-)
+#: The input sizes IMG.LY's IS-Net quality modes need besides 1024² (served as deltas:
+#: browser_sizes), read from its family's recipe for its published graph.
+def _imgly_sizes() -> tuple[int, ...]:
+    from ..models.families import GraphInfo, get_family
+
+    info = GraphInfo("input", (1, 3, 1024, 1024), "float", (("output", (1, 1, 1024, 1024), "float"),), resizable=True)
+    recipe = get_family("isnet-imgly").recipe(info)
+    return tuple(sorted({w for h, w in recipe.pass_sizes()} - {recipe.width}))
+
+
+BROWSER_SIZES: Final[tuple[int, ...]] = _imgly_sizes()
 
 
 def sized_key(key: str, size: int) -> str:

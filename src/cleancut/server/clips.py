@@ -76,8 +76,8 @@ def _inspect(path: Path, max_seconds: float, max_frames: int, max_pixels: int) -
             f"the clip's frames are {info.width}×{info.height} = {info.width * info.height:,} pixels, "
             f"over the server's limit of {max_pixels:,} (--max-video-pixels)"
         )
-    if info.frames > max_frames:
-        raise too_many_frames(info.frames, max_frames)
+    if info.frames > max_frames:  # the header's count: the clip's own number of frames
+        raise too_many_frames(info.frames, max_frames, exact=True)
     count = 0
     first = last = None
     with open_video(path) as container:
@@ -88,8 +88,8 @@ def _inspect(path: Path, max_seconds: float, max_frames: int, max_pixels: int) -
                 if packet.size == 0:  # the demuxer's end-of-stream marker
                     continue
                 count += 1
-                if count > max_frames:
-                    raise too_many_frames(count, max_frames)
+                if count > max_frames:  # counting stops here: there may be more
+                    raise too_many_frames(count, max_frames, exact=False)
                 if packet.pts is not None and tb:
                     t = float(packet.pts * tb)
                     first = t if first is None else min(first, t)
@@ -132,11 +132,12 @@ def _first_frame(path: Path) -> None:
     )
 
 
-def too_many_frames(frames: int, limit: int) -> VideoTooLongError:
-    more = "more than " if frames > limit else ""
-    return VideoTooLongError(
-        f"the clip has {more}{frames:,} frames, over the server's limit of {limit:,} (--max-video-frames)"
-    )
+def too_many_frames(frames: int, limit: int, *, exact: bool) -> VideoTooLongError:
+    """The 413 for a clip over ``limit`` frames. ``exact``: ``frames`` is the clip's own
+    count (its header's); else counting stopped at ``frames`` and the clip has "more than"
+    the limit (never "more than" a number it may have exactly)."""
+    has = f"{frames:,} frames" if exact else f"more than {limit:,} frames"
+    return VideoTooLongError(f"the clip has {has}, over the server's limit of {limit:,} (--max-video-frames)")
 
 
 def _too_long(seconds: float, limit: float) -> VideoTooLongError:
@@ -209,12 +210,12 @@ class ClipRun:
             raise _anonymous(exc, self.clip) from exc.__cause__
         if frame is None:
             return None
-        return frame, stages.prepare(frame.pixels, self.cut.mode, exact=self.remover.exact_resize)
+        return frame, stages.prepare(frame.pixels, self.cut.mode, self.remover.recipe)
 
     def finish_frame(self, frame: Frame, y: np.ndarray) -> None:
         if self.smoother is not None:
             y = self.smoother.step(frame.pixels, y)
-        mask = stages.make_mask(y, frame.pixels, self.cut.edges, exact=self.remover.exact_resize)
+        mask = stages.make_mask(y, frame.pixels, self.cut.edges, self.remover.recipe)
         cut = make_cutout(
             frame.pixels,
             mask,

@@ -21,10 +21,9 @@ import numpy as np
 
 from .. import stages
 from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionError
-from ..inference.runtime import InferenceSession, Session, default_threads
+from ..inference.runtime import Session, default_threads
 from ..io.decode import DecodedImage
 from ..io.formats import mime_type
-from ..models import INPUT_SIZE
 from ..passes import Pass
 from ..remover import Remover
 from .jobqueue import Slot
@@ -51,31 +50,19 @@ class Result:
 
 @dataclass
 class _Network:
-    """A loaded model as the inference stage calls it."""
+    """A loaded model as the inference stage calls it: a run that the request's deadline
+    terminates mid-way where the backend can (ONNX Runtime's ``RunOptions``); other
+    backends (OpenVINO) stop at the next stage boundary."""
 
     session: Session
 
     def run(self, x: np.ndarray, slot: Slot) -> np.ndarray:
-        if not isinstance(self.session, InferenceSession):
-            return self.session.run(x)  # no mid-run cancel: the slot stops it after this stage
-        import onnxruntime as ort
-
-        inner = self.session.session
-        run_options = ort.RunOptions()
-
-        def terminate() -> None:
-            run_options.terminate = True
-
-        unregister = slot.on_cancel(terminate)
         try:
-            outputs = inner.run([inner.get_outputs()[0].name], {inner.get_inputs()[0].name: x}, run_options)
+            return self.session.run(x, stop=slot.on_cancel)
         except Exception as exc:
             if slot.cancel.is_set():  # terminated on purpose: not an error of the model
                 raise CancelledError("inference terminated: the request ran out of time") from exc
             raise
-        finally:
-            unregister()
-        return np.asarray(outputs[0])
 
 
 class Engine:
@@ -158,13 +145,14 @@ class Engine:
     ) -> tuple[DecodedImage, list[np.ndarray], RemoveOptions]:
         decoded = remover.decode(data)
         # The same passes and resize policy as Remover.predict: the server's cut-out is the library's.
-        xs = stages.prepare(decoded.pixels, options.mode, exact=remover.exact_resize)
+        xs = stages.prepare(decoded.pixels, options.mode, remover.recipe)
         if options.framing is not None:  # an uploaded background image: decoded before inference
             try:
                 framing = options.framing.loaded(max_pixels=remover.settings.max_pixels)
             except ImageError as exc:  # same status as for the photo, saying which image it was
                 raise type(exc)(f"the background image: {exc}") from exc
             options = replace(options, framing=framing)
+        stages.check_canvas(decoded, options.framing, max_pixels=remover.settings.max_pixels)
         return decoded, xs, options
 
     def _infer(
@@ -180,19 +168,19 @@ class Engine:
         at other sizes) under the request's deadline, through :func:`cleancut.stages.infer`."""
 
         def run(p: Pass, x: np.ndarray) -> np.ndarray:
-            net = network if p.size == INPUT_SIZE else _Network(remover.session_for(p.size))
+            net = network if p.shape == remover.recipe.size else _Network(remover.session_for(p))
             y = net.run(x, slot)
             if slot.cancel.is_set():
                 raise CancelledError("inference stopped: the request ran out of time")
             return y
 
-        return stages.infer(pixels, mode, run, exact=remover.exact_resize, inputs=xs)
+        return stages.infer(pixels, mode, run, recipe=remover.recipe, inputs=xs)
 
     def _finish(
         self, remover: Remover, decoded: DecodedImage, output: np.ndarray, options: RemoveOptions
     ) -> Result:
         cutout = stages.finish(
-            decoded, output, options, exact=remover.exact_resize, max_pixels=remover.settings.max_pixels
+            decoded, output, options, recipe=remover.recipe, max_pixels=remover.settings.max_pixels
         )
         body = stages.encode(cutout, options)
         # Cropping, a square canvas and the size cap change the size: report the output's own.

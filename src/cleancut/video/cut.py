@@ -97,7 +97,7 @@ def cut_with_options(
     for pixels, _, y in network_outputs(items, rem, mode, cancel):
         if smoother is not None:
             y = smoother.step(pixels, y)
-        mask = make_mask(y, pixels, options.edges, exact=rem.exact_resize)
+        mask = make_mask(y, pixels, options.edges, rem.recipe)
         yield make_cutout(
             pixels,
             mask,
@@ -128,7 +128,7 @@ def network_outputs(
         return
     while group := list(itertools.islice(it, size)):
         check_cancel(cancel, "the next frames")
-        xs = [prepare(pixels, "default", exact=rem.exact_resize)[0] for pixels, _ in group]
+        xs = [prepare(pixels, "default", rem.recipe)[0] for pixels, _ in group]
         ys = rem.infer(np.concatenate(xs), cancel=cancel)
         for i, (pixels, tag) in enumerate(group):
             yield pixels, tag, ys[i : i + 1]
