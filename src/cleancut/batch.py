@@ -105,12 +105,15 @@ def prepare(decoded: DecodedImage, remover: Remover, mode: QualityMode) -> np.nd
     return stages.prepare(decoded.pixels, mode, exact=remover.exact_resize)[0]
 
 
-def _decode(job: Job, remover: Remover, mode: QualityMode = "default") -> Prepared:
+def _decode(job: Job, remover: Remover, options: OutputOptions) -> Prepared:
     """Decode and preprocess on a worker thread, while the model runs the previous image
-    (the default mode's one pass; other modes preprocess each pass as they run it)."""
+    (the default mode's one pass; other modes preprocess each pass as they run it). A framed
+    canvas over the pixel limit is refused here, before any inference."""
     t0 = time.perf_counter()
     source = _read_stdin() if job.source is None else job.source
     decoded = remover.decode(source)
+    stages.check_canvas(decoded, options.framing, max_pixels=remover.settings.max_pixels)
+    mode = options.mode
     t1 = time.perf_counter()
     x = prepare(decoded, remover, mode)
     return Prepared(decoded, x, {"decode": t1 - t0, "preprocess": time.perf_counter() - t1})
@@ -230,7 +233,7 @@ def run_jobs(
                 if early is not None:
                     pending.append((job, None, early))
                 else:
-                    pending.append((job, decoder.submit(_decode, job, remover, options.mode), None))
+                    pending.append((job, decoder.submit(_decode, job, remover, options), None))
                     in_flight[0] += 1
 
         def drain(limit: int) -> Iterator[JobResult]:
@@ -339,7 +342,7 @@ def _run_streams(
         check_cancel(cancel, job.name)
         # Every core already works on whole images: one thread per image's stages.
         with one_core():
-            prepared = _decode(job, remover, options.mode)
+            prepared = _decode(job, remover, options)
             t0 = time.perf_counter()
             y = prepared.infer(remover, options.mode, cancel)
             timings = {**prepared.timings, "inference": time.perf_counter() - t0}

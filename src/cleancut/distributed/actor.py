@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
+from .. import stages
 from ..batch import Prepared, describe, finish, prepare
 from ..config import Settings
 from ..errors import InputNotFoundError, InvalidOptionError, OutputExistsError
@@ -133,6 +134,7 @@ class CutoutActor:
         source = self._read(uri)
         t1 = time.perf_counter()
         decoded = self.remover.decode(source)
+        stages.check_canvas(decoded, self.options.framing, max_pixels=self.remover.settings.max_pixels)
         t2 = time.perf_counter()
         # several passes (quality modes other than default) are preprocessed as they run
         x = prepare(decoded, self.remover, self.options.mode)
