@@ -93,7 +93,9 @@ def _obtain(release: ModuleType, stage: Path) -> str:
     source = ""
     try:
         source = release.tarball_url(registry)
-        files = release.extract_files(release.fetch_tarball(source, timeout=120.0, user_agent="cleancut-build"))
+        files = release.extract_files(
+            release.fetch_tarball(source, timeout=120.0, user_agent="cleancut-build")
+        )
     except release.ReleaseError as exc:
         errors.append(f"{registry}: {exc}")
     if files is None and npm:

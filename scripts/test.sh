@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # 1. Python: a virtual environment with cleancut and its development extras.
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# The build front end: tests/test_packaging.py builds the sdist and wheel as a user would.
+.venv/bin/pip install -q --disable-pip-version-check build
 
 # 2. The quality harness's metrics (benchmarks/quality.py, tests/test_quality.py):
 #    pysodmetrics pins numpy<2.3.5, opencv<5 and scikit-image<0.26, which would downgrade

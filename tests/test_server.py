@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -37,7 +39,7 @@ from cleancut.server.engine import Engine
 from cleancut.server.ort_assets import ORT_FILES, ORT_WEB_VERSION, provision_ort
 from cleancut.server.state import AppState
 from conftest import EXAMPLES, TEST_CACHE
-from slowpeers import TrickleUpload, live_server, post
+from slowpeers import TrickleUpload, free_port, live_server, post
 
 ISOLATION = {
     "cross-origin-opener-policy": "same-origin",
@@ -347,7 +349,7 @@ def test_empty_body_and_missing_file_are_400(client: TestClient) -> None:
         content=b"--xyz\r\nnot really multipart",
         headers={"Content-Type": "multipart/form-data; boundary=xyz"},
     )
-    assert r.status_code == 400 and r.json()["error"] in ("bad_multipart", "missing_file")
+    assert_error(r, 400, "bad_multipart")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/json", None])
@@ -820,12 +822,16 @@ def test_a_quantised_model_delta_rewrites_its_constants_in_place(model_settings:
 
 
 def test_without_npm_the_page_falls_back_to_server_mode(tmp_path: Path, model_settings: Settings) -> None:
-    # A cache with the model (linked) but without onnxruntime-web, and no npm client.
+    # A cache with the model (linked) but without onnxruntime-web, a registry that does not
+    # answer (nothing listens on the port) and no npm client; a source checkout bundles none.
     (tmp_path / "models").symlink_to(model_settings.models_dir)
     (tmp_path / "graphs").symlink_to(model_settings.cache_dir / "graphs")
-    core = Settings.from_env(environ={}, cache_dir=tmp_path, npm="no-such-npm-client")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    core = Settings.from_env(environ={}, cache_dir=tmp_path, npm="no-such-npm-client", npm_registry=dead)
     with pytest.raises(Exception, match="not installed"):
-        provision_ort(core)
+        provision_ort(core, bundled=tmp_path / "no-bundle")
     state = AppState(ServerSettings(core=core, load_in_background=False))
     state._prepare_ort()
     browser_state, detail = state.browser_status()
@@ -864,3 +870,278 @@ def test_serve_command_rejects_a_bad_model() -> None:
     result = CliRunner().invoke(serve, ["--model", "nope", "--offline"])
     assert result.exit_code == 2
     assert "unknown model" in result.output
+
+
+# --------------------------------------------------------------------------- Host, CSP, shapes
+
+
+def test_a_foreign_host_is_421_and_ours_are_answered(settings: ServerSettings) -> None:
+    # DNS rebinding: a page on evil.example points its name at 127.0.0.1; its requests
+    # then name evil.example. No model is needed to be refused (nor to answer /healthz).
+    plain = settings.with_(browser=False, load_in_background=True)
+    with make_client(plain) as c:
+        for host in ("evil.example", "evil.example:8000", "localhost.evil.example", "127.0.0.1.nip.io"):
+            body = assert_error(c.get("/healthz", headers={"Host": host}), 421, "host_not_allowed")
+            assert "--allowed-host" in body["detail"] and "DNS rebinding" in body["detail"]
+            assert_error(
+                c.post(
+                    "/api/remove", content=png_bytes(), headers={"Host": host, "Content-Type": "image/png"}
+                ),
+                421,
+                "host_not_allowed",
+            )
+        for host in ("localhost", "localhost:8000", "127.0.0.1", "127.0.0.1:8000", "[::1]:8000", "[::1]",
+                     "10.1.2.3:80", "app.localhost", "LocalHost.", "testserver"):  # fmt: skip
+            assert c.get("/healthz", headers={"Host": host}).status_code == 200, host
+    allowed = plain.with_(allowed_hosts=("Photos.Example.com", "*.lan"))
+    assert allowed.allowed_hosts == ("photos.example.com", "*.lan")
+    with make_client(allowed) as c:
+        for host in ("photos.example.com", "photos.example.com:443", "printer.lan", "a.b.lan"):
+            assert c.get("/healthz", headers={"Host": host}).status_code == 200, host
+        for host in ("lan", "example.com", "evil.example", "photos.example.com.evil"):
+            assert_error(c.get("/healthz", headers={"Host": host}), 421, "host_not_allowed")
+    with make_client(plain.with_(allowed_hosts=("*",))) as c:
+        assert c.get("/healthz", headers={"Host": "anything.example"}).status_code == 200
+
+
+def test_bound_to_every_interface_this_machines_name_is_accepted(settings: ServerSettings) -> None:
+    import socket
+
+    name = socket.gethostname().lower()
+    wild = settings.with_(browser=False, load_in_background=True, host="0.0.0.0")
+    with make_client(wild) as c:
+        for host in (name, f"{name.split('.')[0]}.local:8000"):
+            assert c.get("/healthz", headers={"Host": host}).status_code == 200, host
+        assert_error(c.get("/healthz", headers={"Host": "evil.example"}), 421, "host_not_allowed")
+    # Named hosts given: those (and addresses, localhost) only.
+    with make_client(wild.with_(allowed_hosts=("photos.example.com",))) as c:
+        assert c.get("/healthz", headers={"Host": "photos.example.com"}).status_code == 200
+        assert_error(c.get("/healthz", headers={"Host": name}), 421, "host_not_allowed")
+    # Bound to a name: that name is ours.
+    with make_client(settings.with_(browser=False, load_in_background=True, host="box.internal")) as c:
+        assert c.get("/healthz", headers={"Host": "box.internal:8000"}).status_code == 200
+
+
+def test_allowed_hosts_from_the_environment_and_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, model_settings: Settings
+) -> None:
+    from cleancut.errors import InvalidOptionError
+
+    monkeypatch.setenv("CLEANCUT_ALLOWED_HOSTS", " photos.example.com, *.lan ,")
+    assert ServerSettings(core=model_settings).allowed_hosts == ("photos.example.com", "*.lan")
+    monkeypatch.delenv("CLEANCUT_ALLOWED_HOSTS")
+    assert ServerSettings(core=model_settings).allowed_hosts == ()
+    for bad in ("http://photos.example.com", "photos.example.com/path", "a b", "*x.com", ""):
+        with pytest.raises(InvalidOptionError, match="allowed host"):
+            ServerSettings(core=model_settings, allowed_hosts=(bad,))
+    result = CliRunner().invoke(serve, ["--allowed-host", "http://x.example", "--offline"])
+    assert result.exit_code == 2 and "not a URL" in result.output
+    help_text = CliRunner().invoke(serve, ["--help"]).output
+    assert "--allowed-host" in help_text and "CLEANCUT_ALLOWED_HOSTS" in help_text
+
+
+def test_the_host_check_under_uvicorn(settings: ServerSettings) -> None:
+    # The real server: what a browser sends over a socket, the bound address in the Host.
+    with live_server(create_app(settings.with_(browser=False, load_in_background=True))) as live:
+        for host, status in ((f"127.0.0.1:{live.port}", 200), (f"localhost:{live.port}", 200),
+                             (f"rebind.evil.example:{live.port}", 421)):  # fmt: skip
+            with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
+                sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+            if status == 421:
+                assert b'"host_not_allowed"' in answer and b"application/json" in answer
+
+
+def test_csp_and_frame_protection_on_the_page_and_its_files(client: TestClient) -> None:
+    from cleancut.server.middleware import PAGE_CSP
+
+    for path in ("/", "/static/js/app.js", "/static/js/engine-worker.js", "/static/app.css", "/sw.js",
+                 f"/ort/{ORT_WEB_VERSION}/ort-wasm-simd-threaded.wasm", "/api/config", "/nope"):  # fmt: skip
+        r = client.get(path)
+        assert r.headers["content-security-policy"] == PAGE_CSP, path
+        assert r.headers["x-frame-options"] == "DENY", path
+    directives = dict(d.strip().split(" ", 1) for d in PAGE_CSP.split(";"))
+    assert directives["frame-ancestors"] == "'none'"
+    assert "'wasm-unsafe-eval'" in directives["script-src"] and "'unsafe-inline'" not in PAGE_CSP
+    assert "blob:" in directives["worker-src"] and directives["connect-src"].startswith("'self'")
+    # The page has no inline script or style for the policy to refuse.
+    html = client.get("/").text
+    assert " style=" not in html and "<script>" not in html and "<style" not in html
+
+
+def test_docs_pages_get_a_policy_for_what_they_load(client: TestClient) -> None:
+    import base64
+    import re
+
+    for path in ("/docs", "/redoc"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        csp = r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in csp
+        assert r.headers["cross-origin-embedder-policy"] == "credentialless"
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+        script_src = directives["script-src"].split()
+        assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+        for src in re.findall(r'<script src="([^"]+)"', r.text):  # every script it loads ...
+            assert any(src.startswith(s) for s in script_src), (path, src)
+        for inline in re.findall(r"<script>(.*?)</script>", r.text, re.S):  # ... and runs inline
+            digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in script_src, path
+        for tag in re.findall(r"<link[^>]*>", r.text):
+            if 'rel="stylesheet"' in tag:
+                url = re.findall(r'href="([^"]+)"', tag)[0]
+                assert any(url.startswith(s) for s in directives["style-src"].split()), (path, url)
+        assert directives["connect-src"] == "'self'"
+    assert "/openapi.json" in client.get("/docs").text
+
+
+def test_a_long_query_is_json_414_and_past_the_parser_json_400(
+    client: TestClient, settings: ServerSettings
+) -> None:
+    import uvicorn
+
+    from cleancut.server.protocols import JsonH11Protocol, http_protocol
+
+    body = assert_error(client.get("/api/config?x=" + "a" * 20_000), 414, "query_too_long")
+    assert "16,384" in body["detail"]
+    r = client.post(
+        "/api/remove?format=" + "w" * 20_000, content=png_bytes(), headers={"Content-Type": "image/png"}
+    )
+    assert_error(r, 414, "query_too_long")
+    # 100 KB: past what httptools (what `serve` runs) parses at all, so its own answer; h11
+    # (uvicorn's fallback) parses it and the application answers; both in our shape.
+    app = create_app(settings.with_(browser=False, load_in_background=True))
+    assert http_protocol().__name__ == "JsonHttpToolsProtocol"
+    seen: set[str] = set()
+    for protocol in (http_protocol(), JsonH11Protocol):
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="critical", lifespan="off", http=protocol
+            )
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda s=server: bool(s.started), timeout=30)
+            for size in (100_000, 60_000):  # over and under httptools' 64 KiB URL limit
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    try:
+                        sock.sendall(
+                            b"GET /api/config?q=" + b"a" * size + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                        )
+                    except OSError:
+                        pass  # closed once the server had answered
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                head, _, content = answer.partition(b"\r\n\r\n")
+                assert b"content-type: application/json" in head.lower(), (protocol, size, answer[:300])
+                assert b"cross-origin-resource-policy: same-origin" in head.lower(), head
+                parsed = json.loads(content)
+                # Refused by the parser (400), or parsed and refused by the application (414):
+                # the same JSON shape either way, never uvicorn's plain text.
+                if head.startswith(b"HTTP/1.1 400"):
+                    assert parsed["error"] == "bad_http_request" and "64 KiB" in parsed["detail"]
+                else:
+                    assert head.startswith(b"HTTP/1.1 414") and parsed["error"] == "query_too_long", head
+                seen.add(parsed["error"])
+        finally:
+            server.should_exit = True
+            thread.join(30)
+    assert seen == {"bad_http_request", "query_too_long"}
+
+
+def multipart(*parts: tuple[str, str | None, bytes], close: bool = True) -> tuple[bytes, dict[str, str]]:
+    """A multipart body of (name, filename, content) parts; ``close``: with its closing boundary."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--XYZ\r\nContent-Disposition: {disposition}\r\n".encode()
+        body += b"Content-Type: image/png\r\n" if filename else b""
+        body += b"\r\n" + content + b"\r\n"
+    body += b"--XYZ--\r\n" if close else b""
+    return body, {"Content-Type": "multipart/form-data; boundary=XYZ"}
+
+
+def test_form_mistakes_are_named_for_what_they_are(client: TestClient, photo: bytes) -> None:
+    # Cut short before its closing boundary: the form is incomplete, not missing its file.
+    content, headers = multipart(("file", "a.png", png_bytes()), close=False)
+    body = assert_error(client.post("/api/remove", content=content, headers=headers), 400, "bad_multipart")
+    assert "closing boundary" in body["detail"]
+    # The same without its file's end (the body stops inside the photo).
+    content, headers = multipart(("format", None, b"webp"), ("file", "a.png", png_bytes()), close=False)
+    assert_error(client.post("/api/remove", content=content[:-40], headers=headers), 400, "bad_multipart")
+    # Two photos in one request: refused, not one of them picked.
+    content, headers = multipart(("file", "a.png", png_bytes()), ("file", "b.png", png_bytes(8, 8)))
+    body = assert_error(client.post("/api/remove", content=content, headers=headers), 400, "bad_multipart")
+    assert "'file' 2 times" in body["detail"] and "one photo per request" in body["detail"]
+    # An option twice is ambiguous too.
+    content, headers = multipart(
+        ("format", None, b"webp"), ("format", None, b"png"), ("file", "a.png", png_bytes())
+    )
+    body = assert_error(client.post("/api/remove", content=content, headers=headers), 400, "bad_multipart")
+    assert "'format' 2 times" in body["detail"]
+    # curl --data-binary @photo.jpg without -H: image bytes labelled as a URL-encoded form.
+    r = client.post(
+        "/api/remove", content=photo, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    body = assert_error(r, 415, "unsupported_media_type")
+    assert "x-www-form-urlencoded" in body["detail"] and "Content-Type: image/jpeg" in body["detail"]
+    assert "Too many fields" not in body["detail"]
+    # A real URL-encoded form still reaches its checks (here: its option, before any fetch).
+    r = client.post("/api/remove", content=b"url=http%3A%2F%2F127.0.0.1%2Fa.png&format=nope",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert_error(r, 422, "invalid_option")
+    # A well-formed form still works (and is answered from one photo).
+    content, headers = multipart(("format", None, b"webp"), ("file", "a.png", png_bytes()))
+    r = client.post("/api/remove", content=content, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+
+
+def test_clients_that_leave_have_their_queued_work_dropped(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker, held by a first request (its client waits); three more clients send a
+    # whole photo and hang up 0.2 s later, while their jobs wait for the worker. Their slots
+    # free at once, and no inference runs for them: the network runs once in all.
+    gate = Gate()
+    calls: list[int] = []
+    blocked = gate.stage(lambda: np.zeros((1, 1, 1024, 1024), np.float32))
+
+    def infer(*args: Any) -> Any:
+        calls.append(1)
+        return blocked(*args)
+
+    monkeypatch.setattr(Engine, "_infer", infer)
+    with live_server(create_app(settings.with_(browser=False, workers=1, queue_size=4))) as live:
+        first, answer = in_thread(lambda: post(live.port, png_bytes(64, 64)))
+        assert gate.entered.wait(30)
+        photo = png_bytes(64, 64)
+        leavers = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+            sock.sendall(
+                b"POST /api/remove HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                + f"Content-Length: {len(photo)}\r\n\r\n".encode()
+                + photo
+            )
+            leavers.append(sock)
+        queue = live.state.queue
+        wait_for(lambda: queue.stats().admitted == 4 or queue.stats().accepted == 4)
+        time.sleep(0.2)
+        for sock in leavers:
+            sock.close()
+        wait_for(lambda: queue.stats().admitted == 1, timeout=5)  # only the one still waiting
+        assert queue.stats().abandoned == 3
+        gate.release.set()
+        first.join(30)
+        status, _headers, _body = answer[0]
+        assert status == 200
+        wait_for(lambda: queue.stats().admitted == 0)
+        assert len(calls) == 1, "an inference ran for a client that had left"
+        ready = live.get_json("/readyz")
+        assert ready["queue"]["abandoned"] == 3 and ready["queue"]["accepted"] == 4
