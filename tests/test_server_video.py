@@ -377,6 +377,13 @@ def test_over_limit_clips_are_refused_before_any_inference(
 
     body = assert_error(post(many), 413, "video_too_long")
     assert "frames" in body["detail"] and "--max-video-frames" in body["detail"]
+    # Its header counts its 6 frames: it has 6, not "more than 6".
+    assert "the clip has 6 frames, over the server's limit of 4" in body["detail"], body
+    # No count in a WebM's header: counting stops past the limit, so "more than 4".
+    many_webm = tmp_path / "many.webm"
+    write_clip(many_webm, astronaut_frames(6), container="webm", codec="libvpx-vp9", audio=False)
+    body = assert_error(post(many_webm), 413, "video_too_long")
+    assert "the clip has more than 4 frames, over the server's limit of 4" in body["detail"], body
     assert str(root) not in body["detail"]  # the server's paths stay its own
     body = assert_error(post(slow), 413, "video_too_long")
     assert "--max-video-seconds" in body["detail"]
@@ -617,6 +624,32 @@ def test_kept_results_are_bounded_and_expire(
         assert c.get("/readyz").json()["videos"]["expired"] == 1
 
 
+def test_a_result_being_downloaded_is_gone_for_every_other_request(
+    tight: tuple[TestClient, Path], tmp_path: Path
+) -> None:
+    # The first download has claimed the result and is still being answered: a second GET
+    # (or the status, or DELETE) is told "gone" at once, as it is once that answer has ended,
+    # never a transient 409 "downloading".
+    c, root = tight
+    short = tmp_path / "short.mp4"
+    write_clip(short, astronaut_frames(2, w=64, h=48), audio=False)
+    r = c.post("/api/remove-video", content=short.read_bytes(), headers={"Content-Type": "video/mp4"})
+    assert r.status_code == 202, r.text
+    final, _ = wait_done(c, r.json()["status_url"])
+    assert final["state"] == "done", final
+    videos = c.app.state.cleancut.videos  # type: ignore[attr-defined]
+    assert c.portal is not None
+    job, done = c.portal.call(lambda: videos.claim(final["id"]))  # the first download, under way
+    assert job.result is not None and job.result.exists()
+    for answer in (c.get(final["result"]["url"]), c.get(final["status_url"]), c.delete(final["status_url"])):
+        body = assert_error(answer, 404, "not_found")
+        assert "already downloaded" in body["detail"]
+    assert job.result.exists()  # the first download's file is still there for it ...
+    c.portal.call(done)  # ... until its answer ends
+    assert leftovers(root) == []
+    assert_error(c.get(final["result"]["url"]), 404, "not_found")
+
+
 # --------------------------------------------------------------------------- documents and settings
 
 
@@ -730,7 +763,7 @@ def test_page_cuts_a_clip_out_in_server_mode_with_a_frame_progress_bar(
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/")
-            page.wait_for_function("document.querySelector('#engine-note').textContent.length > 0")
+            page.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
             assert "clips" in page.inner_text("#clip-help").lower()
 
             # In the browser (private) mode a clip is refused with a clear message, and nothing is sent.
@@ -757,7 +790,7 @@ def test_page_cuts_a_clip_out_in_server_mode_with_a_frame_progress_bar(
             )
             page.set_input_files("#file", str(source))
             page.wait_for_function(
-                "document.querySelector('.job.done video') || document.querySelector('.job.failed')",
+                "() => document.querySelector('.job.done video') || document.querySelector('.job.failed')",
                 timeout=WAIT_S * 1000,
             )
             failed = page.query_selector(".job.failed .job-error")
@@ -769,10 +802,10 @@ def test_page_cuts_a_clip_out_in_server_mode_with_a_frame_progress_bar(
             assert page.get_attribute(".job.done progress", "value") == "1"
             # The browser plays it: its metadata loads, and it lasts as long as the clip (its
             # audio, carried over, runs a little past the last frame).
-            page.wait_for_function("document.querySelector('.job.done video').readyState >= 1")
+            page.wait_for_function("() => document.querySelector('.job.done video').readyState >= 1")
             duration = page.evaluate("document.querySelector('.job.done video').duration")
             assert times[-1] < duration < times[-1] + 0.5
-            page.wait_for_function("document.querySelector('.job.done video').readyState >= 2")
+            page.wait_for_function("() => document.querySelector('.job.done video').readyState >= 2")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "web-clip.png"), full_page=True)
             link = page.locator(".job.done a.download")

@@ -132,7 +132,7 @@ def test_streamed_upload_is_cut_off_at_the_limit(live: LiveServer) -> None:
     # soon as the count passes the limit, long before the client would have finished.
     with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
         sock.sendall(
-            b"POST /api/remove HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"POST /api/remove HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         piece = b"\xff" * 65536
@@ -214,7 +214,7 @@ def server_alpha(remover: Remover) -> np.ndarray:
 
 def open_page(page: Any, live: LiveServer) -> None:
     page.goto(live.url + "/")
-    page.wait_for_function("document.querySelector('#engine-note').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
 
 
 def cut_out(page: Any, out: Path, photo: Path = PHOTO) -> tuple[np.ndarray, str]:
@@ -516,6 +516,236 @@ def test_private_mode_runs_the_quality_modes(
     assert not seen.errors, seen.errors
 
 
+# --------------------------------------------------------------------------- policies, start-up
+
+#: Every Content-Security-Policy violation of a document, kept where the test can read it.
+CSP_LISTENER = """
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', (e) =>
+    window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+def swagger_ui_files() -> Path:
+    """swagger-ui-dist 5 (what FastAPI's /docs loads from jsDelivr), from the npm registry
+    once into the test cache; skips where npm cannot fetch it."""
+    import tarfile
+    import tempfile
+
+    from cleancut.errors import CleancutError
+    from cleancut.models.download import npm_pack
+    from conftest import TEST_CACHE
+
+    folder = TEST_CACHE / "web" / "swagger-ui-dist-5"
+    names = ("swagger-ui-bundle.js", "swagger-ui.css")
+    if not all((folder / n).is_file() for n in names):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                tarball = npm_pack("npm", "swagger-ui-dist@5", Path(tmp), 300.0)
+            except CleancutError as exc:
+                pytest.skip(f"swagger-ui-dist is not available: {exc}")
+            folder.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(tarball) as tar:
+                for name in names:
+                    member = tar.extractfile(f"package/{name}")
+                    assert member is not None
+                    (folder / (name + ".part")).write_bytes(member.read())
+                    (folder / (name + ".part")).replace(folder / name)
+    return folder
+
+
+def test_the_page_and_the_docs_run_under_their_policies(browser_context: Any, live: LiveServer) -> None:
+    """The page's CSP lets it do what it does (module scripts, a module worker, WebAssembly,
+    blob: workers and URLs, its own fetches) and refuses the rest; /docs renders the real
+    Swagger UI under its own policy (jsDelivr routed to the npm package of the same files)."""
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    try:
+        page.add_init_script(CSP_LISTENER)
+        page.goto(live.url + "/")
+        page.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
+        got = page.evaluate(
+            """async () => {
+                // A wasm module compiled here (what onnxruntime-web does) ...
+                const wasm = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]);
+                await WebAssembly.compile(wasm);
+                // ... a blob: worker (threaded wasm's) and a module worker of our own ...
+                const blob = new Blob(['postMessage(1)'], {type: 'text/javascript'});
+                const fromBlob = await new Promise((ok, no) => {
+                    const w = new Worker(URL.createObjectURL(blob));
+                    w.onmessage = (e) => ok(e.data); w.onerror = () => no(new Error('blob worker refused'));
+                });
+                const config = await (await fetch('/api/config')).json();
+                // ... and what it must not: an inline script, another origin.
+                const s = document.createElement('script');
+                s.textContent = 'window.__inline = true';
+                document.head.append(s);
+                let foreign = 'fetched';
+                try { await fetch('http://192.0.2.1/'); } catch { foreign = 'refused'; }
+                await new Promise((r) => setTimeout(r, 200));
+                return {fromBlob, version: config.version, inline: window.__inline === true, foreign,
+                        violations: window.__violations, framed: window.top === window};
+            }"""
+        )
+        assert got["fromBlob"] == 1 and got["version"]
+        assert not got["inline"] and got["foreign"] == "refused"
+        assert sorted(v.split(" ")[0] for v in got["violations"]) == ["connect-src", "script-src-elem"], got
+        errors.clear()  # the two refusals above are logged as errors; nothing else may be
+
+        # /docs: Swagger UI's bundle and stylesheet as jsDelivr serves them, the favicon refused.
+        files = swagger_ui_files()
+
+        def cdn(route: Any) -> None:
+            name = route.request.url.rsplit("/", 1)[-1]
+            path = files / name
+            if not path.is_file():
+                route.abort()
+                return
+            kind = "text/javascript" if name.endswith(".js") else "text/css"
+            route.fulfill(
+                body=path.read_bytes(),
+                headers={"Content-Type": kind, "Access-Control-Allow-Origin": "*",
+                         "Cross-Origin-Resource-Policy": "cross-origin"},
+            )  # fmt: skip
+
+        page.route("https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/**", cdn)
+        page.route("https://fastapi.tiangolo.com/**", lambda route: route.abort())
+        page.goto(live.url + "/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
+        assert "cleancut" in page.inner_text(".swagger-ui .info .title")
+        page.wait_for_selector("#operations-default-remove_api_remove_post, .opblock", timeout=60_000)
+        assert page.evaluate("window.__violations") == []
+        assert not [e for e in errors if "Content Security Policy" in e], errors
+    finally:
+        page.close()
+
+
+def start_server(app: Any) -> tuple[str, Any, threading.Thread]:
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="cleancut-test-server-2", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+def wait_done_or_failed(page: Any) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('.job.done a.download') || document.querySelector('.job.failed')",
+        timeout=RUN_TIMEOUT_MS,
+    )
+    failed = page.query_selector(".job.failed .job-error")
+    assert failed is None, failed.inner_text()
+
+
+def test_page_opened_while_the_model_loads_waits_for_it(
+    browser_context: Any, model_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opened right after `cleancut serve` starts (the model loads in the background), the
+    page says the model is loading and holds a photo dropped meanwhile until it is loaded;
+    the photo is then cut out, not marked failed."""
+    from cleancut.server.engine import Engine
+
+    loaded = threading.Event()
+    original = Engine.load
+
+    def slow_load(self: Engine) -> None:  # a model that takes its time to load
+        assert loaded.wait(300)
+        original(self)
+
+    monkeypatch.setattr(Engine, "load", slow_load)
+    # No in-browser engine: the page falls back to server mode, as it does without npm.
+    url, server, thread = start_server(create_app(ServerSettings(core=model_settings, browser=False)))
+    page = browser_context.new_page()
+    try:
+        page.goto(url + "/")
+        page.wait_for_function(
+            "() => document.querySelector('#engine-note').textContent.includes('loading the model')"
+        )
+        assert page.get_attribute("#drop", "aria-busy") == "true"
+        page.set_input_files("#file", str(PHOTO))
+        page.wait_for_function(
+            "() => document.querySelector('.job .stage-label').textContent === 'Waiting for the server'"
+        )
+        time.sleep(3)  # a while: the photo waits, it does not fail
+        assert page.query_selector(".job.failed") is None
+        loaded.set()
+        wait_done_or_failed(page)
+        assert page.is_checked('input[name="mode"][value="server"]')
+        assert "on the server" in page.inner_text(".job.done .job-done")
+        assert page.get_attribute("#drop", "aria-busy") is None
+    finally:
+        loaded.set()
+        page.close()
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_page_honours_retry_after_when_the_server_is_busy(
+    browser_context: Any, model_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 with Retry-After (every slot taken) is waited out and retried: the photo shows
+    that the server is busy, then is cut out."""
+    from cleancut import UnreadableImageError
+    from cleancut.server.engine import Engine
+
+    release = threading.Event()
+    held = threading.Event()
+    original = Engine._decode
+
+    def decode(self: Engine, *args: Any) -> Any:
+        if not held.is_set():  # the first request holds the only slot until released
+            held.set()
+            assert release.wait(120)
+            raise UnreadableImageError("released by the test")
+        return original(self, *args)
+
+    monkeypatch.setattr(Engine, "_decode", decode)
+    settings = ServerSettings(
+        core=model_settings, browser=False, load_in_background=False, workers=1, queue_size=0, timeout=5.0
+    )
+    url, server, thread = start_server(create_app(settings))
+    page = browser_context.new_page()
+    holder = threading.Thread(target=_post_quietly, args=(url,), daemon=True)
+    try:
+        holder.start()
+        assert held.wait(30)
+        page.goto(url + "/")
+        page.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
+        page.set_input_files("#file", str(PHOTO))
+        page.wait_for_function(
+            "() => document.querySelector('.job .stage-label').textContent === 'The server is busy'",
+            timeout=60_000,
+        )
+        assert "trying again in" in page.inner_text(".job .stage-detail")
+        release.set()
+        wait_done_or_failed(page)
+        assert "on the server" in page.inner_text(".job.done .job-done")
+    finally:
+        release.set()
+        holder.join(30)
+        page.close()
+        server.should_exit = True
+        thread.join(30)
+
+
+def _post_quietly(url: str) -> None:
+    """POST a tiny body and ignore the (error) answer: it only holds the slot meanwhile."""
+    request = urllib.request.Request(
+        url + "/api/remove", data=b"\x89PNG....", headers={"Content-Type": "image/png"}
+    )
+    try:
+        urllib.request.urlopen(request, timeout=120).close()
+    except OSError:
+        pass
+
+
 def test_second_visit_works_offline(
     page: tuple[Any, Seen], live: LiveServer, server_alpha: np.ndarray, tmp_path: Path
 ) -> None:
@@ -524,7 +754,7 @@ def test_second_visit_works_offline(
     pg, _ = page
     live.stop()
     pg.goto(live.url + "/")
-    pg.wait_for_function("document.querySelector('#engine-note').textContent.length > 0")
+    pg.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
     assert pg.evaluate("crossOriginIsolated")
     assert pg.is_enabled('input[name="mode"][value="browser"]')
     alpha, summary = cut_out(pg, tmp_path / "offline.png")

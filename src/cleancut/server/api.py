@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
-from typing import Any, Final
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..errors import InvalidOptionError
 from ..io.formats import FORMATS, mime_type
 from ..models import MODELS
-from ..passes import AVERAGE_GAIN, QUALITY_MODES, passes_for
+from ..passes import QUALITY_MODES
 from .browser_models import BROWSER_SIZES, sized_key
 from .errors import ApiError
+from .jobqueue import Slot
 from .metrics import note_cutout
 from .options import RemoveOptions, openapi_parameters, parse_options
 from .ort_assets import WASM_BUNDLE, WEBGPU_BUNDLE
@@ -76,6 +80,38 @@ def _filename(upload_name: str | None, options: RemoveOptions) -> str:
 
 def _server_timing(timings: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timings.items())
+
+
+T = TypeVar("T")
+
+
+async def unless_client_leaves(request: Request, slot: Slot, work: Awaitable[T]) -> T:
+    """``await work`` (the request's stages in its slot) unless its client hangs up first:
+    then the slot is abandoned (a job waiting for a worker is dropped, nothing more starts,
+    an ONNX Runtime run in progress is terminated) and the request ends with
+    ``ClientDisconnect``, with no answer sent to nobody. The body has been read by now, so
+    the next ASGI message is the disconnect."""
+    current = asyncio.current_task()
+    assert current is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        slot.abandon()
+        current.cancel()
+
+    watcher = asyncio.create_task(watch(), name="cleancut-client-watch")
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if left and current.uncancel() == 0:  # our own cancel, not the server's shutdown
+            raise ClientDisconnect() from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 def require_ready(state: AppState) -> None:
@@ -161,7 +197,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
         # Only a request whose photo is here takes a slot: then at most `capacity` photos are
         # decoded at once, and over capacity the answer is an immediate 503.
         async with state.queue.slot(settings.timeout) as slot:
-            result = await state.engine.remove(slot, data, options)
+            result = await unless_client_leaves(request, slot, state.engine.remove(slot, data, options))
         headers = {
             "Content-Disposition": f'inline; filename="{_filename(upload.filename, options)}"',
             "Cache-Control": "no-store",
@@ -200,6 +236,7 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
         settings = state.settings
         browser_state, detail = state.browser_status()
         spec = MODELS[state.browser_model]
+        recipe = state.engine.removers[settings.models[0]].recipe
         ort = state.ort
         return {
             "version": __version__,
@@ -224,9 +261,10 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 # The quality modes as the page runs them: passes, the gain of their mean, and
                 # the resources.json key of each input size other than the model's 1024².
                 "modes": {
-                    m: [{"size": p.size, "flip": p.flip} for p in passes_for(m)] for m in QUALITY_MODES
+                    m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES
                 },
-                "gain": AVERAGE_GAIN,
+                "gain": recipe.average_gain,
+                "recipe": recipe.to_json(),
                 "sizes": {str(n): sized_key(spec.resource or "", n) for n in BROWSER_SIZES},
                 "ort": None
                 if ort is None

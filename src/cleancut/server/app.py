@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -19,11 +20,11 @@ from .api import build_router
 from .errors import ApiError, from_cleancut_error
 from .jobqueue import DeadlineExceededError, QueueFullError
 from .metrics import Metrics, MetricsMiddleware, build_metrics_router
-from .middleware import ServerMiddleware
+from .middleware import HostPolicy, ServerMiddleware
 from .settings import ServerSettings
 from .state import AppState
 from .video_api import build_video_router
-from .web import STATIC_DIR, NoCacheStaticFiles, build_web_router
+from .web import STATIC_DIR, NoCacheStaticFiles, build_docs_router, build_web_router
 
 __all__ = ["create_app"]
 
@@ -85,6 +86,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(parts)}, status_code=422)
 
 
+def _machine_names() -> tuple[str, ...]:
+    """This machine's host name and its mDNS form (no DNS lookup: start-up stays instant)."""
+    name = socket.gethostname().lower().rstrip(".")
+    return (name, f"{name.split('.', 1)[0]}.local") if name else ()
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """The application for ``settings``. Nothing loads until the ASGI lifespan starts it
     (``uvicorn`` does; so does ``with TestClient(app)``)."""
@@ -107,15 +114,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served by build_docs_router, with a Content-Security-Policy of their own
+        redoc_url=None,
     )
     app.state.cleancut = state
-    app.add_middleware(ServerMiddleware, credentialless_paths=("/docs", "/redoc"))
+    hosts = HostPolicy(settings.host, settings.allowed_hosts, machine_names=_machine_names())
+    app.add_middleware(ServerMiddleware, credentialless_paths=("/docs", "/redoc"), hosts=hosts)
     _install_error_handlers(app)
     app.include_router(build_router(settings.models))
     app.include_router(build_video_router(settings.models))
     app.include_router(build_web_router())
+    app.include_router(build_docs_router(app.title, app.openapi_url or "/openapi.json"))
     app.mount("/static", NoCacheStaticFiles(directory=STATIC_DIR), name="static")
     if settings.metrics:  # GET /metrics; added last, so its middleware sees every final status
         metrics = Metrics(state)

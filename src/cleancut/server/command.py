@@ -203,6 +203,16 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     help="Answer GET /metrics for Prometheus (request, cut-out and stage metrics; docs/server.md).",
 )
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="A host name clients may use to reach this server (repeatable; *.example.com for its "
+    "subdomains, * for any). IP addresses and localhost always work; other names are refused "
+    "with 421 (a guard against DNS rebinding). Bound to 0.0.0.0 or :: without it, this machine's "
+    "host name works too. Default: env CLEANCUT_ALLOWED_HOSTS (comma-separated).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -239,6 +249,7 @@ def serve(
     model_url: str | None,
     allow_private_urls: bool | None,
     metrics: bool,
+    allowed_hosts: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the HTTP API and the web page.
@@ -261,7 +272,8 @@ def serve(
         sys.exit(1)
     from ..config import Settings
     from ..urls import UrlPolicy
-    from .settings import ServerSettings
+    from .protocols import http_protocol
+    from .settings import ServerSettings, allowed_hosts_from_env
 
     try:
         core = Settings.from_env(cache_dir=cache_dir, model_base_url=model_url, offline=offline)
@@ -293,6 +305,7 @@ def serve(
             ort_dir=ort_dir,
             browser=browser,
             url_policy=UrlPolicy.from_env(allow_private=allow_private_urls),
+            allowed_hosts=allowed_hosts or allowed_hosts_from_env(),  # the command line wins
             metrics=metrics,
         )
     except CleancutError as exc:
@@ -303,6 +316,16 @@ def serve(
         logging.basicConfig(format="%(levelname)s: %(message)s")
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     click.echo(f"cleancut serve: http://{shown}:{port}/  (API docs: /docs)", err=True)
+    if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+        import socket
+
+        name = socket.gethostname().lower() or "this machine's name"
+        click.echo(
+            f"note: listening on every interface; clients must name this server by an IP address, "
+            f"localhost, {name} or {name.split('.', 1)[0]}.local: for any other name (a DNS name, "
+            "a proxy's host), pass --allowed-host NAME, or they get 421",
+            err=True,
+        )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -311,4 +334,5 @@ def serve(
         # Keep-alive connections idle longer than this are closed: a flood of idle
         # clients cannot hold sockets for long.
         timeout_keep_alive=5,
+        http=http_protocol(),  # requests uvicorn refuses itself get our JSON 400 too
     )

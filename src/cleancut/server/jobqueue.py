@@ -28,6 +28,8 @@ dropped from the executor, a running one stops at its next stage boundary, and a
 Runtime run in progress is terminated through the hooks registered with
 :meth:`Slot.on_cancel`. The slot itself is only given back when its last piece of work has
 really stopped, so a timed-out request can never leave a worker busy behind the count.
+A request whose client hangs up is treated alike (:meth:`Slot.abandon`): its waiting jobs
+are dropped, nothing more starts for it, and its slot frees as soon as its work has stopped.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class QueueStats:
     accepted: int
     rejected: int
     timed_out: int
+    #: Requests whose client hung up while they held a slot (their work was dropped).
+    abandoned: int
     mean_inference_s: float | None
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,6 +111,8 @@ class Slot:
         #: When its inference started and ended (monotonic seconds), for the queue's estimate.
         self.inference_started: float | None = None
         self.inference_ended: float | None = None
+        #: Its client hung up (:meth:`abandon`).
+        self.abandoned = False
         #: Inferences this slot still has to run, when it runs many (a clip: one per frame
         #: left); ``None`` for a photo's single inference.
         self.passes_left: int | None = None
@@ -127,6 +133,14 @@ class Slot:
         with self._hooks_lock:
             if hook in self._hooks:
                 self._hooks.remove(hook)
+
+    def abandon(self) -> None:
+        """Its client hung up: no stage is to start for it any more, and one in progress stops
+        as at a deadline (an ONNX Runtime run is terminated through the hooks)."""
+        if not self.abandoned:
+            self.abandoned = True
+            self._queue._count_abandoned()
+        self.expire()
 
     def expire(self) -> None:
         """Fire the cancel signal and every hook (idempotent)."""
@@ -169,7 +183,8 @@ class Slot:
                 waiting.leave()
             # A job the deadline overtook while it waited must not start at all.
             if self.cancel.is_set():
-                raise CancelledError(f"{name} cancelled: the request ran out of time")
+                why = "its client left" if self.abandoned else "the request ran out of time"
+                raise CancelledError(f"{name} cancelled: {why}")
             started.append(time.monotonic())
             if track:
                 self.timings["queue"] = started[0] - submitted
@@ -264,6 +279,7 @@ class JobQueue:
         self._accepted = 0
         self._rejected = 0
         self._timed_out = 0
+        self._abandoned = 0
         self._waiting = 0
         self._service: deque[float] = deque(maxlen=32)
         #: Metrics hook (:mod:`.metrics`): told the time of each stage as it ends.
@@ -353,6 +369,7 @@ class JobQueue:
                 accepted=self._accepted,
                 rejected=self._rejected,
                 timed_out=self._timed_out,
+                abandoned=self._abandoned,
                 mean_inference_s=None if mean is None else round(mean, 3),
             )
 
@@ -378,6 +395,10 @@ class JobQueue:
             self._running -= 1
             if ok:
                 self._service.append(elapsed)
+
+    def _count_abandoned(self) -> None:
+        with self._lock:
+            self._abandoned += 1
 
     def _count_timeout(self) -> None:
         with self._lock:

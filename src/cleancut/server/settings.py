@@ -8,6 +8,8 @@ memory far below the machine's RAM (rembg's server grew to 137 GB under load: re
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,32 @@ def _default_core() -> Settings:
     return Settings.from_env()
 
 
+#: A host name as ``--allowed-host`` takes it: a name or address, ``*.suffix``, or ``*``.
+_HOST_NAME = re.compile(r"\*|(\*\.)?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?|\[?[0-9a-f:.]+\]?")
+
+
+def allowed_hosts_from_env(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """``CLEANCUT_ALLOWED_HOSTS``, comma-separated (empty: none)."""
+    env = os.environ if environ is None else environ
+    return tuple(h.strip() for h in env.get("CLEANCUT_ALLOWED_HOSTS", "").split(",") if h.strip())
+
+
+def normalise_allowed_host(value: str) -> str:
+    """An allowed host in the form the Host check compares (lower case, no final dot), or an
+    :class:`InvalidOptionError` naming what is wrong with it."""
+    host = value.strip().lower()
+    if "://" in host or "/" in host:
+        raise InvalidOptionError(
+            f"allowed host {value!r} must be a host name, not a URL (e.g. photos.example.com)"
+        )
+    if not _HOST_NAME.fullmatch(host):
+        raise InvalidOptionError(
+            f"allowed host {value!r} is not a host name: give a name (photos.example.com), "
+            "a domain's subdomains (*.example.com), or * for any host"
+        )
+    return host.rstrip(".")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Configuration of one server process.
@@ -78,6 +106,10 @@ class ServerSettings:
     ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
     ``load_in_background``: start answering (``/healthz``, the page) while models load;
     ``False`` waits in the start-up hook, so the server is ready when it accepts requests.
+    ``allowed_hosts``: ``Host`` names answered besides IP addresses, ``localhost`` and the
+    bound name (``*.example.com``: its subdomains; ``*``: any; env ``CLEANCUT_ALLOWED_HOSTS``,
+    comma-separated); others get 421, a guard against DNS rebinding. Bound to ``0.0.0.0`` or
+    ``::`` with none given, this machine's host name is accepted too.
     ``url_policy``: what ``POST /api/remove?url=…`` may fetch; private and loopback
     addresses are refused unless it allows them (``--allow-private-urls``,
     ``CLEANCUT_URL_ALLOW_PRIVATE=1``).
@@ -114,8 +146,11 @@ class ServerSettings:
     load_in_background: bool = True
     url_policy: UrlPolicy = field(default_factory=UrlPolicy.from_env)
     metrics: bool = True
+    allowed_hosts: tuple[str, ...] = field(default_factory=allowed_hosts_from_env)
 
     def __post_init__(self) -> None:
+        hosts = tuple(dict.fromkeys(normalise_allowed_host(h) for h in self.allowed_hosts))
+        object.__setattr__(self, "allowed_hosts", hosts)
         if not self.models:
             raise InvalidOptionError("at least one model is needed")
         # Canonical names, de-duplicated, order kept: aliases and typos fail here, at start-up.

@@ -44,9 +44,9 @@ from typing import Any, BinaryIO, Final
 
 import anyio
 import anyio.to_thread
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.types import Message
 
@@ -62,6 +62,77 @@ _FORM_TYPES: Final = ("multipart/form-data", "application/x-www-form-urlencoded"
 _MAX_FORM_FIELDS: Final = 40
 #: ``file`` and an optional background image (field ``background``).
 _MAX_FORM_FILES: Final = 2
+
+
+class _CheckedMultiPartParser(MultiPartParser):
+    """Starlette's parser, noting whether the closing boundary came: without it the form
+    is cut short, and its last part (often the file) is missing or incomplete."""
+
+    complete = False
+
+    def on_end(self) -> None:
+        self.complete = True
+
+
+#: What a URL-encoded body may hold: printable ASCII (and line ends curl may leave).
+_URLENCODED_BYTES: Final = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+
+def _not_urlencoded(body: bytes) -> ApiError | None:
+    """A 415 for a body labelled ``application/x-www-form-urlencoded`` that is not such a
+    form: image bytes sent with ``curl --data-binary @photo.jpg`` and no Content-Type."""
+    if not body.translate(None, bytes(_URLENCODED_BYTES)):
+        return None
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        "the body is labelled application/x-www-form-urlencoded but holds binary data (an image "
+        "sent without its Content-Type? curl --data-binary sets that label): send the image with "
+        "Content-Type image/* (curl: -H 'Content-Type: image/jpeg' --data-binary @photo.jpg) or as "
+        "the multipart field 'file' (curl: -F file=@photo.jpg); a URL-encoded form can only carry "
+        "'url' and options",
+    )
+
+
+async def _parse_request_form(request: Request, media: str) -> FormData:
+    """The form of ``request`` (whose stream gives its counted body): a 400 ``bad_multipart``
+    for a form that cannot be parsed or ends before its closing boundary."""
+    try:
+        if media == "multipart/form-data":
+            parser = _CheckedMultiPartParser(
+                request.headers, request.stream(), max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS
+            )
+            form = await parser.parse()
+            if not parser.complete:
+                await form.close()
+                raise ApiError(
+                    400,
+                    "bad_multipart",
+                    "the multipart form ends before its closing boundary (the body was cut short, or "
+                    "its boundary is not the one in Content-Type); nothing of it was used",
+                )
+            return form
+        return await FormParser(request.headers, request.stream(), max_fields=_MAX_FORM_FIELDS).parse()
+    except (MultiPartException, HTTPException) as exc:
+        detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
+        raise ApiError(400, "bad_multipart", f"the multipart form could not be parsed: {detail}") from exc
+
+
+def _single_fields(form: FormData) -> None:
+    """A 400 for a field given more than once (two photos, or an option twice): which one
+    was meant is not ours to guess."""
+    seen: dict[str, int] = {}
+    for key, _value in form.multi_items():
+        seen[key] = seen.get(key, 0) + 1
+    repeated = sorted(k for k, n in seen.items() if n > 1)
+    if repeated:
+        name = repeated[0]
+        what = "one photo per request" if name == "file" else "each field once"
+        raise ApiError(
+            400,
+            "bad_multipart",
+            f"the form gives the field {name[:100]!r} {seen[name]} times; send {what}",
+        )
 
 
 @dataclass
@@ -284,10 +355,13 @@ async def read_upload(request: Request, limit: int, transfer: Transfer) -> Uploa
     check_declared_size(request, limit)
     check_media_type(request)
     body = await _read_body(request, limit, transfer)
-    if _media_type(request) not in _FORM_TYPES:
+    media = _media_type(request)
+    if media not in _FORM_TYPES:
         if not body:
             raise ApiError(400, "empty_body", "the request body is empty; send the image bytes")
         return Upload(body)
+    if media == "application/x-www-form-urlencoded" and (refused := _not_urlencoded(body)) is not None:
+        raise refused
     return await _parse_form(request, body)
 
 
@@ -304,12 +378,9 @@ async def _parse_form(request: Request, body: bytes) -> Upload:
         return {"type": "http.request", "body": body, "more_body": False}
 
     replay = Request(request.scope, receive)
+    form = await _parse_request_form(replay, _media_type(request))
     try:
-        form = await replay.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS)
-    except (MultiPartException, HTTPException) as exc:
-        detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
-        raise ApiError(400, "bad_multipart", f"the multipart form could not be parsed: {detail}") from exc
-    try:
+        _single_fields(form)
         upload = form.get("file")
         if not isinstance(upload, UploadFile) and "url" not in form:
             # Say what is missing before judging the other fields: a photo sent under the
@@ -441,12 +512,9 @@ async def _parse_clip_form(request: Request, body: _CountedBody, path: Path) -> 
         return {"type": "http.request", "body": chunk, "more_body": True}
 
     counted = Request(request.scope, receive)
+    form = await _parse_request_form(counted, "multipart/form-data")
     try:
-        form = await counted.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS)
-    except (MultiPartException, HTTPException) as exc:
-        detail = getattr(exc, "message", None) or getattr(exc, "detail", None) or str(exc)
-        raise ApiError(400, "bad_multipart", f"the multipart form could not be parsed: {detail}") from exc
-    try:
+        _single_fields(form)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(

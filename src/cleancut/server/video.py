@@ -281,7 +281,7 @@ class VideoJobs:
                     break
                 frame, xs = item
                 if frame.index >= self.settings.max_video_frames:
-                    raise too_many_frames(frame.index + 1, self.settings.max_video_frames)
+                    raise too_many_frames(frame.index + 1, self.settings.max_video_frames, exact=False)
                 y = await engine.infer_frame(slot, options.cut.model, frame.pixels, xs, options.cut.mode)
                 del xs
                 await slot.io("encode", clip.finish_frame, frame, y)
@@ -358,8 +358,9 @@ class VideoJobs:
             raise ApiError(
                 404,
                 "not_found",
-                f"no clip job {job_id[:80]!r} on this server: unknown, already downloaded, cancelled, "
-                f"or expired ({self.settings.video_result_ttl:g} s after it finished)",
+                f"no clip job {job_id[:80]!r} on this server: unknown, already downloaded (a result is "
+                f"given once), cancelled, or expired ({self.settings.video_result_ttl:g} s after it "
+                "finished)",
             )
         return job
 
@@ -374,9 +375,10 @@ class VideoJobs:
                 f"the clip job is {job.state} ({job.done} of {job.total} frames); its result can be "
                 "downloaded once the state is done",
             )
-        if job.claimed:
-            raise ApiError(409, "downloading", "the result is being downloaded already; it is deleted after")
+        # From its claim on, the job is gone for every client (its status, a second download,
+        # DELETE: 404), not "being downloaded" until the first answer has ended.
         job.claimed = True
+        self._jobs.pop(job.id, None)
         if job.expiry is not None:
             job.expiry.cancel()
         return job, lambda: self.forget(job)
@@ -385,8 +387,6 @@ class VideoJobs:
         """Stop a running job (its slot's cancel signal: the inference in progress is
         terminated) or delete a finished one and its files."""
         job = self.get(job_id)
-        if job.claimed:
-            raise ApiError(409, "downloading", "the result is being downloaded; it is deleted after")
         if job.active and job.slot is not None:
             job.cancelled = True
             job.slot.expire()  # its run stops at once and winds up (its files go then)

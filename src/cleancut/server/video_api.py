@@ -213,7 +213,7 @@ def build_video_router(models: tuple[str, ...]) -> APIRouter:
         summary="Cancel a clip job, or delete its result",
         status_code=204,
         response_class=Response,
-        responses=_described(404, 409),
+        responses=_described(404),
     )
     async def job_delete(request: Request, job_id: str) -> Response:
         get_state(request).videos.cancel(job_id)

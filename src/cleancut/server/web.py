@@ -8,6 +8,8 @@ table is not trusted for them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import mimetypes
 import os
 import re
@@ -16,14 +18,15 @@ from typing import Final
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from .api import get_state
 from .errors import ApiError
 
-__all__ = ["STATIC_DIR", "NoCacheStaticFiles", "build_web_router"]
+__all__ = ["STATIC_DIR", "NoCacheStaticFiles", "build_docs_router", "build_web_router", "docs_csp"]
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
@@ -38,6 +41,18 @@ _CONTENT_TYPES: Final = {
 _IMMUTABLE: Final = "public, max-age=31536000, immutable"
 #: The page's own files: always revalidated (cheap 304s), so an upgrade shows at once.
 _REVALIDATE: Final = "no-cache"
+
+#: The hosts FastAPI's Swagger UI and ReDoc pages load from: their bundles and styles
+#: (jsDelivr), ReDoc's fonts (Google Fonts) and the favicon (fastapi.tiangolo.com).
+_DOCS_SOURCES: Final = {
+    "script-src": "https://cdn.jsdelivr.net",
+    "style-src": "https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'",
+    "font-src": "https://fonts.gstatic.com data:",
+    "img-src": "'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net",
+    "connect-src": "'self'",
+    "worker-src": "blob:",
+}
+_INLINE_SCRIPT: Final = re.compile(r"<script>(.*?)</script>", re.S)
 
 for _ext, _type in _CONTENT_TYPES.items():
     mimetypes.add_type(_type, _ext)
@@ -107,5 +122,43 @@ def build_web_router() -> APIRouter:
         if data is None:
             raise ApiError(404, "not_found", f"no model chunk {sha256[:80]!r} on this server")
         return Response(data, media_type="application/octet-stream", headers={"Cache-Control": _IMMUTABLE})
+
+    return router
+
+
+def docs_csp(html: str) -> str:
+    """The Content-Security-Policy of an API docs page: scripts from the CDN and the page's
+    own inline scripts by their hashes (no 'unsafe-inline' script), inline styles (the UIs
+    inject them), requests to this origin only (the spec, "Try it out"), no framing."""
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.encode()).digest()).decode() + "'"
+        for m in _INLINE_SCRIPT.findall(html)
+    ]
+    sources = dict(_DOCS_SOURCES)
+    sources["script-src"] = " ".join([sources["script-src"], *hashes])
+    parts = ["default-src 'none'", *(f"{k} {v}" for k, v in sources.items())]
+    parts += ["object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"]
+    return "; ".join(parts)
+
+
+def build_docs_router(title: str, openapi_url: str) -> APIRouter:
+    """``/docs`` (Swagger UI) and ``/redoc`` as FastAPI renders them, each with its CSP."""
+    router = APIRouter(include_in_schema=False)
+
+    def page(html: str) -> HTMLResponse:
+        return HTMLResponse(
+            html, headers={"Content-Security-Policy": docs_csp(html), "Cache-Control": _REVALIDATE}
+        )
+
+    swagger = bytes(get_swagger_ui_html(openapi_url=openapi_url, title=f"{title} - Swagger UI").body).decode()
+    redoc = bytes(get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc").body).decode()
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        return page(swagger)
+
+    @router.get("/redoc")
+    async def redoc_page() -> HTMLResponse:
+        return page(redoc)
 
     return router

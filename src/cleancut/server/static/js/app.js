@@ -10,7 +10,7 @@
 import { BrowserEngine } from "./browser-engine.js";
 import { ECOMMERCE, frame } from "./framing.js";
 import { compose } from "./imaging.js";
-import { removeClipOnServer, removeOnServer } from "./server-engine.js";
+import { removeClipOnServer, removeOnServer, retrying } from "./server-engine.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const MB = 1024 * 1024;
@@ -44,7 +44,18 @@ const state = {
   lastPassMs: null,
   bgImage: null, // ImageBitmap of the chosen background image
   bgImageFile: null, // ... and its file, sent along with a clip
+  settled: false, // the server has loaded its model (or failed to): photos may start
 };
+let markSettled;
+// Resolved once /api/config says the server is past loading (or cannot be reached): jobs
+// added before wait for it instead of failing on a 503 "still loading".
+const settled = new Promise((resolve) => {
+  markSettled = () => {
+    state.settled = true;
+    ui.drop.removeAttribute("aria-busy");
+    resolve();
+  };
+});
 
 const CLIP_NAME = /\.(mp4|m4v|mov|webm|mkv|avi|ogv)$/i;
 
@@ -119,6 +130,7 @@ function sleep(ms) {
 // ------------------------------------------------------------------ configuration
 
 async function loadConfig() {
+  ui.drop.setAttribute("aria-busy", "true");
   for (;;) {
     try {
       const response = await fetch("/api/config", { cache: "no-cache" });
@@ -126,15 +138,22 @@ async function loadConfig() {
       state.config = await response.json();
     } catch (err) {
       setNote(`Cannot reach the server (${err.message}).`, true);
+      markSettled();
       return;
     }
     ui.version.textContent = `cleancut ${state.config.version}`;
-    const browser = state.config.browser;
-    if (browser.state !== "pending") break;
-    setNote("The server is preparing the in-browser engine…");
+    const loading = state.config.server.state === "loading";
+    if (state.config.browser.state !== "pending" && !loading) break;
+    // Not ready yet (just started): say so, and hold photos added meanwhile until it is.
+    setNote(
+      loading
+        ? "The server is loading the model… photos you add now start as soon as it is ready."
+        : "The server is preparing the in-browser engine…",
+    );
     await sleep(2000);
   }
   applyAvailability();
+  markSettled();
 }
 
 function browserSupport() {
@@ -443,14 +462,16 @@ async function runOnServer(job) {
   if (job.file.size > limit) {
     throw new Error(`the file is ${formatMB(job.file.size)} MB; this server accepts up to ${formatMB(limit)} MB`);
   }
-  const { blob } = await removeOnServer(job.file, (p) => {
+  const onProgress = (p) => {
     if (p.stage === "upload") job.stage("Uploading", `${formatMB(p.loaded)} / ${formatMB(p.total)} MB`, p.loaded / p.total);
     else if (p.stage === "server") job.startClock("Cutting out on the server");
     else if (p.stage === "result") {
       job.stopClock();
       job.stage("Receiving the result", p.total ? `${formatMB(p.loaded)} / ${formatMB(p.total)} MB` : "", p.total ? p.loaded / p.total : null);
     }
-  }, serverParams());
+  };
+  const params = serverParams();
+  const { blob } = await retrying(() => removeOnServer(job.file, onProgress, params), waitingFor(job));
   job.stopClock();
   const bitmap = await createImageBitmap(blob, { premultiplyAlpha: "none" });
   const canvas = document.createElement("canvas");
@@ -459,6 +480,15 @@ async function runOnServer(job) {
   canvas.getContext("2d").drawImage(bitmap, 0, 0);
   bitmap.close();
   await job.showResult(canvas, `${canvas.width}×${canvas.height} · done in ${formatSeconds(performance.now() - t0)} on the server`);
+}
+
+/** What a job shows while the server asks it to come back later (503 with Retry-After). */
+function waitingFor(job) {
+  return (err, seconds) => {
+    job.stopClock();
+    const label = err.code === "not_ready" ? "Loading the model on the server…" : "The server is busy";
+    job.stage(label, `trying again in ${seconds} s`, null);
+  };
 }
 
 /** A clip's options: the background as the server draws it (a clip cannot be re-framed in
@@ -503,6 +533,7 @@ async function runClipOnServer(job) {
       }
     },
     job.cancel.signal,
+    waitingFor(job),
   );
   job.cancel = null;
   const frames = result.frames.total;
@@ -523,6 +554,10 @@ async function pump() {
   if (state.running) return;
   state.running = true;
   try {
+    if (!state.settled) {
+      for (const job of state.queue) job.stage("Waiting for the server", "it is still starting (loading the model)", null);
+      await settled;
+    }
     while (state.queue.length) {
       const job = state.queue.shift();
       if (!job.el.isConnected) continue;
