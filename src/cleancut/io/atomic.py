@@ -26,7 +26,10 @@ from ..errors import (
 __all__ = [
     "STALE_TEMP_AGE",
     "TEMP_SUFFIX",
+    "atomic_writer",
+    "check_writable",
     "pid_alive",
+    "replace_into",
     "sweep_stale_temps",
     "temp_name_for",
     "write_atomic",
