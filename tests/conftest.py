@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cleancut import Remover, Settings
+from cleancut import Remover, Settings, pipeline
+from cleancut.models.families.isnet_imgly import published_recipe
 from cleancut.errors import DownloadError
 from cleancut.models import DATA_PACKAGE, DATA_VERSION, MODELS
 from cleancut.models.download import _UrlSource, npm_pack
@@ -47,6 +48,16 @@ def png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+#: IMG.LY's IS-Net recipe (its published float graphs), for tests that feed the network directly
+IMGLY = published_recipe()
+
+
+def imgly_preprocess(pixels: np.ndarray, size: int = 1024, *, exact: bool = True) -> np.ndarray:
+    """The network input of IMG.LY's IS-Net for ``pixels`` at ``size``² (``exact``: the exact
+    port of their resize, as the quantised model is fed; else OpenCV on their grid)."""
+    return pipeline.preprocess(pixels, size, norm=IMGLY.norm, down="imgly-exact" if exact else "imgly")
 
 
 def model_settings_for(cache_dir: Path, **overrides: object) -> Settings:

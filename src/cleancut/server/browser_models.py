@@ -44,10 +44,9 @@ CHUNK_SIZE: Final = 4 * 1024 * 1024
 #: The input sizes IMG.LY's IS-Net quality modes need besides 1024² (served as deltas:
 #: browser_sizes), read from its family's recipe for its published graph.
 def _imgly_sizes() -> tuple[int, ...]:
-    from ..models.families import GraphInfo, get_family
+    from ..models.families.isnet_imgly import published_recipe
 
-    info = GraphInfo("input", (1, 3, 1024, 1024), "float", (("output", (1, 1, 1024, 1024), "float"),), resizable=True)
-    recipe = get_family("isnet-imgly").recipe(info)
+    recipe = published_recipe()
     return tuple(sorted({w for h, w in recipe.pass_sizes()} - {recipe.width}))
 
 

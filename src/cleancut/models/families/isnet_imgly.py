@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Downsample, Family, GraphInfo, Normalization, Upsample
+from .base import Downsample, Family, GraphInfo, Normalization, Recipe, Upsample
 
-__all__ = ["FAMILY"]
+__all__ = ["FAMILY", "published_recipe"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,19 @@ FAMILY = _IsnetImgly(
     # chosen on the dev set's tune half for IS-Net (README, Quality)
     average_gain=1.5,
 )
+
+
+def published_recipe(*, quantized: bool = False) -> Recipe:
+    """The recipe of IMG.LY's published graphs (static 1024² input, resizable upsampling
+    targets; ``quantized``: ``isnet_quint8``), without reading a file: what the page's
+    in-browser IS-Net and tools that feed IS-Net directly use."""
+    ops = frozenset({"ConvInteger"}) if quantized else frozenset()
+    info = GraphInfo(
+        input_name="input",
+        input_shape=(1, 3, 1024, 1024),
+        input_type="float",
+        outputs=(("output", (1, 1, 1024, 1024), "float"),),
+        op_types=ops,
+        resizable=True,
+    )
+    return FAMILY.recipe(info)
