@@ -535,6 +535,26 @@ def test_cancel_while_waiting_for_the_lock(server: FileServer, tmp_path: Path) -
     assert server.requests == []
 
 
+def test_two_threads_starting_together_download_once(server: FileServer, tmp_path: Path) -> None:
+    """Threads of one process (server workers) are serialised by the same lock."""
+    server.rate = 6 * 2**20
+    settings = settings_for(tmp_path)
+    barrier = threading.Barrier(3)
+    results: list[Path] = []
+
+    def run() -> None:
+        barrier.wait()
+        results.append(fetch(server, settings))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [target_in(settings)] * 3
+    assert len(server.gets("model.onnx")) == 1
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time

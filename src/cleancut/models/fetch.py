@@ -317,7 +317,10 @@ class _Partial:
         kept = self._usable()
         # Unbuffered: every received block is on disk at once, for a later run (or the next
         # process, after a kill) to resume from.
-        self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        try:
+            self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise DownloadError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         if not kept:
             self.restart()
             return
@@ -356,7 +359,10 @@ class _Partial:
         self.hashes = _Hashes(self.pin.md5 is not None)
         self.validator = validator
         meta = {"url": self.pin.url, "validator": validator}
-        write_atomic(self.meta, json.dumps(meta).encode(), overwrite=True)
+        try:
+            write_atomic(self.meta, json.dumps(meta).encode(), overwrite=True)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {self.meta}: {exc}") from exc
 
     def append(self, data: bytes) -> None:
         try:
