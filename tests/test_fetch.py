@@ -620,7 +620,7 @@ def test_a_killed_lock_holder_does_not_block_the_next(server: FileServer, tmp_pa
     while part.stat().st_size < len(BODY) // 3 and time.monotonic() < deadline:
         time.sleep(0.02)  # the child has written what it received
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    proc.communicate(timeout=10)  # reaps it and closes its pipes
     kept = part.stat().st_size
     settings = settings_for(cache)
     give_up = time.monotonic() + 15  # a lock left held would block: cancelled, the test fails
