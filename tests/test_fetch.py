@@ -385,6 +385,13 @@ def test_a_416_answer_restarts_from_zero(server: FileServer, tmp_path: Path) -> 
     assert path.read_bytes() == BODY
 
 
+def test_a_416_restart_is_not_counted_as_a_failed_attempt(server: FileServer, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, download_retries=1)
+    plant_partial(settings, BODY[:1000])
+    server.fault("model.onnx", "416")
+    assert fetch(server, settings).read_bytes() == BODY
+
+
 def test_a_partial_longer_than_the_file_restarts(server: FileServer, tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     plant_partial(settings, BODY + b"extra")

@@ -415,8 +415,8 @@ def _stream(
             reason = str(exc)
         if part.offset > start:
             failures = 0  # this attempt made progress: only stalls count against the retries
-        else:
-            failures += 1
+        elif part.offset == start:
+            failures += 1  # (a restart from byte 0 does not count: it happens once per partial)
         if failures >= allowed or attempts >= _MAX_ATTEMPTS:
             kept = (
                 f"; {part.offset} bytes are kept in {part.path} and the next run resumes"
