@@ -1,8 +1,10 @@
 """The GPU path: batched inference with I/O binding on CUDA / TensorRT.
 
-Runs only where onnxruntime has a GPU provider (``pip install 'cleancut[gpu]'`` on a CUDA
-machine); elsewhere each test is skipped with the reason. The dynamic-batch graph that the
-GPU path loads is checked on the CPU too, since its correctness does not need a GPU.
+Runs only where onnxruntime has a GPU provider (onnxruntime-gpu in place of onnxruntime on a
+CUDA machine: README, GPU); elsewhere each test is skipped with the reason. The dynamic-batch
+graph that the GPU path loads is checked on the CPU too, since its correctness does not need a
+GPU, and so is the install check (two onnxruntime builds at once, a CUDA provider that does not
+load) in scratch venvs with the real onnxruntime-gpu wheel.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cleancut import Remover, Settings, pipeline
+from cleancut import Remover, Settings
 from cleancut.batch import OutputOptions, plan_jobs, run_jobs
 from cleancut.inference.runtime import create_onnxruntime_session, gpu_providers_present
 from cleancut.io.decode import decode
 from cleancut.models import MODELS
-from cleancut.models.graph import prepared_graph
+from cleancut.models.graph import prepare
 from cleancut.models.store import fetch_model
+
+from conftest import imgly_preprocess
 
 needs_gpu = pytest.mark.skipif(
     not gpu_providers_present(), reason="no GPU execution provider in this onnxruntime build"
@@ -27,11 +31,11 @@ needs_gpu = pytest.mark.skipif(
 
 def test_dynamic_batch_graph_matches_single_images(model_settings: Settings, photo_paths: list[Path]) -> None:
     spec = MODELS["isnet_fp16"]
-    path = prepared_graph(spec, fetch_model(spec, model_settings), model_settings, dynamic_batch=True)
+    path = prepare(spec, fetch_model(spec, model_settings), spec.sha256 or "", model_settings, gpu=True).path
     sess = create_onnxruntime_session(path, device="cpu")
     assert not isinstance(sess.session.get_inputs()[0].shape[0], int)
     assert sess.max_batch == 1  # batches are for GPUs: on a CPU one image fills the cores
-    xs = [pipeline.preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths[:2]]
+    xs = [imgly_preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths[:2]]
     together = sess.session.run(None, {"input": np.concatenate(xs)})[0]
     for i, x in enumerate(xs):
         alone = sess.session.run(None, {"input": x})[0]
@@ -49,7 +53,7 @@ def test_gpu_strict_runs_on_the_gpu_with_batches(model_settings: Settings) -> No
 @needs_gpu
 def test_gpu_batch_equals_single_images(model_settings: Settings, photo_paths: list[Path]) -> None:
     rem = Remover("isnet_fp16", device="gpu", strict=True, settings=model_settings).load()
-    xs = [pipeline.preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths]
+    xs = [imgly_preprocess(decode(p, max_pixels=10**8).pixels) for p in photo_paths]
     together = rem.infer(np.concatenate(xs))
     for i, x in enumerate(xs):
         alone = rem.infer(x)
@@ -85,7 +89,7 @@ def test_video_frames_go_through_in_batches_where_the_session_takes_them(
     plain = [y for _, _, y in network_outputs(((f, i) for i, f in enumerate(frames)), rem, "default")]
 
     spec = MODELS["isnet_fp16"]
-    path = prepared_graph(spec, fetch_model(spec, model_settings), model_settings, dynamic_batch=True)
+    path = prepare(spec, fetch_model(spec, model_settings), spec.sha256 or "", model_settings, gpu=True).path
     batched = create_onnxruntime_session(path, device="cpu")
     batched.max_batch = 3
     sizes: list[int] = []
