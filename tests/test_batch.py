@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from PIL import Image
 
 from cleancut import CancelledError, InvalidOptionError, Remover
 from cleancut.batch import IMAGE_EXTENSIONS, Job, JobResult, OutputOptions, plan_jobs, run_jobs
+from cleancut.io.formats import OutputFormat
 from conftest import EXAMPLES
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"
@@ -55,8 +57,6 @@ def test_one_file_to_named_output(tmp_path: Path) -> None:
         ("out.JPEG", "jpeg"),
         ("out.rgba", "rgba8"),
         ("out.alpha", "alpha8"),
-        ("out", "png"),
-        ("out.bin", "png"),
     ],
 )
 def test_format_from_output_extension(tmp_path: Path, name: str, fmt: str) -> None:
@@ -66,11 +66,30 @@ def test_format_from_output_extension(tmp_path: Path, name: str, fmt: str) -> No
     assert jobs[0].output == tmp_path / name
 
 
-def test_explicit_format_wins_over_extension(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "fmt", "fragment"),
+    [
+        ("out.png", "webp", "out.png names a png file but the format asked for is webp: name it out.webp"),
+        ("out.bin", None, "cannot write out.bin: .bin is not an output format"),
+        ("out.bin", "png", "cannot write out.bin: .bin is not an output format"),
+        ("out", None, "out has no extension, so it names no format"),
+    ],
+)
+def test_a_format_never_goes_under_another_name(
+    tmp_path: Path, name: str, fmt: OutputFormat | None, fragment: str
+) -> None:
+    """Issue 24: ``-o out.png -f webp`` wrote WebP under .png, ``out.bin``/``out`` a PNG."""
     src = touch(tmp_path / "photo.jpg")
-    jobs, fmt = plan_jobs([src], tmp_path / "out.png", "webp")
-    assert fmt == "webp"
-    assert jobs[0].output == tmp_path / "out.png"  # the path is the user's choice
+    with pytest.raises(InvalidOptionError, match=re.escape(fragment)):
+        plan_jobs([src], tmp_path / name, fmt)
+
+
+def test_a_format_names_an_extensionless_output(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    jobs, fmt = plan_jobs([src], tmp_path / "out", "webp")
+    assert fmt == "webp" and jobs[0].output == tmp_path / "out"
+    jobs, fmt = plan_jobs([src], tmp_path / "out.jpeg", "jpeg")  # agreeing is fine
+    assert fmt == "jpeg"
 
 
 def test_one_file_into_folder_with_trailing_slash(tmp_path: Path) -> None:
@@ -550,6 +569,47 @@ def test_a_symlink_loop_fails_alone(tmp_path: Path, remover: Remover) -> None:
     assert [r.status for r in results] == ["failed", "skipped"]
     assert results[0].error is not None and "loop.jpg" in results[0].error
     assert "symbolic links" in results[0].error
+
+
+def test_unwritable_output_folder_fails_before_any_inference(
+    remover: Remover, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output folder that takes no files (read-only for root too) is found once, before
+    any work (issue 24: every image was inferred, then each write failed): no output can be
+    written, so run_jobs raises one OutputWriteError and nothing is decoded or inferred; a
+    job whose output exists is still just skipped; where only some folders refuse, their
+    jobs fail without inference and the rest are written."""
+    from cleancut import OutputWriteError
+    from test_codecs import read_only_folder
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for p in (CHELSEA, COFFEE):
+        touch(inp / p.name, p.read_bytes())
+    (out / "ok").mkdir(parents=True)
+    (out / "ro").mkdir()
+    touch(out / "ro" / "done.png", b"done before")
+    calls: list[str] = []
+    real_decode, real_infer = remover.decode, remover.infer
+    monkeypatch.setattr(remover, "decode", lambda *a, **k: calls.append("decode") or real_decode(*a, **k))
+    monkeypatch.setattr(remover, "infer", lambda *a, **k: calls.append("infer") or real_infer(*a, **k))
+    with read_only_folder(out / "ro") as how:
+        everything = [
+            Job(inp / "chelsea.jpg", out / "ro" / "chelsea.png", "chelsea.jpg"),
+            Job(inp / "coffee.jpg", out / "ro" / "sub" / "coffee.png", "coffee.jpg"),  # made later
+        ]
+        with pytest.raises(
+            OutputWriteError, match=r"cannot write .*ro.*no permission.*choose another -o folder"
+        ):
+            list(run_jobs(everything, remover, OutputOptions()))
+        assert calls == [], how
+        done = [Job(inp / "coffee.jpg", out / "ro" / "done.png", "coffee.jpg")]
+        assert [r.status for r in run_jobs(done, remover, OutputOptions())] == ["skipped"]
+        some = [everything[0], Job(inp / "coffee.jpg", out / "ok" / "coffee.png", "coffee.jpg")]
+        results = list(run_jobs(some, remover, OutputOptions()))
+        assert [r.status for r in results] == ["failed", "written"]
+        assert results[0].error is not None and "choose another -o folder" in results[0].error
+        assert calls.count("infer") == 1 and calls.count("decode") == 1
+        assert sorted(p.name for p in (out / "ro").iterdir()) == ["done.png"]
 
 
 # --------------------------------------------------------------------------- one set of rules

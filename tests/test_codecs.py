@@ -690,10 +690,9 @@ def test_unsupported_source_type() -> None:
         (np.array([[0.0, 0.5, 1.0, 1 / 255, 0.998]], np.float32), [0, 128, 255, 1, 254]),
         (np.array([[0.0, 0.5, 1.0]], np.float64), [0, 128, 255]),
         (np.array([[0.0, 127.6, 255.0, 300.0]], np.float32), [0, 128, 255, 255]),  # 0..255 floats
-        (np.array([[np.nan, 0.5, np.inf, -np.inf]], np.float32), [0, 128, 255, 0]),
         (np.array([[False, True]]), [0, 255]),
         (np.array([[0, 100, 255]]), [0, 100, 255]),  # an int64 literal
-        (np.array([[-4, 100]], np.int16), [0, 100]),
+        # NaN/inf and negative signed samples are refused (issue 24): see the tests below
     ],
 )
 def test_numpy_gray_inputs(array: np.ndarray, want: list[int]) -> None:

@@ -162,16 +162,24 @@ def test_unparsable_numbers_are_refused_everywhere(http: Any, tmp_path: Path) ->
 # --------------------------------------------------------------------------- the canvas
 
 
-def test_http_canvas_over_the_limit_is_413_naming_it(http: Any) -> None:
+def test_http_canvas_over_the_limit_is_413_naming_it(http: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The issue's request: padding 0.49 on a small upload made a 2 GB rgba8 body (6.7 GB
-    peak); 0.49999999 was a 500. Now a 413 naming the server's limit, at once."""
+    peak); 0.49999999 was a 500. Now a 413 naming the server's limit, quoting the padding
+    exactly as sent (issue 24: "lower padding 0.5"), before any inference."""
+    from cleancut.server.engine import Engine
+
+    def no_inference(*_a: object, **_k: object) -> None:
+        raise AssertionError("inferred")
+
+    monkeypatch.setattr(Engine, "_infer", no_inference)
     for padding in ("0.49", "0.49999999"):
         r = post(http, {"padding": padding, "square": "true", "format": "rgba8"})
         assert r.status_code == 413, r.text[:300]
         body = r.json()
         assert body["error"] == "image_too_large"
         assert "over the pixel limit of 1,000,000 (max_pixels)" in body["detail"]
-        assert f"lower padding {float(padding):g}" in body["detail"] and "max_size" in body["detail"]
+        assert f"lower padding {padding}, set max_size, or raise max_pixels" in body["detail"], body
+        assert "now None" not in body["detail"]
 
 
 def test_http_extremes_in_range_give_a_valid_output(http: Any) -> None:
