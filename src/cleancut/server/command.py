@@ -256,7 +256,7 @@ def serve(
 
     \b
     cleancut serve                         http://127.0.0.1:8000/  (API docs at /docs)
-    cleancut serve --host 0.0.0.0 --port 8080 --queue-size 8
+    cleancut serve --host 0.0.0.0 --port 8080 --allowed-host photos.example.com
     curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg \\
          'http://127.0.0.1:8000/api/remove?format=webp' -o cutout.webp
     """
