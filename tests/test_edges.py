@@ -168,9 +168,12 @@ def test_bilinear_without_controls_equals_postprocess_exactly() -> None:
     y = rng.random((1, 1, 64, 64), dtype=np.float32)
     pixels = rng.integers(0, 256, (37, 91, 3), dtype=np.uint8)
     opts = edges.EdgeOptions(refine="bilinear", decontaminate="none")
-    for exact in (True, False):
-        assert np.array_equal(edges.make_mask(y, pixels, opts, exact=exact),
-                              pipeline.postprocess(y, 37, 91, exact=exact))  # fmt: skip
+    for up in ("imgly", "imgly-exact", "bilinear", "pil-bicubic"):
+        got = edges.make_mask(y, pixels, opts, up=up)  # type: ignore[arg-type]
+        assert np.array_equal(got, pipeline.postprocess(y, 37, 91, up=up))  # type: ignore[arg-type]
+    fast, exact = pipeline.postprocess(y, 37, 91, exact=False), pipeline.postprocess(y, 37, 91, exact=True)
+    assert np.array_equal(pipeline.postprocess(y, 37, 91, up="imgly"), fast)
+    assert np.array_equal(pipeline.postprocess(y, 37, 91, up="imgly-exact"), exact)
 
 
 def _guided_reference(

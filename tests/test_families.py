@@ -16,9 +16,8 @@ from cleancut import Remover
 from cleancut.errors import InvalidOptionError, ModelError, ModelNotFoundError, UnknownModelError
 from cleancut.models import MODELS, resolve_model
 from cleancut.models.families import FAMILIES, get_family
-from tinygraphs import REFERENCES, expected_value, flat_photo, make_graph
-
 from conftest import model_settings_for
+from tinygraphs import REFERENCES, expected_value, flat_photo, make_graph
 
 #: a colour whose normalised channels differ in every family
 RGB = (250, 10, 60)
@@ -88,11 +87,17 @@ def test_a_graph_that_ends_in_a_sigmoid_gets_no_second_one(tmp_path: Path, setti
 
 
 @pytest.mark.parametrize(("family", "final_last"), [("birefnet", True), ("isnet-imgly", False)])
-def test_the_final_map_among_several_is_the_family_s(tmp_path: Path, settings, family: str, final_last: bool) -> None:
+def test_the_final_map_among_several_is_the_family_s(
+    tmp_path: Path, settings, family: str, final_last: bool
+) -> None:
     """BiRefNet's final map is its last output, IS-Net's its first; the decoys (z + 5) would
     saturate the mask."""
     graph = make_graph(tmp_path / "multi.onnx", head="sigmoid", extra_outputs=2, final_last=final_last)
-    mask = Remover(graph, model_family=family, backend="onnxruntime", settings=settings).segment(flat_photo(RGB)).mask
+    mask = (
+        Remover(graph, model_family=family, backend="onnxruntime", settings=settings)
+        .segment(flat_photo(RGB))
+        .mask
+    )
     want = 255 / (1 + np.exp(-REFERENCES[family].z(RGB)))
     assert abs(float(np.median(mask)) - want) <= 1.5
 
@@ -139,7 +144,7 @@ def test_model_names_paths_and_urls_resolve(tmp_path: Path) -> None:
     assert resolve_model("medium").name == "isnet_fp16"
     with pytest.raises(ModelNotFoundError, match="no such model file"):
         resolve_model(str(tmp_path / "missing.onnx"), family="birefnet")
-    with pytest.raises(UnknownModelError, match="unknown model 'nope'.*https://"):
+    with pytest.raises(UnknownModelError, match=r"unknown model 'nope'.*https://"):
         resolve_model("nope")
     with pytest.raises(UnknownModelError, match="unknown model family"):
         resolve_model("https://example.org/x.onnx", family="resnet")
@@ -160,8 +165,18 @@ def test_every_published_model_is_complete() -> None:
             assert spec.url.startswith("https://"), spec.name
             assert (spec.sha256 is not None and spec.size) or "first use" in spec.checksum_source, spec.name
     assert MODELS["bria-rmbg-2.0"].noncommercial
-    assert {"birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis", "birefnet-hrsod",
-            "birefnet-massive", "birefnet-hr", "birefnet-lite-2k", "ben2-base", "isnet-general-use"} <= set(MODELS)
+    assert {
+        "birefnet-general",
+        "birefnet-general-lite",
+        "birefnet-portrait",
+        "birefnet-dis",
+        "birefnet-hrsod",
+        "birefnet-massive",
+        "birefnet-hr",
+        "birefnet-lite-2k",
+        "ben2-base",
+        "isnet-general-use",
+    } <= set(MODELS)
 
 
 def test_a_noncommercial_model_needs_the_licence_acknowledged(settings) -> None:

@@ -45,7 +45,7 @@ from PIL import Image
 from cleancut import Remover, Settings
 from cleancut.io.atomic import TEMP_SUFFIX
 from cleancut.models import MODELS
-from cleancut.models.installed import installed_path, verify_installed
+from cleancut.models.installed import installed_path, verify_file
 from cleancut.models.store import fetch_model
 from conftest import EXAMPLES, TEST_CACHE
 from mirror import Mirror
@@ -247,17 +247,16 @@ def test_corrupt_published_model_is_detected_and_fetched_again(
 def test_corrupt_model_is_noticed_by_the_next_run(
     model_settings: Settings, remover: Remover, mirror: Mirror, tmp_path: Path, damage: str
 ) -> None:
-    """On a CPU, ``isnet_fp16`` runs from its fp32 widening ``isnet.onnx``: damage to that
-    file (what actually runs) is noticed by the next process that loads it, which rebuilds
-    it from the verified fp16 model and cuts out correctly."""
-    derived = MODELS["isnet"]
-    settings = _tmp_cache(
-        model_settings, tmp_path, mirror.url, SPEC.filename, derived.filename, derived.filename + ".json"
-    )
-    path = installed_path(derived, settings)
+    """On a CPU, ``isnet_fp16`` runs from its prepared fp32 widening in ``<cache>/graphs``:
+    damage to that file (what actually runs) is noticed by the next process that loads it,
+    which rebuilds it from the verified fp16 model and cuts out correctly."""
+    from cleancut.models.graph import prepare
+
+    settings = _tmp_cache(model_settings, tmp_path, mirror.url, SPEC.filename)
+    path = prepare(SPEC, installed_path(SPEC, settings), SPEC.sha256 or "", settings, gpu=False).path
     record = json.loads(path.with_name(path.name + ".json").read_text())
     _settled(path)
-    assert verify_installed(derived, path)
+    assert verify_file(path, record["size"], record["sha256"])
     assert path.with_name(f".{path.name}.verified").is_file()
 
     _damage(path, damage)
@@ -284,7 +283,10 @@ def test_corrupt_model_is_noticed_by_the_next_run(
 @pytest.mark.parametrize("damage", ["flip", "flip-keep-mtime", "truncate"])
 def test_corrupt_cached_graph_is_rebuilt(model_settings: Settings, tmp_path: Path, damage: str) -> None:
     """The pruned graph in ``<cache>/graphs`` is what runs; damage to it is noticed too."""
-    from cleancut.models.graph import prepared_graph
+    from cleancut.models.graph import prepare
+
+    def prepared_graph(spec: object, model: Path, settings: Settings) -> Path:
+        return prepare(SPEC, model, SPEC.sha256 or "", settings, gpu=False).path
 
     settings = dataclasses.replace(model_settings, cache_dir=tmp_path / "cache", offline=True)
     model = installed_path(SPEC, settings)

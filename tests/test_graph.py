@@ -22,10 +22,11 @@ import pytest
 from cleancut import CancelledError, ModelError, Settings
 from cleancut.io.decode import decode
 from cleancut.models import MODELS
-from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepared_graph, prune_outputs
+from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepare, prune_outputs
 from cleancut.models.installed import sha256_file, verify_installed
 from cleancut.models.store import fetch_model
-from cleancut.pipeline import postprocess, preprocess
+from cleancut.pipeline import postprocess
+from conftest import imgly_preprocess as preprocess
 from conftest import model_settings_for
 
 FP16 = MODELS["isnet_fp16"]
@@ -115,16 +116,24 @@ def test_prune_outputs_unknown_name(fp16_model: onnx.ModelProto) -> None:
 
 
 def test_prepared_graph_is_cached(derived: tuple[Settings, Path]) -> None:
-    settings, _ = derived
+    """On a CPU the fp16 model runs pruned and widened: the very bytes of the derived fp32
+    ``isnet`` (so its masks are those of before), built once, then reused."""
+    settings, derived_path = derived
     base = settings.models_dir / FP16.filename
-    path = prepared_graph(FP16, base, settings)
+    prepared = prepare(FP16, base, FP16.sha256 or "", settings, gpu=False)
+    path = prepared.path
     assert path.parent == settings.cache_dir / "graphs"
     assert [o.name for o in onnx.load(str(path), load_external_data=False).graph.output] == [OUTPUT_NAME]
+    assert prepared.sha256 == sha256_file(path) == sha256_file(derived_path)
+    assert prepared.info.has_fp16 and len(prepared.info.outputs) > 1 and prepared.info.resizable
     mtime = path.stat().st_mtime_ns
-    assert prepared_graph(FP16, base, settings) == path
+    assert prepare(FP16, base, FP16.sha256 or "", settings, gpu=False).path == path
     assert path.stat().st_mtime_ns == mtime
-    _, derived_path = derived
-    assert prepared_graph(FP32, derived_path, settings) == derived_path  # derived: already pruned
+    # derived: already pruned and fp32, so it is loaded as it is
+    assert prepare(FP32, derived_path, sha256_file(derived_path), settings, gpu=False).path == derived_path
+    gpu = prepare(FP16, base, FP16.sha256 or "", settings, gpu=True)  # fp16 kept, batch symbolic
+    dims = onnx.load(str(gpu.path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and gpu.path != path
 
 
 # --------------------------------------------------------------------------- fp16 → fp32
@@ -219,7 +228,7 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 def test_fp32_matches_fp16_on_a_real_photo(derived: tuple[Settings, Path], astronaut: Path) -> None:
     settings, fp32_path = derived
-    fp16_path = prepared_graph(FP16, settings.models_dir / FP16.filename, settings)  # pruned fp16
+    fp16_path = prepare(FP16, settings.models_dir / FP16.filename, FP16.sha256 or "", settings, gpu=True).path
     image = decode(astronaut, max_pixels=settings.max_pixels)
     x = preprocess(image.pixels)
     y16 = _run(fp16_path, x)

@@ -16,7 +16,6 @@ from cleancut.passes import (
     pass_input,
     pass_output,
 )
-
 from conftest import IMGLY, imgly_preprocess
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -112,7 +111,8 @@ def test_quality_modes_cut_out_a_real_photo(remover: Remover) -> None:
     # best is the sharpened mean of its passes, post-processed like one
     outs = [pass_output(remover.session_for(p, None, None).run(pass_input(pixels, p, remover.recipe)), p)
             for p in remover.recipe.passes("best")]  # fmt: skip
-    assert np.array_equal(masks["best"], pipeline.postprocess(combine(outs, remover.recipe.average_gain), h, w))
+    best = combine(outs, remover.recipe.average_gain)
+    assert np.array_equal(masks["best"], pipeline.postprocess(best, h, w))
     with pytest.raises(InvalidOptionError, match="mode must be one of"):
         remover.remove(pixels, mode="better")
 

@@ -101,7 +101,10 @@ def make_graph(
             numpy_helper.from_array(ramp * np.float32(RAMP_GAIN), "kR"),
             numpy_helper.from_array(ramp * ramp, "R2"),
         ]
-        nodes += [helper.make_node("Mul", ["kR", "z"], ["Rz"]), helper.make_node("Add", ["Rz", "R2"], ["map"])]
+        nodes += [
+            helper.make_node("Mul", ["kR", "z"], ["Rz"]),
+            helper.make_node("Add", ["Rz", "R2"], ["map"]),
+        ]
         final = "map"
     shape = [1, out_channels, height, width]
     outputs = [helper.make_tensor_value_info(final, TensorProto.FLOAT, shape)]

@@ -245,7 +245,8 @@ def downsample_planes(pixels: np.ndarray, size: int, width: int | None = None) -
 
     if pixels.shape[2] == 3:
         pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2RGBA)
-    return list(cv2.split(_resize_fast(np.ascontiguousarray(pixels), size, size if width is None else width))[:3])
+    resized = _resize_fast(np.ascontiguousarray(pixels), size, size if width is None else width)
+    return list(cv2.split(resized)[:3])
 
 
 def _resize_fast(src: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -86,7 +86,12 @@ def models_list(as_json: bool, flags: SettingsFlags) -> None:
 
 @models_group.command("fetch")
 @click.argument("names", nargs=-1, metavar="[NAME|PATH|URL]...")
-@click.option("--all", "fetch_all", is_flag=True, help="Fetch every published model (GBs; non-commercial ones need --accept-noncommercial).")
+@click.option(
+    "--all",
+    "fetch_all",
+    is_flag=True,
+    help="Fetch every published model (GBs; non-commercial ones need --accept-noncommercial).",
+)
 @click.option("--force", is_flag=True, help="Download again even if present and valid.")
 @click.option("--model-family", default=None, metavar="NAME", help="The family of a file or URL of your own.")
 @click.option("--model-sha256", default=None, metavar="HEX", help="The SHA-256 that pins a URL of your own.")
@@ -109,9 +114,9 @@ def models_fetch(
         if fetch_all:
             chosen = [s for s in MODELS.values() if settings.accept_noncommercial or not s.noncommercial]
         else:
-            chosen = [
-                resolve_model(n, family=model_family, sha256=model_sha256) for n in names
-            ] or [resolve_model(DEFAULT_MODEL)]
+            chosen = [resolve_model(n, family=model_family, sha256=model_sha256) for n in names] or [
+                resolve_model(DEFAULT_MODEL)
+            ]
         for spec in chosen:
             path = fetch_model(spec, settings, progress=FetchProgress(quiet), force=force)
             if not quiet:

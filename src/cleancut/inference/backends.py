@@ -136,7 +136,9 @@ def _check_one(backend: str, graph: str, recipe_json: str, threads: int, cache_d
     if backend == "onnxruntime":
         sess: Any = create_onnxruntime_session(Path(graph), device="cpu", threads=threads)
     else:
-        sess = get_session(Path(graph), backend="openvino", device="cpu", threads=threads, cache_dir=Path(cache_dir))
+        sess = get_session(
+            Path(graph), backend="openvino", device="cpu", threads=threads, cache_dir=Path(cache_dir)
+        )
     load = time.perf_counter() - t0
     t1 = time.perf_counter()
     sess.run(x)
@@ -159,7 +161,9 @@ def _check_one(backend: str, graph: str, recipe_json: str, threads: int, cache_d
     )
 
 
-def _run_check(backend: str, prepared: Prepared, settings: Settings, threads: int, folder: Path) -> dict[str, Any]:
+def _run_check(
+    backend: str, prepared: Prepared, settings: Settings, threads: int, folder: Path
+) -> dict[str, Any]:
     """One backend's check in a child process, bounded by :data:`CHECK_TIMEOUT`."""
     out = folder / f"{backend}.npy"
     code = (
@@ -209,7 +213,9 @@ def self_check(
         # reports the real error) in this process
         record.update(onnxruntime_error=ref["error"], choice="onnxruntime", verified=False)
         return record
-    record.update(onnxruntime_s=ref["s"], onnxruntime_first_s=ref["first_s"], onnxruntime_peak_rss=ref["peak_rss"])
+    record.update(
+        onnxruntime_s=ref["s"], onnxruntime_first_s=ref["first_s"], onnxruntime_peak_rss=ref["peak_rss"]
+    )
     if "error" in ov:
         log.warning("OpenVINO self-check failed: %s", ov["error"])
         record.update(openvino_error=ov["error"], choice="onnxruntime", verified=False)
@@ -326,5 +332,8 @@ def resolve(
             f"IoU {record.get('iou')})"
         )
     else:
-        reason = f"self-check: onnxruntime {record['onnxruntime_s']:.2f} s vs OpenVINO {record['openvino_s']:.2f} s{memory}"
+        reason = (
+            f"self-check: onnxruntime {record['onnxruntime_s']:.2f} s vs OpenVINO "
+            f"{record['openvino_s']:.2f} s{memory}"
+        )
     return Choice(choice, reason, record)

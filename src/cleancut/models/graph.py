@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
@@ -523,7 +523,8 @@ def content_sha256(path: Path, settings: Settings) -> str:
     times and inode are unchanged (a 1 GB model is not hashed on every start)."""
     import hashlib
 
-    stamp = settings.cache_dir / "hashes" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    stamp = settings.cache_dir / "hashes" / f"{name}.json"
     try:
         key = _content_key(path)
     except OSError as exc:
@@ -616,7 +617,9 @@ def prepare(spec: ModelSpec, source: Path, source_sha256: str, settings: Setting
         model = fp16_to_fp32(model)
         changed = True
     if recipe.activation == "sigmoid" or recipe.rescale == "minmax":
-        model = append_activation(model, sigmoid=recipe.activation == "sigmoid", minmax=recipe.rescale == "minmax")
+        model = append_activation(
+            model, sigmoid=recipe.activation == "sigmoid", minmax=recipe.rescale == "minmax"
+        )
         changed = True
     if gpu:
         model = make_batch_dynamic(model)

@@ -99,11 +99,15 @@ def fetch_model(
     from . import fetch
 
     if spec.custom:
-        return fetch.fetch_url_model(spec.url, sha256=spec.sha256, settings=settings, progress=progress, cancel=cancel)
+        return fetch.fetch_url_model(
+            spec.url, sha256=spec.sha256, settings=settings, progress=progress, cancel=cancel
+        )
     check_license(spec, settings)
     target = installed_path(spec, settings)
     if spec.sha256 is None:  # the publisher gives none: recorded on first use, like a URL of yours
-        return fetch.fetch_url_model(spec.url, sha256=None, settings=settings, progress=progress, cancel=cancel)
+        return fetch.fetch_url_model(
+            spec.url, sha256=None, settings=settings, progress=progress, cancel=cancel
+        )
     if force:
         target.unlink(missing_ok=True)
     return fetch.fetch_file(

@@ -65,7 +65,12 @@ class Normalization:
         return [(src, self.scale / self.std[c], -self.mean[c] / self.std[c]) for c, src in enumerate(order)]
 
     def to_json(self) -> dict[str, Any]:
-        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "channels": self.channels}
+        return {
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": self.channels,
+        }
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,7 @@ class Recipe:
 
 
 def _round32(v: float) -> int:
-    return max(32, int(round(v / 32.0)) * 32)
+    return max(32, round(v / 32.0) * 32)
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,9 @@ class Family:
         return [
             name
             for name, shape, kind in info.outputs
-            if len(shape) == 4 and shape[1] in (1, None) and kind in ("float", "float16")
+            if len(shape) == 4
+            and shape[1] in (1, None)
+            and kind in ("float", "float16")
             and (shape[1] == 1 or len(info.outputs) == 1)
         ]
 
