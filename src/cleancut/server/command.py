@@ -185,7 +185,8 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     "--ort-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Folder with onnxruntime-web's files (default: fetched once with npm into the cache).",
+    help="Folder with onnxruntime-web's files (default: the copy the wheel carries, else the cache, "
+    "else fetched once from the npm registry).",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--offline/--online", default=None, help="Never use the network (env CLEANCUT_OFFLINE).")

@@ -102,7 +102,7 @@ class ServerSettings:
     finished result is kept for its download. ``video_dir``: where clips and results are
     kept while a job lives (default: the system's temporary folder).
     ``core``: cleancut's own settings (cache folder, offline mode, npm, model URL).
-    ``ort_dir``: a folder holding onnxruntime-web's files (skips ``npm pack``).
+    ``ort_dir``: a folder holding onnxruntime-web's files (used instead of the bundled or cached copy).
     ``browser``: serve the in-browser engine (model chunks and onnxruntime-web files).
     ``load_in_background``: start answering (``/healthz``, the page) while models load;
     ``False`` waits in the start-up hook, so the server is ready when it accepts requests.
