@@ -9,6 +9,7 @@ load) in scratch venvs with the real onnxruntime-gpu wheel.
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import json
 import os
@@ -246,9 +247,16 @@ def _fix_in(text: str) -> str:
     return text[start:].strip().splitlines()[0]
 
 
-def _cuda_libraries_present() -> bool:
-
-    return any(ctypes.util.find_library(n) for n in ("cudart", "cublas"))
+def _nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver library loads: without it no CUDA provider can ever start."""
+    name = ctypes.util.find_library("cuda")
+    if name is None:
+        return False
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
 
 
 def test_two_onnxruntime_builds_are_found_and_the_printed_fix_works(
@@ -309,7 +317,7 @@ def test_an_onnxruntime_emptied_by_an_uninstall_is_reported_with_the_fix(
     assert venv.info()["onnxruntime_problem"] is None
 
 
-@pytest.mark.skipif(_cuda_libraries_present(), reason="CUDA libraries are installed: the provider may load")
+@pytest.mark.skipif(_nvidia_driver_present(), reason="an NVIDIA driver is installed: the provider may load")
 def test_a_cuda_provider_that_does_not_load_says_what_to_install(
     ort_wheels: dict[str, Path], model_settings: Settings, tmp_path: Path
 ) -> None:
