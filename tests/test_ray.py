@@ -258,6 +258,27 @@ def test_manifest_ignores_undecodable_and_ill_typed_lines(
     assert list(ray_manifest.parse_lines(b"\xff\n[1,2]\n")) == []
 
 
+def test_unwritable_output_folder_is_one_error_before_ray(tmp_path: Path) -> None:
+    """-o a folder that takes no files: one OutputWriteError (one CLI line, exit 1) before
+    Ray starts, not a PermissionError traceback from the manifest (issue 24)."""
+    from cleancut import OutputWriteError
+    from test_codecs import read_only_folder
+
+    touch(tmp_path / "in" / "a.jpg", (EXAMPLES / "chelsea.jpg").read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    with read_only_folder(out) as how:
+        with pytest.raises(OutputWriteError, match=r"cannot write .*out: no permission.*choose another -o"):
+            next(run_ray([tmp_path / "in"], out, **ENGINE))
+        res = CliRunner().invoke(cli, [str(tmp_path / "in"), "-o", str(out), "--engine", "ray"])
+        assert isinstance(res.exception, SystemExit) and res.exit_code == 1, (how, res.output)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out}: no permission"), lines
+        assert lines[0].endswith("; choose another -o folder or fix its permissions")
+        assert list(out.iterdir()) == []
+        assert not ray.is_initialized()
+
+
 def test_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
     with pytest.raises(InvalidOptionError, match=r"pip install 'cleancut\[ray\]'"):

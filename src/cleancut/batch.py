@@ -18,16 +18,18 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from . import io as codecs
 from . import stages
-from .errors import CancelledError, CleancutError, OutputExistsError
+from .errors import CancelledError, CleancutError, OutputExistsError, OutputWriteError
+from .io.atomic import check_writable
 from .io.decode import DecodedImage
 from .options import CutOptions
 from .parallel import one_core
@@ -45,6 +47,9 @@ from .planning import (
 from .progress import CancelSignal, check_cancel
 from .remover import Remover
 
+if TYPE_CHECKING:
+    from .models.families import Recipe
+
 __all__ = [
     "CUTOUT_MARK",
     "IMAGE_EXTENSIONS",
@@ -53,6 +58,7 @@ __all__ = [
     "JobResult",
     "OutputOptions",
     "Prepared",
+    "check_output_folders",
     "describe",
     "finish",
     "plan_jobs",
@@ -102,7 +108,7 @@ def prepare(decoded: DecodedImage, remover: Remover, mode: QualityMode) -> np.nd
     make each pass's input as they run it (:func:`cleancut.stages.infer`)."""
     if mode != "default":
         return None
-    return stages.prepare(decoded.pixels, mode, exact=remover.exact_resize)[0]
+    return stages.prepare(decoded.pixels, mode, remover.recipe)[0]
 
 
 def _decode(job: Job, remover: Remover, options: OutputOptions) -> Prepared:
@@ -125,14 +131,14 @@ def finish(
     y: np.ndarray,
     options: OutputOptions,
     overwrite: bool,
-    exact: bool,
+    recipe: Recipe,
     max_pixels: int,
 ) -> tuple[dict[str, float], bytes | None]:
     """Postprocess, compose, encode and write (temp file + rename) on a worker thread; the
     encoded bytes come back instead when ``job.output`` is ``None``."""
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
-    cut = stages.finish(decoded, y, options, exact=exact, max_pixels=max_pixels, timings=steps)
+    cut = stages.finish(decoded, y, options, recipe=recipe, max_pixels=max_pixels, timings=steps)
     t1 = t0 + steps["postprocess"]
     data = stages.encode(cut, options)
     t2 = time.perf_counter()
@@ -180,6 +186,29 @@ def _failed(exc: BaseException) -> Future[tuple[dict[str, float], bytes | None]]
     return fut
 
 
+def check_output_folders(
+    jobs: Sequence[Job], overwrite: bool = False, inputs: InputSet | None = None
+) -> dict[Path, OutputWriteError]:
+    """Check once, before any work, that the output folders of ``jobs`` take new files.
+
+    When none does and a job needs writing, raises the :class:`OutputWriteError` (one clear
+    error instead of every inference followed by a failed write); otherwise returns the
+    folders that refuse, whose jobs then fail without any model work."""
+    refused: dict[Path, OutputWriteError] = {}
+    for folder in sorted({j.output.parent for j in jobs if j.output is not None}):
+        error = check_writable(folder)
+        if error is not None:
+            refused[folder] = error
+    # (a rerun of a finished batch into a read-only folder still just skips)
+    if (
+        refused
+        and all(j.output is None or j.output.parent in refused for j in jobs)
+        and any(j.output is not None and _precheck(j, overwrite, inputs) is None for j in jobs)
+    ):
+        raise next(iter(refused.values()))
+    return refused
+
+
 def run_jobs(
     jobs: Iterable[Job],
     remover: Remover,
@@ -196,16 +225,19 @@ def run_jobs(
     dynamic-batch graph) consecutive images are inferred together. Cancellation stops
     before the next image; results already finished are still reported. A job whose output
     is an input of ``jobs`` (its own or another's) fails without any work, even with
-    ``overwrite``.
+    ``overwrite``. Output folders that refuse new files are found first
+    (:func:`check_output_folders`): when no output can be written this raises
+    :class:`~cleancut.errors.OutputWriteError` before any work.
     """
     job_list = list(jobs)
     inputs = InputSet(j.source for j in job_list if j.source is not None)
+    refused = check_output_folders(job_list, overwrite, inputs)
     options = options.loaded(remover.settings.max_pixels)
     # several passes per image (quality modes other than default) run image by image
     batch = max(1, remover.session.max_batch) if job_list and options.mode == "default" else 1
     streams = remover.session.streams if job_list and batch == 1 else 1
     if streams > 1:
-        yield from _run_streams(job_list, remover, options, overwrite, cancel, streams, inputs)
+        yield from _run_streams(job_list, remover, options, overwrite, cancel, streams, inputs, refused)
         return
     workers = 1 if batch == 1 else min(4, os.cpu_count() or 1)
     prefetch = max(prefetch, 2 * batch)
@@ -229,7 +261,7 @@ def run_jobs(
                 job = next(it, None)
                 if job is None:
                     return
-                early = _precheck(job, overwrite, inputs)
+                early = _precheck(job, overwrite, inputs, refused)
                 if early is not None:
                     pending.append((job, None, early))
                 else:
@@ -298,7 +330,7 @@ def run_jobs(
                                 y[i : i + 1],
                                 options,
                                 overwrite,
-                                remover.exact_resize,
+                                remover.recipe,
                                 remover.settings.max_pixels,
                             )
                             encoding.append((job, work, started, timings))
@@ -322,6 +354,7 @@ def _run_streams(
     cancel: CancelSignal | None,
     streams: int,
     inputs: InputSet,
+    refused: dict[Path, OutputWriteError],
 ) -> Iterator[JobResult]:
     """The folder pipeline for a session with several streams (OpenVINO, throughput mode).
 
@@ -352,7 +385,7 @@ def _run_streams(
                 y,
                 options,
                 overwrite,
-                remover.exact_resize,
+                remover.recipe,
                 remover.settings.max_pixels,
             )
         timings.update(finished)
@@ -369,7 +402,7 @@ def _run_streams(
             job = next(it, None)
             if job is None:
                 return
-            early = _precheck(job, overwrite, inputs)
+            early = _precheck(job, overwrite, inputs, refused)
             if early is not None:
                 pending.append((job, None, early, 0.0))
             else:
@@ -409,14 +442,22 @@ def _run_streams(
                     leftover.cancel()
 
 
-def _precheck(job: Job, overwrite: bool, inputs: InputSet | None = None) -> JobResult | None:
-    """Answer jobs that need no model work: skips and refusals (:func:`cleancut.planning.precheck`)."""
+def _precheck(
+    job: Job,
+    overwrite: bool,
+    inputs: InputSet | None = None,
+    refused: dict[Path, OutputWriteError] | None = None,
+) -> JobResult | None:
+    """Answer jobs that need no model work: skips and refusals (:func:`cleancut.planning.precheck`),
+    and failures of outputs whose folder takes no new files (``refused``)."""
     src, out = job.source, job.output
     same = src is not None and out is not None and same_file(src, out)
     other = inputs.clash(out) if not same and inputs is not None and out is not None else None
     early = precheck(
         src, out, same=same, other=other, overwrite=overwrite, exists=lambda: out is not None and out.exists()
     )
+    if early is None and out is not None and refused and out.parent in refused:
+        return JobResult(job, "failed", str(refused[out.parent]))
     return None if early is None else JobResult(job, early.status, early.reason)
 
 

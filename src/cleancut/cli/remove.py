@@ -66,6 +66,8 @@ class _Run:
     help="Output file, or folder for several inputs; - for stdout.",
 )
 @table_option("model", "-m", show_default=True)
+@table_option("model_family")
+@table_option("model_sha256")
 @table_option("mode", "quality_mode", show_default=True)
 @table_option("type", "-t", "output_type", show_default=True)
 @table_option("format", "-f", "fmt", default=None)  # default: from the -o extension
@@ -84,6 +86,8 @@ def remove_cmd(
     inputs: tuple[str, ...],
     output: str | None,
     model: str,
+    model_family: str | None,
+    model_sha256: str | None,
     quality_mode: str,
     output_type: str,
     fmt: str | None,
@@ -112,7 +116,13 @@ def remove_cmd(
         )
         run = _Run(
             engine=EngineOptions(
-                model=model, device=device, backend=backend, strict=strict_device, threads=threads
+                model=model,
+                model_family=model_family,
+                model_sha256=model_sha256,
+                device=device,
+                backend=backend,
+                strict=strict_device,
+                threads=threads,
             ),
             fmt=out_fmt,
             flags=flags,
@@ -312,9 +322,11 @@ def _sweep_stale_temps(jobs: list[Job]) -> None:
 
 def _run_local(jobs: list[Job], options: CutOptions, run: _Run) -> Counts:
     """One loaded model through :func:`cleancut.batch.run_jobs`, shown by the batch loop."""
-    from ..batch import run_jobs
+    from ..batch import check_output_folders, run_jobs
     from ..remover import Remover
 
+    # an output folder that takes no files is one error line before the model loads
+    check_output_folders(jobs, run.overwrite)
     # Several images: the backend may run them in parallel streams (batch.run_jobs).
     scheduling = "throughput" if len(jobs) > 1 else "latency"
     remover = Remover.from_options(run.engine, settings=run.settings, scheduling=scheduling)

@@ -130,6 +130,14 @@ def run_ray(
         on_start(len(jobs))
     if not jobs:
         return
+    if is_local(out):
+        # an output folder that takes no files: one error before Ray starts (the manifest
+        # would be a PermissionError traceback, every actor's write a failure)
+        from ..io.atomic import check_writable
+
+        refused = check_writable(out)
+        if refused is not None:
+            raise refused
     if address is None and is_local(out):
         # A run killed mid-write leaves hidden temp files of its (local) actors beside the
         # outputs; they are cleared once their writer is gone. Not on a cluster: there a
@@ -263,10 +271,13 @@ def _run_on_ray(
         # crashed actor loses and redoes
         size = batch_size or (16 if gpus else 4)
         if address is None:
-            # a local Ray: fetch the model once here rather than in every actor at once
+            # a local Ray: fetch the model once here rather than in every actor at once (on a
+            # cluster each machine's first actor fetches it, under the download's machine lock)
+            from ..models import resolve_model
             from ..models.store import fetch_model
 
-            fetch_model(engine.model, worker_settings(settings))
+            spec = resolve_model(engine.model, family=engine.model_family, sha256=engine.model_sha256)
+            fetch_model(spec, worker_settings(settings))
 
         ds = ray.data.from_items([{"input": j.input, "output": j.output, "name": j.name} for j in todo])
         stage: dict[str, Any] = {

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from ..errors import OutputWriteError
 from .jobs import RayResult
 from .uris import is_local, is_object_store, join, url_to_fs
 
@@ -138,9 +139,15 @@ class Manifest:
         self._fd: int | None = None
         if self.local:
             root = Path(output)
-            root.mkdir(parents=True, exist_ok=True)
             self.path = str(root / MANIFEST_NAME)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only manifest in a writable folder, say
+                raise OutputWriteError(
+                    f"cannot write the manifest {self.path}: {exc.strerror or exc}; "
+                    "choose another -o folder or fix its permissions"
+                ) from exc
             size = os.fstat(self._fd).st_size
             if size and os.pread(self._fd, 1, size - 1) != b"\n":
                 # a line cut short (a full disk, a crash mid-write): end it, so this run's
