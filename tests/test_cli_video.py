@@ -287,3 +287,52 @@ def test_remove_video_refuses_a_photo_quality(tmp_path: Path, quality: object) -
     ):
         remove_video(src, tmp_path / "out.webm", quality=quality)  # type: ignore[arg-type]
     assert tree(tmp_path) == ["clip.mp4"]
+
+
+def test_without_the_video_extra_a_clip_is_one_line_saying_how_to_install(tmp_path: Path) -> None:
+    """`cleancut clip.mp4` where PyAV cannot be imported (a sitecustomize puts None in
+    sys.modules['av'], what a missing extra looks like): one error line with the pip command,
+    exit 1, before any work — no model is even looked for (the cache here is empty and
+    offline), no photo beside it is cut, nothing written (issue 24: a ModuleNotFoundError
+    traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['av'] = None\n")
+    src = tmp_path / "in"
+    src.mkdir()
+    make_clip(src / "clip.mp4", n=2)
+    (src / "photo.jpg").write_bytes((Path(__file__).parents[1] / "examples" / "chelsea.jpg").read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(shim), "CLEANCUT_CACHE_DIR": str(tmp_path / "empty-cache")}
+    env["CLEANCUT_OFFLINE"] = "1"
+    for args in ([src / "clip.mp4"], [src, "-o", tmp_path / "out"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cleancut", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0].startswith("error: cutting out video clips needs the video extra")
+        assert lines[0].endswith("install it with: pip install 'cleancut[video]'")
+    assert sorted(p.name for p in src.iterdir()) == ["clip.mp4", "photo.jpg"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "empty-cache").exists()
+
+
+def test_no_frame_bar_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    """The frame bar is drawn on a terminal only, as the photos' bar (issue 24: it was drawn
+    into logs and pipes); there the closing line says what was written."""
+    src = tmp_path / "clip.mp4"
+    make_clip(src, n=3)
+    res = cleancut(src, "-o", tmp_path / "out.webm", *FAST)
+    assert res.exit_code == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {tmp_path / 'out.webm'} (3 frames"), res.stderr
+    assert "\r" not in res.stderr and "frame/s" not in res.stderr

@@ -18,6 +18,7 @@ av = pytest.importorskip("av")
 
 from cleancut import EdgeOptions, Framing, Remover, Settings  # noqa: E402
 from cleancut.errors import ImageError, InvalidOptionError, OutputExistsError  # noqa: E402
+from cleancut.models.families.isnet_imgly import published_recipe  # noqa: E402
 from cleancut.video import (  # noqa: E402
     NoVideoStreamError,
     TemporalSmoother,
@@ -94,7 +95,7 @@ class KeyRemover:
     """Stands in for :class:`Remover` in the video path: the 'network output' is the red
     disc, keyed out and shrunk to a 32² grid like the real output's 1024²."""
 
-    exact_resize = False
+    recipe = published_recipe()
 
     class session:  # noqa: N801 - Remover.session's one attribute the video path reads
         max_batch = 1  # frames one at a time, as on a CPU
@@ -531,3 +532,86 @@ def test_package_exports_the_video_calls_without_importing_pyav() -> None:
         "assert 'remove_video' in dir(cleancut)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def noisy_clip(path: Path, fmt: str, codec: str, *, n: int = 12, audio_seconds: float = 0.0) -> None:
+    """``n`` frames of noise (so each frame is many bytes and a cut file keeps a few), in
+    ``fmt``; with ``audio_seconds`` an AAC/Opus track of that length beside them."""
+    rng = np.random.default_rng(3)
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=RATE)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuv420p"
+        a = None
+        if audio_seconds:
+            a = c.add_stream("libopus" if fmt == "webm" else "aac", rate=48000)
+            a.layout = "mono"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (120, 160, 3), np.uint8), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            samples = int(48000 * audio_seconds)
+            for k in range(0, samples, 960):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 48000, k
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "ext"),
+    [("matroska", "libx264", "mkv"), ("webm", "libvpx-vp9", "webm"), ("avi", "libx264", "avi")],
+)
+def test_a_truncated_clip_of_any_container_is_one_error_and_leaves_nothing(
+    tmp_path: Path, key: Any, fmt: str, codec: str, ext: str
+) -> None:
+    """A 12-frame clip cut to 60 %: Matroska and WebM state no frame count, so the decoded
+    extent is compared with the duration their header states (issue 24: an MKV cut so was
+    written with 5 frames and reported as success); AVI states its frame count. One
+    TruncatedVideoError, from the local path and the Ray path's chunk plan, and nothing left
+    behind; the whole clip still cuts. (An MP4 cut so loses its index at the end: unreadable,
+    tested above; MPEG-TS states nothing, its duration is read off the file's own end.)"""
+    from cleancut.video.chunks import plan_chunks
+
+    whole = tmp_path / f"whole.{ext}"
+    noisy_clip(whole, fmt, codec)
+    assert len(list(iter_frames(whole))) == 12
+    cut = tmp_path / "in" / f"cut.{ext}"
+    cut.parent.mkdir()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "out"
+    out.mkdir()
+    for dst in (out / "o.webm", out / "frames"):
+        with pytest.raises(TruncatedVideoError, match="truncated"):
+            remove_video(cut, dst, remover=key)
+        assert list(out.iterdir()) == []
+    decoded: list[int] = []
+    with pytest.raises(TruncatedVideoError, match="truncated"):
+        decoded.extend(f.index for f in iter_frames(cut))
+    assert 0 < len(decoded) < 12  # some frames decode: the check is on the extent, not on none
+    with pytest.raises(TruncatedVideoError, match="truncated"):
+        plan_chunks(cut)
+    assert remove_video(whole, out / "whole.webm", remover=key).frames == 12
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec", "ext"),
+    [("matroska", "libx264", "mkv"), ("webm", "libvpx-vp9", "webm"), ("mp4", "libx264", "mp4")],
+)
+def test_audio_longer_than_the_video_is_not_truncation(
+    tmp_path: Path, key: Any, fmt: str, codec: str, ext: str
+) -> None:
+    """The header's duration covers every stream: a 1 s clip with 3 s of audio is whole."""
+    from cleancut.video.chunks import plan_chunks
+
+    src = tmp_path / f"long_audio.{ext}"
+    noisy_clip(src, fmt, codec, audio_seconds=3.0)
+    assert len(list(iter_frames(src))) == 12
+    assert plan_chunks(src).frames == 12
+    assert remove_video(src, tmp_path / "o.webm", remover=key).frames == 12

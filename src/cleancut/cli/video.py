@@ -213,12 +213,15 @@ def remove_videos(
         if ray is None:
             remover = Remover.from_options(engine, settings=settings)
             remover.load(progress=FetchProgress(quiet))
+    # a frame bar on a terminal only, as the photos' bar: in a log or a pipe the carriage
+    # returns of a redrawn bar are noise; the closing "wrote" line says it all there
+    show_bar = not quiet and sys.stderr.isatty()
     for job in todo:
         assert job.source is not None and job.output is not None
         bars: list[Any] = []
 
         def update(done: int, total: int, name: str = job.source.name, bars: list[Any] = bars) -> None:
-            if quiet:
+            if not show_bar:
                 return
             if not bars:  # made on the first frame: an error before it prints alone
                 from tqdm import tqdm

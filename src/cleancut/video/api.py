@@ -19,7 +19,7 @@ from ..options import EngineOptions
 from ..planning import real_path, same_file
 from ..progress import CancelSignal, ProgressCallback
 from .cut import cut_with_options, prepare_options, remover_for
-from .decode import Frame, VideoSource, iter_frames, probe
+from .decode import Frame, VideoSource, iter_frames, probe, require_video
 from .encode import VideoWriter, target_for
 from .temporal import TemporalSmoother
 
@@ -162,9 +162,12 @@ def remove_video(
     ``dst`` and renamed at the end; any error (a bad clip, a cancel) removes it. Errors:
     :mod:`cleancut.video.errors` (each also an :class:`~cleancut.errors.ImageError`),
     :class:`~cleancut.errors.OutputExistsError`, :class:`~cleancut.errors.InvalidOptionError`
-    (also for a ``dst`` that is ``src``, or a folder holding it: inputs are never written).
+    (also for a ``dst`` that is ``src``, or a folder holding it: inputs are never written);
+    without the ``video`` extra, :class:`~cleancut.video.errors.UnsupportedVideoError`
+    saying ``pip install 'cleancut[video]'``.
     """
     t0 = time.perf_counter()
+    require_video()  # no PyAV: say how to install it before a model loads
     target = target_for(dst)
     _check_crf(quality)
     _check_not_input(Path(src), target.path)

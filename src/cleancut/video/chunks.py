@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .decode import Frame, VideoInfo, VideoSource, display_rotation, open_video, stream_info, upright
+from .decode import (
+    Extent,
+    Frame,
+    VideoInfo,
+    VideoSource,
+    display_rotation,
+    open_video,
+    stream_info,
+    upright,
+)
 from .errors import TruncatedVideoError, UnsupportedVideoError, VideoTooLargeError
 
 __all__ = ["DEFAULT_CHUNK_SECONDS", "DEFAULT_WARMUP", "Chunk", "ChunkPlan", "iter_chunk", "plan_chunks"]
@@ -82,16 +91,19 @@ class ChunkPlan:
     chunks: tuple[Chunk, ...]
 
 
-def _packets(container: Any, src: VideoSource) -> tuple[list[int | None], set[int]]:
-    """Every video packet's pts and the keyframes' pts, read without decoding."""
+def _packets(container: Any, src: VideoSource) -> tuple[list[int | None], set[int], Extent]:
+    """Every video packet's pts and the keyframes' pts, read without decoding, and the
+    extent every stream's packets cover."""
     import av
 
     stream = container.streams.video[0]
     pts: list[int | None] = []
     keys: set[int] = set()
+    extent = Extent()
     try:
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the demuxer's flush packet
+        for packet in container.demux():
+            extent.add(packet)
+            if packet.size == 0 or packet.stream.index != stream.index:  # a flush packet, audio
                 continue
             pts.append(packet.pts)
             if packet.is_keyframe and packet.pts is not None:
@@ -100,7 +112,7 @@ def _packets(container: Any, src: VideoSource) -> tuple[list[int | None], set[in
         raise TruncatedVideoError(
             f"{src}: the data is damaged after video packet {len(pts)} ({exc})"
         ) from exc
-    return pts, keys
+    return pts, keys, extent
 
 
 def plan_chunks(
@@ -116,8 +128,9 @@ def plan_chunks(
 
     Raises the errors of :func:`~cleancut.video.decode.probe` and
     :class:`~cleancut.video.errors.TruncatedVideoError` when the packets end well before the
-    frame count the header states (the rule :func:`~cleancut.video.decode.iter_frames`
-    applies), :class:`~cleancut.video.errors.VideoTooLargeError` over ``max_pixels``."""
+    frame count or the duration the header states (the rule
+    :func:`~cleancut.video.decode.iter_frames` applies),
+    :class:`~cleancut.video.errors.VideoTooLargeError` over ``max_pixels``."""
     if not chunk_seconds > 0:
         from ..errors import InvalidOptionError
 
@@ -133,14 +146,10 @@ def plan_chunks(
             f"{src}: {info.width}×{info.height} frames are over the limit of {max_pixels} pixels"
         )
     with open_video(src) as container:
-        raw, keys = _packets(container, src)
-    if not raw:
-        raise TruncatedVideoError(f"{src}: the clip holds no video packet (truncated or empty)")
-    if info.frames and len(raw) < info.frames * 0.9 - 1:
-        raise TruncatedVideoError(
-            f"{src}: only {len(raw)} of the {info.frames} frames the header states are in the file "
-            "(the file is truncated)"
-        )
+        raw, keys, extent = _packets(container, src)
+        if not raw:
+            raise TruncatedVideoError(f"{src}: the clip holds no video packet (truncated or empty)")
+        extent.check(src, container, info, len(raw), "are in the file")
     tb = info.time_base
     whole = Chunk(0, 0, len(raw), None, None, 0, None, None, tb)
     if any(p is None for p in raw):

@@ -25,12 +25,14 @@ from .errors import (
 )
 
 __all__ = [
+    "Extent",
     "Frame",
     "VideoInfo",
     "display_rotation",
     "iter_frames",
     "open_video",
     "probe",
+    "require_video",
     "stream_info",
     "upright",
 ]
@@ -70,8 +72,21 @@ class Frame:
         return None if self.pts is None else float(self.pts * self.time_base)
 
 
+def require_video() -> None:
+    """Raise :class:`~cleancut.video.errors.UnsupportedVideoError`, saying how to install
+    it, when the ``video`` extra (PyAV) is missing: every front checks this before any work."""
+    try:
+        import av  # noqa: F401
+    except ImportError as exc:
+        raise UnsupportedVideoError(
+            f"cutting out video clips needs the video extra (PyAV and its FFmpeg), which is not "
+            f"installed ({exc}); install it with: pip install 'cleancut[video]'"
+        ) from None
+
+
 def open_video(src: VideoSource) -> Any:
     """The opened container (PyAV), with its errors turned into ours."""
+    require_video()
     import av
 
     path = Path(src)
@@ -155,11 +170,53 @@ def stream_info(container: Any, rotation: int) -> VideoInfo:
     )
 
 
+class Extent:
+    """The time the packets read so far cover, over every stream (a clip whose audio runs
+    past its video is not cut short): compared with what the header declares once the
+    packets end (:meth:`check`), as every container must be."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def add(self, packet: Any) -> None:
+        at = packet.pts if packet.pts is not None else packet.dts
+        if at is None or packet.size == 0 or not packet.time_base:
+            return
+        begin = float(at * packet.time_base)
+        finish = float((at + (packet.duration or 0)) * packet.time_base)
+        self.start = begin if self.start is None else min(self.start, begin)
+        self.end = finish if self.end is None else max(self.end, finish)
+
+    def check(self, src: VideoSource, container: Any, info: VideoInfo, count: int, what: str) -> None:
+        """Raise :class:`~cleancut.video.errors.TruncatedVideoError` when ``count`` frames
+        (``what``: "could be decoded", "are in the file") fall well short of the frame count
+        the header states, or the packets end well before the duration it states (Matroska,
+        WebM and MPEG-TS state no frame count). Short: more than 10 % and a frame."""
+        if info.frames and count < info.frames * 0.9 - 1:
+            raise TruncatedVideoError(
+                f"{src}: only {count} of the {info.frames} frames the header states {what} "
+                "(the file is truncated)"
+            )
+        declared = container.duration / 1_000_000 if container.duration else None
+        if declared is None or self.end is None:
+            return
+        origin = container.start_time / 1_000_000 if container.start_time is not None else self.start
+        covered = self.end - (origin if origin is not None else 0.0)
+        frame = float(1 / info.rate) if info.rate else 0.1
+        if covered < declared * 0.9 - frame:
+            raise TruncatedVideoError(
+                f"{src}: the data ends at {max(covered, 0.0):.2f} s of the {declared:.2f} s the "
+                f"header states ({count} frames {what}; the file is truncated)"
+            )
+
+
 def iter_frames(src: VideoSource, *, max_pixels: int = 100_000_000) -> Iterator[Frame]:
     """Decode ``src`` frame by frame (RGB, upright, timestamps kept). Raises
     :class:`~cleancut.video.errors.VideoTooLargeError` before decoding a frame over
     ``max_pixels``, :class:`~cleancut.video.errors.TruncatedVideoError` when the data ends
-    before the first frame or well before the frame count the header states."""
+    before the first frame or well before the frame count or the duration the header
+    states (:class:`Extent`)."""
     import av
 
     with open_video(src) as container:
@@ -172,16 +229,22 @@ def iter_frames(src: VideoSource, *, max_pixels: int = 100_000_000) -> Iterator[
         stream.thread_type = "AUTO"
         tb = info.time_base
         index = 0
+        extent = Extent()
         try:
-            for frame in container.decode(stream):
-                if frame.width * frame.height > max_pixels:
-                    raise VideoTooLargeError(
-                        f"{src}: {frame.width}×{frame.height} frames are over the limit of "
-                        f"{max_pixels} pixels"
-                    )
-                rgb = frame.to_ndarray(format="rgb24")
-                yield Frame(upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index)
-                index += 1
+            # every stream's packets, so that their extent can be checked; only video decoded
+            for packet in container.demux():
+                extent.add(packet)
+                if packet.stream.index != stream.index:
+                    continue
+                for frame in packet.decode():
+                    if frame.width * frame.height > max_pixels:
+                        raise VideoTooLargeError(
+                            f"{src}: {frame.width}×{frame.height} frames are over the limit of "
+                            f"{max_pixels} pixels"
+                        )
+                    rgb = frame.to_ndarray(format="rgb24")
+                    yield Frame(upright(rgb, round(frame.rotation) % 360), frame.pts, tb, index)
+                    index += 1
         except av.error.InvalidDataError as exc:
             if index == 0:
                 raise TruncatedVideoError(f"{src}: no frame could be decoded ({exc})") from exc
@@ -192,8 +255,4 @@ def iter_frames(src: VideoSource, *, max_pixels: int = 100_000_000) -> Iterator[
             raise TruncatedVideoError(f"{src}: decoding stopped after frame {index}: {exc}") from exc
         if index == 0:
             raise TruncatedVideoError(f"{src}: the clip holds no decodable frame (truncated or empty)")
-        if info.frames and index < info.frames * 0.9 - 1:
-            raise TruncatedVideoError(
-                f"{src}: only {index} of the {info.frames} frames the header states could be decoded "
-                "(the file is truncated)"
-            )
+        extent.check(src, container, info, index, "could be decoded")
