@@ -993,6 +993,7 @@ def judge_options(
     from cleancut import api
     from cleancut.framing import make_framing
     from cleancut.models import resolve_model
+    from cleancut.models.families.isnet_imgly import published_recipe
     from cleancut.passes import QUALITY_MODES, normalize_quality_mode
     from cleancut.remover import check_options, make_cutout, make_mask
 
@@ -1023,7 +1024,7 @@ def judge_options(
             check_options(out_type, edges, framing)  # type: ignore[arg-type]
             if framing is not None:
                 framing = framing.loaded(max_pixels=limit)
-            mask = make_mask(_network_output(seed), decoded.pixels, edges, exact=False)
+            mask = make_mask(_network_output(seed), decoded.pixels, edges, published_recipe())
             cut = make_cutout(
                 decoded.pixels,
                 mask,

@@ -226,3 +226,38 @@ def test_models_list_shows_family_input_size_and_licence(tmp_path: Path) -> None
     assert "birefnet-general-lite" in proc.stdout and "CC BY-NC 4.0" in proc.stdout
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("birefnet-general-lite"))
     assert "birefnet" in line and "1024x1024" in line and "213.6 MiB" in line and "MIT" in line
+
+
+def test_a_clip_runs_through_a_model_of_your_own(tmp_path: Path, settings) -> None:
+    """Video: remove_video with the engine naming a file and its family cuts each frame as
+    the library does (the same family's recipe, frame by frame)."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    from cleancut import EngineOptions
+    from cleancut.video import iter_frames, remove_video
+
+    src = tmp_path / "flat.mp4"
+    with av.open(str(src), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.time_base = s.codec_context.time_base = Fraction(1, 10)
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(flat_photo(RGB, 64, 96), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    graph = make_graph(tmp_path / "clipnet.onnx", height=128, head="logits")
+    engine = EngineOptions(model=str(graph), model_family="birefnet", backend="onnxruntime", device="cpu")
+    out = tmp_path / "frames"
+    result = remove_video(src, out, engine=engine, settings=settings, smooth=False)
+    assert result.frames == 4
+    remover = Remover(graph, model_family="birefnet", backend="onnxruntime", device="cpu", settings=settings)
+    first = next(iter(iter_frames(src)))
+    want = remover.segment(first.pixels).mask
+    alpha = np.asarray(Image.open(out / "000000.png"))[:, :, 3]
+    assert np.abs(alpha.astype(int) - want.astype(int)).max() <= 1
+    z = REFERENCES["birefnet"].z(RGB)
+    assert abs(float(np.median(alpha)) - 255 / (1 + np.exp(-z))) < 6  # H.264 moves colours a little

@@ -31,7 +31,7 @@ from cleancut.server.options import OPTION_NAMES, openapi_parameters, parse_opti
 #: and outputs are, Ray, settings (cache, limits), verbosity.
 CLI_RUN_PARAMS = {
     "inputs", "output", "overwrite", "quiet", "engine", "address", "num_workers",
-    "cache_dir", "model_url", "offline", "max_pixels",
+    "cache_dir", "model_url", "offline", "max_pixels", "accept_noncommercial",
 }  # fmt: skip
 #: Library keywords that are not options: the image, the settings object, callbacks.
 LIBRARY_OTHER = {"image", "settings", "progress", "cancel"}

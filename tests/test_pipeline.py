@@ -25,9 +25,9 @@ from cleancut.pipeline import (
     normalize_output_type,
     parse_color,
     postprocess,
-    preprocess,
     resize_bilinear,
 )
+from conftest import imgly_preprocess as preprocess
 
 # --------------------------------------------------------------------------- reference
 
@@ -325,6 +325,37 @@ def test_preprocess_ignores_alpha() -> None:
 def test_preprocess_rejects_bad_input(px: np.ndarray) -> None:
     with pytest.raises(InvalidOptionError):
         preprocess(px, 8)
+
+
+def test_preprocess_follows_the_normalisation_and_channel_order() -> None:
+    """``(v·scale − mean) / std`` per network channel; BGR feeds blue first."""
+    from cleancut.models.families import Normalization
+
+    px = np.empty((6, 5, 3), np.uint8)
+    px[..., 0], px[..., 1], px[..., 2] = 10, 128, 250
+    norm = Normalization(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    x = pipeline.preprocess(px, 4, 3, norm=norm, down="bilinear")
+    assert x.shape == (1, 3, 4, 3)
+    for c, v in enumerate((10, 128, 250)):
+        np.testing.assert_allclose(x[0, c], (v / 255 - norm.mean[c]) / norm.std[c], rtol=1e-6)
+    bgr = pipeline.preprocess(px, 4, norm=Normalization(channels="BGR"), down="bilinear")
+    assert np.all(bgr[0, 0] == 250) and np.all(bgr[0, 2] == 10)
+
+
+@pytest.mark.parametrize("down", ["pil-bilinear", "pil-lanczos"])
+def test_pil_downsampling_is_pillow_s_own(down: str) -> None:
+    """The families whose reference is torchvision's Resize on a PIL image get Pillow's
+    anti-aliased filters exactly."""
+    from PIL import Image
+
+    from cleancut.models.families import Normalization
+
+    rng = np.random.default_rng(4)
+    px = rng.integers(0, 256, (301, 457, 3), dtype=np.uint8)
+    x = pipeline.preprocess(px, 64, 96, norm=Normalization(), down=down)  # type: ignore[arg-type]
+    f = Image.Resampling.BILINEAR if down == "pil-bilinear" else Image.Resampling.LANCZOS
+    want = np.asarray(Image.fromarray(px).resize((96, 64), f)).transpose(2, 0, 1)[None].astype(np.float32)
+    np.testing.assert_array_equal(x, want)
 
 
 # --------------------------------------------------------------------------- postprocess

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cleancut import Remover, pipeline
 from cleancut.edges import EdgeOptions, foreground_colors, make_mask
+from cleancut.passes import Pass, pass_input
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -47,7 +48,7 @@ def composites() -> list[quality_data.Composite]:
 
 @pytest.fixture(scope="module")
 def outputs(remover: Remover, composites: list[quality_data.Composite]) -> list[np.ndarray]:
-    return [remover.infer(pipeline.preprocess(c.image, 1024, exact=False)) for c in composites]
+    return [remover.infer(pass_input(c.image, Pass(1024), remover.recipe)) for c in composites]
 
 
 def _band(alpha: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ so the model loads once per process. A keyword left at ``None`` keeps the defaul
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,9 @@ def _cut(
 def remove_background(
     image: ImageInput,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    model_family: str | None = None,
+    model_sha256: str | None = None,
     mode: str = "default",
     device: str = "auto",
     backend: str = "auto",
@@ -115,9 +118,16 @@ def remove_background(
     ``image`` is a path, bytes, a binary file, a PIL image or a numpy array. Save with
     ``.save("out.png")`` or encode with ``.to_bytes("webp", quality=0.9)``.
 
-    ``mode``: ``default`` (one 1024² pass, the reference's), ``best`` (1024² and 768² passes,
-    each also mirrored, averaged: better masks for about 3.1× the network time) or ``fast`` (one
-    768² pass); see :mod:`cleancut.passes` and the README's quality table.
+    ``model``: a published name (``cleancut models list``; default IS-Net fp16), a path to an
+    ONNX file of your own or an ``https://`` URL of one, with ``model_family`` (``birefnet``,
+    ``isnet``, ``ben2``, ``u2net``, ``isnet-imgly``; else the graph's ``cleancut.family``
+    metadata) and optionally ``model_sha256`` (a URL without it is fetched over https only and
+    its SHA-256 recorded on first use).
+
+    ``mode``: ``default`` (one pass at the model's size, the reference's), ``best`` (that pass
+    mirrored too, and for IS-Net 768² passes, averaged: better masks for about 3.1× the network
+    time) or ``fast`` (IS-Net: one 768² pass); see :mod:`cleancut.passes` and the README's
+    quality table.
 
     Edges: ``refine`` (``bilinear``/``guided``), ``decontaminate`` (``none``/``blur_fusion``/
     ``multilevel``), ``threshold`` (0..255), ``feather`` (px, 0..500), ``min_island``/``min_hole``
@@ -139,7 +149,9 @@ def remove_background(
 def remove_foreground(
     image: ImageInput,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    model_family: str | None = None,
+    model_sha256: str | None = None,
     mode: str = "default",
     device: str = "auto",
     backend: str = "auto",
@@ -173,7 +185,9 @@ def remove_foreground(
 def segment_foreground(
     image: ImageInput,
     *,
-    model: str = DEFAULT_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    model_family: str | None = None,
+    model_sha256: str | None = None,
     mode: str = "default",
     device: str = "auto",
     backend: str = "auto",
@@ -272,8 +286,10 @@ def apply_segmentation_mask(
 
 
 def preload(
-    model: str = DEFAULT_MODEL,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
+    model_family: str | None = None,
+    model_sha256: str | None = None,
     device: str = "auto",
     backend: str = "auto",
     strict: bool = False,
@@ -282,6 +298,15 @@ def preload(
     progress: ProgressCallback | None = None,
 ) -> Remover:
     """Fetch and load one model now (only the one asked for, unlike the reference's
-    ``preload`` that downloads every model), and return the shared :class:`Remover`."""
-    engine = EngineOptions(model=model, device=device, backend=backend, strict=strict, threads=threads)
+    ``preload`` that downloads every model), and return the shared :class:`Remover`.
+    ``model``, ``model_family`` and ``model_sha256`` as for :class:`Remover`."""
+    engine = EngineOptions(
+        model=model,  # type: ignore[arg-type]
+        model_family=model_family,
+        model_sha256=model_sha256,
+        device=device,
+        backend=backend,
+        strict=strict,
+        threads=threads,
+    )
     return cached_remover(engine, settings).load(progress=progress)
