@@ -572,6 +572,15 @@ def test_info_text() -> None:
     assert result.exit_code == 0, result.output
     assert "onnxruntime:" in result.stdout and "session:" in result.stdout
     assert "isnet_fp16" in result.stdout and "verified" in result.stdout
+    # every row of the models and session tables: its key, at least two spaces, its value
+    # (issue 24: "backend_reasonself-check: …", a key wider than its column)
+    report = json.loads(run("info", "--json").stdout)
+    lines = result.stdout.splitlines()
+    for section in ("models", "session"):
+        rows = lines[lines.index(f"{section}:") + 1 :][: len(report[section])]
+        for line, (key, value) in zip(rows, report[section].items(), strict=True):
+            assert line.startswith(f"  {key}  ") and line.endswith(str(value)), line
+            assert line[2 + len(key) :].strip() == str(value), line
 
 
 def test_help() -> None:
@@ -878,3 +887,31 @@ def test_threads_above_the_usable_cpus_are_capped_with_a_warning(
     assert seen == [runtime.usable_cpus()]
     assert any("threads 4242 is more than the" in r.getMessage() for r in caplog.records)
     assert "capped" in run("remove", "--help").stdout
+
+
+@pytest.mark.parametrize("args", [[""], ["  "], ["", "{photo}"], ["{photo}", "", "-o", "out/"]])
+def test_an_empty_input_is_a_usage_error_not_the_current_folder(
+    tmp_path: Path, no_model: None, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """``cleancut ""`` was ``Path("")``, the current folder: it cut out every photo under it."""
+    photo = copy_photo(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = run(*(a.replace("{photo}", str(photo)) for a in args))
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [
+        f"error: an input is an empty string ({args[args.index(a)]!r}); give a file, a folder (. for "
+        "this one), or - for stdin"
+        for a in args
+        if not a.strip()
+    ][:1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+def test_a_url_input_says_it_is_a_url(tmp_path: Path, no_model: None) -> None:
+    """It said ``no such file: https:/example.com/photo.jpg`` (slashes folded, no word of URLs)."""
+    result = run("https://example.com/photo.jpg", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result)
+    assert line.startswith("error: 'https://example.com/photo.jpg' is a URL, and this run reads local files")
+    assert "--engine ray" in line and "url=" in line and "https:/example" not in line
+    assert list(tmp_path.iterdir()) == []

@@ -108,13 +108,16 @@ def _print(report: dict[str, Any]) -> None:
         if key == "onnxruntime_problem":
             if value:
                 click.echo(f"onnxruntime problem: {value}")
-        elif key == "models":
-            click.echo("models:")
-            for n, state in value.items():
-                click.echo(f"  {n:<14}{state}")
-        elif key == "session" and isinstance(value, dict):
-            click.echo("session:")
-            for k, v in value.items():
-                click.echo(f"  {k:<12}{v}")
+        elif key == "models" or (key == "session" and isinstance(value, dict)):
+            click.echo(f"{key}:")
+            for line in _table(value):
+                click.echo(line)
         else:
             click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def _table(rows: dict[str, Any]) -> list[str]:
+    """``rows`` as indented ``key  value`` lines, the values in one column as wide as the
+    widest key needs: a long key (``backend_reason``) never runs into its value."""
+    width = max((len(k) for k in rows), default=0) + 2
+    return [f"  {k:<{width}}{v}" for k, v in rows.items()]
