@@ -31,6 +31,7 @@ __all__ = [
     "Job",
     "beside",
     "check_folder_output",
+    "check_inputs",
     "is_image_name",
     "plan_jobs",
     "precheck",
@@ -155,6 +156,25 @@ def check_folder_output(output: str, why: str) -> None:
 # --------------------------------------------------------------------------- the local plan
 
 
+def check_inputs(items: Iterable[str], *, urls: bool = False) -> None:
+    """Usage errors for inputs that are no path: an empty string (``Path("")`` is the
+    current folder, so ``cleancut ""`` would cut out every photo under it) and, unless
+    ``urls`` (Ray reads URIs), a missing ``https://…`` (this machine's run reads files;
+    ``Path`` would fold its ``//``)."""
+    for item in items:
+        if not item.strip():
+            raise InvalidOptionError(
+                f"an input is an empty string ({item!r}); give a file, a folder (. for this "
+                "one), or - for stdin"
+            )
+        if not urls and codecs.looks_like_url(item) and not os.path.lexists(item):
+            raise InvalidOptionError(
+                f"{item!r} is a URL, and this run reads local files: download it first (e.g. "
+                "curl -O), run with --engine ray for s3://, gs:// and other storage URIs, or send "
+                "it to a running `cleancut serve` as url="
+            )
+
+
 def plan_jobs(
     inputs: Iterable[str | os.PathLike[str]],
     output: str | os.PathLike[str] | None,
@@ -178,6 +198,7 @@ def plan_jobs(
     items = [str(i) for i in inputs]
     if not items:
         raise InvalidOptionError("no input given; pass image files, folders, or - for stdin")
+    check_inputs(items)
     if items.count(STDIO) and len(items) > 1:
         raise InvalidOptionError("stdin (-) cannot be combined with other inputs")
     out = None if output is None else str(output)

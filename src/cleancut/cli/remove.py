@@ -194,8 +194,10 @@ def _dispatch(inputs: tuple[str, ...], output: str | None, options: CutOptions, 
     included), else the local image batch; video clips (files by extension and the clips in
     given folders) go to :mod:`cleancut.cli.video`, in the same run as the photos beside
     them. Another kind of input gets its branch here."""
+    from ..planning import check_inputs
     from .video import is_video, plan_clips, video_extension
 
+    check_inputs(inputs, urls=run.on_ray)  # "" is no folder, a URL no file (Ray reads URIs)
     clips = plan_clips(inputs, output, video_extension(options))
     if clips:  # no video extra: one line saying how to install it, before any work
         from ..video.decode import require_video

@@ -33,7 +33,7 @@ from ..errors import (
     UnsupportedImageError,
 )
 from .color import embedded_icc, scale_to_uint8, to_rgb
-from .formats import AVIF_BRANDS, HEIF_BRANDS, iso_bmff_brand, looks_like
+from .formats import AVIF_BRANDS, HEIF_BRANDS, iso_bmff_brand, looks_like, looks_like_url
 
 __all__ = [
     "DecodedImage",
@@ -157,10 +157,6 @@ def _bomb(name: str, exc: Image.DecompressionBombError, max_pixels: int) -> Imag
     return ImageTooLargeError(f"{name}: image is {_over_limit(pixels, max_pixels)}")
 
 
-#: ``scheme://``: a string that is a URL, not a path (``Path`` would fold its ``//``).
-_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 def _url_message(url: str) -> str:
     """The library reads local data only: a URL gets that said, and how to get the photo."""
     shown = url if len(url) <= 200 else url[:197] + "..."
@@ -189,7 +185,7 @@ def _open_source(source: ImageInput) -> tuple[IO[bytes] | str | Path, str]:
         try:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
-            if isinstance(source, str) and _URL.match(source):
+            if isinstance(source, str) and looks_like_url(source):
                 raise InputNotFoundError(_url_message(source)) from None
             raise InputNotFoundError(f"no such file: {path}") from None
         except (OSError, ValueError) as exc:  # name too long, NUL byte, no permission, loop

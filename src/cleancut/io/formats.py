@@ -4,6 +4,7 @@ first bytes say it is)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Final, Literal
 
@@ -18,6 +19,7 @@ __all__ = [
     "format_from_path",
     "iso_bmff_brand",
     "looks_like",
+    "looks_like_url",
     "mime_type",
     "normalize_format",
     "output_format",
@@ -156,6 +158,15 @@ SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
 )
+
+
+#: ``scheme://``: a string that is a URL, not a path (``Path`` would fold its ``//``).
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def looks_like_url(text: str) -> bool:
+    """Whether ``text`` is written as a URL (``https://…``, ``s3://…``), not a path."""
+    return bool(_URL.match(text))
 
 
 def looks_like(head: bytes) -> str | None:
