@@ -60,14 +60,17 @@ def main() -> None:
     from cleancut.inference.runtime import create_onnxruntime_session, default_threads
     from cleancut.io.decode import decode
     from cleancut.models import resolve_model
-    from cleancut.models.graph import prepared_graph
-    from cleancut.models.store import ensure_model, fetch_model
+    from cleancut.models.graph import prepare
+    from cleancut.models.store import ensure_model, fetch_model, model_sha256
+    from cleancut.passes import Pass, pass_input
 
     settings = Settings.from_env()
     spec = resolve_model(args.model)
     threads = args.threads or default_threads()
-    fp32 = ensure_model(spec, settings)
-    published = prepared_graph(spec, fetch_model(spec, settings), settings)
+    cpu = ensure_model(spec, settings)  # what the CPU backends load (fp16 widened to fp32)
+    fp32 = cpu.path
+    source = fetch_model(spec, settings)
+    published = prepare(spec, source, model_sha256(spec, source, settings), settings, gpu=True).path
 
     runners: dict[str, Any] = {}
     if published != fp32:
@@ -93,7 +96,10 @@ def main() -> None:
     except ImportError:
         print("openvino not installed: OpenVINO paths skipped")
 
-    inputs = {p.name: pipeline.preprocess(decode(p, max_pixels=10**9).pixels) for p in photos(args.photos)}
+    own = Pass(cpu.recipe.width, height=cpu.recipe.height)
+    inputs = {
+        p.name: pass_input(decode(p, max_pixels=10**9).pixels, own, cpu.recipe) for p in photos(args.photos)
+    }
     for run in runners.values():  # warm-up: first passes allocate and tune
         run(next(iter(inputs.values())))
     times: dict[str, list[float]] = {k: [] for k in runners}

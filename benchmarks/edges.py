@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cleancut import Remover, maskops, matting, pipeline, refine
+from cleancut import Remover, maskops, matting, refine
 from cleancut.edges import EdgeOptions, foreground_colors, make_mask
 from cleancut.errors import InvalidOptionError
+from cleancut.passes import Pass, pass_input
 from cleancut.pipeline import quantize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -414,7 +415,7 @@ def main() -> None:
     remover = Remover(args.model, backend="onnxruntime").load()
     with Image.open(REPO / "examples" / "astronaut.jpg") as im:
         src = im.convert("RGB")
-    y = remover.infer(pipeline.preprocess(np.asarray(src), 1024, exact=False))
+    y = remover.infer(pass_input(np.asarray(src), Pass(1024), remover.recipe))
     ab_rows: list[dict[str, Any]] = []
     option_rows: list[dict[str, Any]] = []
     for mp in (int(s) for s in args.sizes.split(",")):

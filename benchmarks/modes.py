@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from cleancut import Remover
-from cleancut.passes import QUALITY_MODES, passes_for
+from cleancut.models.families.isnet_imgly import published_recipe
+from cleancut.passes import QUALITY_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def main() -> None:
         "rounds": rounds,
         "modes": {
             m: {
-                "passes": [f"{p.size}{'f' if p.flip else ''}" for p in passes_for(m)],
+                "passes": [f"{p.size}{'f' if p.flip else ''}" for p in published_recipe().passes(m)],
                 "median_seconds": statistics.median(r[m] for r in rounds),
                 "ratio_to_default": statistics.median(r[m] / r["default"] for r in rounds),
                 "ratio_min": min(r[m] / r["default"] for r in rounds),

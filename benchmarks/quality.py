@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import devset
 import quality_data
 from cleancut.edges import EdgeOptions, foreground_colors, make_mask
-from cleancut.passes import Pass, combine, pass_input, pass_output, passes_for
+from cleancut.models.families.isnet_imgly import published_recipe
+from cleancut.passes import Pass, combine, pass_input, pass_output
 
 MODELS = ("isnet", "isnet_fp16", "isnet_quint8")
 PLAIN = EdgeOptions(refine="bilinear", decontaminate="none")
@@ -61,27 +62,31 @@ class Method:
     edges: EdgeOptions = field(default_factory=EdgeOptions)
 
 
+#: IS-Net as IMG.LY publishes it: the passes and gain the quality modes use
+IMGLY = published_recipe()
 METHODS: dict[str, Method] = {
     # what cleancut does, and the reference it is measured against
-    "reference": Method(passes_for("default"), PLAIN),
-    "default": Method(passes_for("default")),
-    "best": Method(passes_for("best")),
-    "fast": Method(passes_for("fast")),
+    "reference": Method(IMGLY.passes("default"), PLAIN),
+    "default": Method(IMGLY.passes("default")),
+    "best": Method(IMGLY.passes("best")),
+    "fast": Method(IMGLY.passes("fast")),
     # ablations
     "flip": Method((Pass(1024), Pass(1024, flip=True)), PLAIN),
-    "guided": Method(passes_for("default"), EdgeOptions(refine="guided", decontaminate="none")),
+    "guided": Method(IMGLY.passes("default"), EdgeOptions(refine="guided", decontaminate="none")),
     "guided+blur_fusion": Method(
-        passes_for("default"), EdgeOptions(refine="guided", decontaminate="blur_fusion")
+        IMGLY.passes("default"), EdgeOptions(refine="guided", decontaminate="blur_fusion")
     ),
-    "blur_fusion": Method(passes_for("default"), EdgeOptions(refine="bilinear", decontaminate="blur_fusion")),
-    "multilevel": Method(passes_for("default"), EdgeOptions(refine="bilinear", decontaminate="multilevel")),
+    "blur_fusion": Method(
+        IMGLY.passes("default"), EdgeOptions(refine="bilinear", decontaminate="blur_fusion")
+    ),
+    "multilevel": Method(IMGLY.passes("default"), EdgeOptions(refine="bilinear", decontaminate="multilevel")),
     "threshold128": Method(
-        passes_for("default"), EdgeOptions(refine="bilinear", decontaminate="none", threshold=128)
+        IMGLY.passes("default"), EdgeOptions(refine="bilinear", decontaminate="none", threshold=128)
     ),
     "feather1": Method(
-        passes_for("default"), EdgeOptions(refine="bilinear", decontaminate="none", feather=1.0)
+        IMGLY.passes("default"), EdgeOptions(refine="bilinear", decontaminate="none", feather=1.0)
     ),
-    "best+guided": Method(passes_for("best"), EdgeOptions(refine="guided", decontaminate="blur_fusion")),
+    "best+guided": Method(IMGLY.passes("best"), EdgeOptions(refine="guided", decontaminate="blur_fusion")),
     "s768": Method((Pass(768),), PLAIN),
     "s1280": Method((Pass(1280),), PLAIN),
 }
@@ -183,15 +188,16 @@ class Outputs:
         return self._remover
 
     @property
-    def exact(self) -> bool:
-        return self.model == "isnet_quint8"
+    def up(self) -> Any:
+        """How the model's masks are upsampled (its recipe's: the quantised model's exact grid)."""
+        return published_recipe(quantized=self.model == "isnet_quint8").up
 
     def get(self, name: str, pixels: np.ndarray, p: Pass) -> np.ndarray:
         path = self.root / self.model / pass_key(p) / f"{name}.npy"
         if path.is_file():
             return np.load(path).astype(np.float32)[None, None]
-        session = self.remover.session_for(p.size, None, None)
-        y = pass_output(session.run(pass_input(pixels, p, exact=self.exact)), p)
+        session = self.remover.session_for(p, None, None)
+        y = pass_output(session.run(pass_input(pixels, p, self.remover.recipe)), p)
         # stored as float16; returned as stored, so a first run scores what every rerun reads
         plane = y.reshape(y.shape[-2:]).astype(np.float16)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +207,7 @@ class Outputs:
         return plane.astype(np.float32)[None, None]
 
     def combined(self, name: str, pixels: np.ndarray, passes: tuple[Pass, ...]) -> np.ndarray:
-        return combine([self.get(name, pixels, p) for p in passes])
+        return combine([self.get(name, pixels, p) for p in passes], IMGLY.average_gain)
 
 
 @dataclass(frozen=True)
@@ -240,7 +246,7 @@ def score_item(item: Item, outputs: Outputs, methods: dict[str, Method]) -> list
         o = method.edges
         key = (method.passes, o.refine, o.threshold, o.feather, o.min_island, o.min_hole)
         if key not in masks:
-            mask = make_mask(ys[method.passes], item.pixels, o, exact=outputs.exact)
+            mask = make_mask(ys[method.passes], item.pixels, o, up=outputs.up)
             scores = mask_scores(mask, scored_truth(item.truth, mask, item.subset))
             if item.composite is None:
                 scores["edge_err"] = alpha_band_error(mask, item.truth) if soft else float("nan")

@@ -37,11 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devset
 from cleancut import pipeline
-from cleancut.passes import AVERAGE_GAIN, Pass, combine, passes_for, sharpen
+from cleancut.models.families.isnet_imgly import published_recipe
+from cleancut.passes import Pass, combine, sharpen
 from quality import Outputs, mask_scores, scored_truth
 
 PROBES = ("passes", "pieces", "grabcut", "zoom", "photometric", "geometry", "learned", "oracle", "errors")
-BEST = passes_for("best")
+IMGLY = published_recipe()
+AVERAGE_GAIN = IMGLY.average_gain
+BEST = IMGLY.passes("best")
 REF = (Pass(1024),)
 #: The network is "unsure" of a pixel whose output is strictly between these.
 UNSURE = (0.1, 0.9)
@@ -305,7 +308,7 @@ def photometric_variants() -> dict[str, Variant]:
     def with_edits(keys: tuple[str, ...], passes: tuple[Pass, ...] = BEST) -> Variant:
         def f(ph: Photo) -> np.ndarray:
             ys = [ph.o[p] for p in passes] + [ph.extra(k, edits[k](ph.pixels)) for k in keys]
-            return soft(combine(ys), *ph.shape)
+            return soft(combine(ys, AVERAGE_GAIN), *ph.shape)
 
         return f
 
@@ -385,7 +388,7 @@ def mean_of(
 ) -> Callable[[dict[Pass, np.ndarray]], np.ndarray]:
     def f(o: dict[Pass, np.ndarray]) -> np.ndarray:
         ys = [o[p] for p in passes]
-        return combine(ys) if gain is None else combine(ys, gain=gain)
+        return combine(ys, AVERAGE_GAIN) if gain is None else combine(ys, gain=gain)
 
     return f
 
@@ -528,7 +531,7 @@ def run_learned(split: devset.Split, limit: int | None, backend: str) -> list[di
         pixels, truth = pair.load()
         h, w = truth.shape
         outs = [outputs.get(pair.name, pixels, p) for p in BEST]
-        best = soft(combine(outs), h, w)
+        best = soft(combine(outs, AVERAGE_GAIN), h, w)
         rows.append({"method": "best", "subset": pair.subset, **score_mask(best, truth, pair.subset)})
         feats, size, mean = _features(pixels, outs)
         band = (mean > lo) & (mean < hi)

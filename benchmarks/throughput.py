@@ -87,9 +87,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from cleancut import EdgeOptions, Remover, pipeline
+    from cleancut import EdgeOptions, Remover
     from cleancut.batch import OutputOptions, plan_jobs, run_jobs
     from cleancut.io.decode import decode
+    from cleancut.models.families.isnet_imgly import published_recipe
+    from cleancut.passes import Pass, pass_input
 
     edges = EdgeOptions(refine="bilinear", decontaminate="none") if args.edges == "plain" else None
     latency = Remover(args.model, backend=args.backend, scheduling="latency").load()
@@ -99,7 +101,9 @@ def main() -> None:
     try:
         (tmp / "in").mkdir()
         photos = make_photos(tmp / "in", args.count, args.megapixels)
-        tensors = [pipeline.preprocess(decode(p, max_pixels=10**9).pixels) for p in photos[:4]]
+        tensors = [
+            pass_input(decode(p, max_pixels=10**9).pixels, Pass(1024), published_recipe()) for p in photos[:4]
+        ]
         for rem in (latency, throughput):
             rem.infer(tensors[0])  # warm-up
 

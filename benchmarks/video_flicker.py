@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             alphas = []
             for f, y in zip(clip.frames, ys, strict=True):
                 yy = smoother.step(f, y) if smoother is not None else y
-                alphas.append(make_mask(yy, f, None, exact=remover.exact_resize).astype(np.float32) / 255.0)
+                alphas.append(make_mask(yy, f, None, remover.recipe).astype(np.float32) / 255.0)
             row[label] = measure(alphas, clip)
         rows.append(row)
         print(f"  {clip.kind:6s} {clip.name}: done", file=sys.stderr)

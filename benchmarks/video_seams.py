@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,12 +37,12 @@ AFTER = 4  # the seam frame and the 3 after it
 
 
 def _masks(
-    frames: list[np.ndarray], ys: list[np.ndarray], start: int, stop: int, exact: bool
+    frames: list[np.ndarray], ys: list[np.ndarray], start: int, stop: int, recipe: Any
 ) -> list[np.ndarray]:
     """The masks of frames ``start`` .. ``stop - 1`` with the smoother started at ``start``."""
     sm = TemporalSmoother()
     return [
-        make_mask(sm.step(frames[t], ys[t]), frames[t], None, exact=exact).astype(np.int16)
+        make_mask(sm.step(frames[t], ys[t]), frames[t], None, recipe).astype(np.int16)
         for t in range(start, stop)
     ]
 
@@ -56,10 +57,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     rows = []
     for clip in clips:
         ys = [remover.predict(f, mode=args.mode) for f in clip.frames]
-        whole = _masks(clip.frames, ys, 0, n, remover.exact_resize)
+        whole = _masks(clip.frames, ys, 0, n, remover.recipe)
         for kind, s in seams.items():
             for k in WARMUPS:
-                part = _masks(clip.frames, ys, max(0, s - k), s + AFTER, remover.exact_resize)[-AFTER:]
+                part = _masks(clip.frames, ys, max(0, s - k), s + AFTER, remover.recipe)[-AFTER:]
                 diff = [np.abs(a - b) for a, b in zip(part, whole[s : s + AFTER], strict=True)]
                 rows.append(
                     {
