@@ -390,6 +390,48 @@ def test_unwritable_output_folder_is_one_line_before_the_model_loads(
         assert list(out.iterdir()) == []
 
 
+def test_ctrl_c_in_a_folder_run_reports_every_output_and_the_summary(
+    model_settings: Settings, tmp_path: Path
+) -> None:
+    """SIGINT to a real `cleancut in/ -o out/` once its first file is written: the images in
+    flight are finished and each reported, then the summary line and `cancelled`, exit 130;
+    every file on disk was reported and none appears after (issue 24: outputs kept landing
+    unreported and the run ended with `cancelled` alone)."""
+    import re
+    import signal
+    import time
+
+    for i in range(10):
+        copy_photo(tmp_path / "in", CHELSEA, f"p{i}.jpg")
+    out = tmp_path / "out"
+    env = {**os.environ, "CLEANCUT_CACHE_DIR": str(model_settings.cache_dir), "CLEANCUT_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cleancut", str(tmp_path / "in"), "-o", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("written:") and sum(x.startswith("written:") for x in lines) == 1:
+                proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=300) == 130, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reported = {Path(line.split(" -> ", 1)[1]).name for line in lines if line.startswith("written:")}
+    summary = re.fullmatch(r"(\d+) written, 0 skipped, 0 failed, of 10 in [0-9.]+ s", lines[-2])
+    assert summary is not None and lines[-1] == "cancelled", lines
+    assert int(summary[1]) == len(reported) < 10, lines
+    time.sleep(0.5)  # nothing lands after the process is gone
+    assert sorted(p.name for p in out.iterdir()) == sorted(reported), lines
+    assert tmp_files(out) == []
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -45,7 +45,12 @@ class _DefaultGroup(click.Group):
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cleancut")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="-v: which model, backend and why, device, threads, cache; -vv: also each file's stage timings.",
+)
 def cli(verbose: int) -> None:
     """Remove the background from photos with IS-Net.
 
@@ -61,7 +66,36 @@ def cli(verbose: int) -> None:
     Run `cleancut remove --help` for every cut-out option.
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s")
+    _setup_logging(level, click.get_current_context())
+
+
+class _BarSafeHandler(logging.Handler):
+    """Log lines on stderr through ``tqdm.write``, so that they never cut a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(level: int, ctx: click.Context) -> None:
+    """cleancut's records at ``level``; other libraries' from WARNING only (their debug
+    records, PIL's PNG chunk dumps among them, would bury -vv). The handler is added only
+    where nobody configured logging (an embedding program or pytest keeps its own), and the
+    level is put back when the command ends (several commands may run in one process)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = _BarSafeHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    own = logging.getLogger("cleancut")
+    before = own.level
+    own.setLevel(level)
+    ctx.call_on_close(lambda: own.setLevel(before))
 
 
 # --------------------------------------------------------------------------- messages

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,14 +22,15 @@ from ..options import CutOptions, EngineOptions
 from ..passes import normalize_quality_mode
 from ..pipeline import normalize_output_type, parse_color
 from .app import SettingsFlags, echo, errors, settings_options
-from .progress import BatchProgress, Counts, FetchProgress, Row
+from .progress import BatchProgress, Counts, FetchProgress, Row, interrupt_as_cancel
 from .video import RayTarget
 
 if TYPE_CHECKING:
-    from ..batch import Job
+    from ..batch import Job, JobResult
     from ..config import Settings
     from ..edges import EdgeOptions
     from ..framing import Framing
+    from ..remover import Remover
 
 __all__ = ["remove_cmd"]
 
@@ -333,15 +334,56 @@ def _run_local(jobs: list[Job], options: CutOptions, run: _Run) -> Counts:
     scheduling = "throughput" if len(jobs) > 1 else "latency"
     remover = Remover.from_options(run.engine, settings=run.settings, scheduling=scheduling)
     remover.load(progress=FetchProgress(run.quiet))
-    results = run_jobs(jobs, remover, options, overwrite=run.overwrite)
-    rows = (Row(r.status, r.job.name, r.job.output, r.error, r.data) for r in results)
-    return BatchProgress(total=len(jobs), quiet=run.quiet, single=len(jobs) == 1).run(rows)
+    _log_engine(remover, run.settings)
+    # Ctrl-C: the images being written are finished and reported, then the summary
+    with interrupt_as_cancel(run.quiet) as stop:
+        results = _log_timings(run_jobs(jobs, remover, options, overwrite=run.overwrite, cancel=stop))
+        rows = (Row(r.status, r.job.name, r.job.output, r.error, r.data) for r in results)
+        return BatchProgress(total=len(jobs), quiet=run.quiet, single=len(jobs) == 1).run(rows)
+
+
+def _log_engine(remover: Remover, settings: Settings) -> None:
+    """-v: what runs and why: the model, the backend and the reason for it, the device and
+    the provider actually running, threads, and the cache."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    d = remover.describe()
+    log.info("model %s (family %s): %s", d["model"], d.get("family", "?"), d.get("model_path", "?"))
+    log.info("backend %s: %s", d.get("backend", "?"), d.get("backend_reason") or "asked for")
+    streams = f", {d['streams']} stream(s)" if "streams" in d else ""
+    mode = f", {d['mode']} mode" if "mode" in d else ""
+    log.info(
+        "device %s: %s (%s); %s threads%s%s",
+        d.get("device", "?"),
+        d.get("provider", "?"),
+        d.get("reason", ""),
+        d.get("threads", "?"),
+        mode,
+        streams,
+    )
+    log.info("cache %s (%s)", settings.cache_dir, "offline" if settings.offline else "online")
+
+
+def _log_timings(results: Iterator[JobResult]) -> Iterator[JobResult]:
+    """-vv: each file's stages (wait, decode, preprocess, inference, postprocess, encode,
+    write) in milliseconds, as one line when it is done."""
+    for r in results:
+        if r.timings and log.isEnabledFor(logging.DEBUG):
+            steps = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r.timings.items())
+            log.debug("%s: %s; %s in %.0f ms", r.job.name, steps, r.status, r.seconds * 1000)
+        yield r
 
 
 def _report_local(jobs: list[Job], counts: Counts, quiet: bool) -> None:
     """The closing line: ``wrote OUT`` for one input, the counts for several; nothing when
-    quiet, or for one input that failed or went to stdout (its error line or output says it)."""
+    quiet, or for one input that failed or went to stdout (its error line or output says it).
+    A run stopped by Ctrl-C prints its counts so far, then ``cancelled``, and exits 130."""
     single = len(jobs) == 1
+    if counts.cancelled:
+        if not quiet and not single:
+            click.echo(counts.summary(of=len(jobs)), err=True)
+        click.echo("cancelled", err=True)
+        sys.exit(130)
     if quiet or (single and (counts.failed or jobs[0].output is None)):
         return
     if single and counts.written:
