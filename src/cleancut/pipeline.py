@@ -125,7 +125,7 @@ def preprocess(
     uses (:data:`cleancut.models.families.base.Downsample`): ``imgly`` is IMG.LY's grid
     through OpenCV (:func:`_resize_fast`: an order of magnitude faster than the exact port,
     values within one level of it, the fp16 model's mask moving by 0.005/255 on average);
-    ``imgly-exact`` the exact port, for dynamically quantised graphs (design §3: a one-level
+    ``imgly-exact`` the exact port, for dynamically quantised graphs (measured: a one-level
     input change can move their output by 218/255). ``norm``: ``x = (v·scale − mean) / std``
     per network channel.
     """
