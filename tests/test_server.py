@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -1145,3 +1146,72 @@ def test_clients_that_leave_have_their_queued_work_dropped(
         assert len(calls) == 1, "an inference ran for a client that had left"
         ready = live.get_json("/readyz")
         assert ready["queue"]["abandoned"] == 3 and ready["queue"]["accepted"] == 4
+
+
+# --------------------------------------------------------------------------- the access log
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "cleancut.access"]
+
+
+def _logfmt_fields(line: str) -> dict[str, str]:
+    """A logfmt line back into its fields (bare values, or JSON-quoted ones)."""
+    import json
+    import re
+
+    fields: dict[str, str] = {}
+    for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line):
+        value = m.group(2)
+        fields[m.group(1)] = json.loads(value) if value.startswith('"') else value
+    return fields
+
+
+def test_one_structured_access_line_per_request_with_its_timings(
+    client: TestClient, photo: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request is one logfmt line on ``cleancut.access``: method, path, status, bytes
+    sent, duration and the cut-out's stage timings (the Server-Timing entries); a refused
+    request is logged too, an odd path stays on its line, and probes only at debug level."""
+    caplog.set_level(logging.INFO, logger="cleancut.access")
+    r = client.post("/api/remove", content=photo, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    lines = _access_lines(caplog)
+    assert len(lines) == 1, lines
+    fields = _logfmt_fields(lines[0])
+    assert (fields["method"], fields["path"], fields["status"]) == ("POST", "/api/remove", "200")
+    assert int(fields["bytes"]) == len(r.content)
+    assert float(fields["duration_ms"]) > 0 and fields["client"]
+    for stage in ("queue", "decode", "inference", "encode"):
+        assert float(fields[f"{stage}_ms"]) >= 0, stage
+    assert float(fields["inference_ms"]) <= float(fields["duration_ms"])
+
+    caplog.clear()
+    client.get("/healthz")
+    assert _access_lines(caplog) == []  # a probe: debug level
+    r = client.get("/no%20such%0Apage")  # the path as the app sees it: "/no such\npage"
+    assert r.status_code == 404
+    (line,) = _access_lines(caplog)
+    assert "\n" not in line and _logfmt_fields(line)["path"] == "/no such\npage"
+    caplog.clear()
+    r = client.get("/api/models", headers={"Host": "evil.example"})
+    assert r.status_code == 421
+    assert _logfmt_fields(_access_lines(caplog)[0])["status"] == "421"
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="cleancut.access")
+    client.get("/healthz")
+    assert [_logfmt_fields(x)["path"] for x in _access_lines(caplog)] == ["/healthz"]
+
+
+def test_server_timing_and_logfmt_helpers() -> None:
+    from cleancut.server.access_log import logfmt, parse_server_timing
+
+    assert parse_server_timing("queue;dur=0.1, decode;dur=9.8,inference;dur=571.2, x;desc=y") == {
+        "queue": 0.1,
+        "decode": 9.8,
+        "inference": 571.2,
+    }
+    assert parse_server_timing("") == {}
+    assert logfmt({"a": 1, "b": 2.25, "c": 'say "hi"', "d": "", "e": None, "f": "k=v"}) == (
+        'a=1 b=2.2 c="say \\"hi\\"" d="" f="k=v"'
+    )

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..errors import CleancutError
+from .access_log import AccessLogMiddleware
 from .api import build_router
 from .errors import ApiError, from_cleancut_error
 from .jobqueue import DeadlineExceededError, QueueFullError
@@ -120,6 +121,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.cleancut = state
     hosts = HostPolicy(settings.host, settings.allowed_hosts, machine_names=_machine_names())
     app.add_middleware(ServerMiddleware, credentialless_paths=("/docs", "/redoc"), hosts=hosts)
+    app.add_middleware(AccessLogMiddleware)  # outside ServerMiddleware: its 421/414/500 are logged too
     _install_error_handlers(app)
     app.include_router(build_router(settings.models))
     app.include_router(build_video_router(settings.models))

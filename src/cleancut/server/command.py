@@ -332,6 +332,7 @@ def serve(
         host=host,
         port=port,
         log_level=log_level.lower(),
+        access_log=False,  # cleancut.access logs each request once, with its timings (logfmt)
         # Keep-alive connections idle longer than this are closed: a flood of idle
         # clients cannot hold sockets for long.
         timeout_keep_alive=5,
