@@ -347,6 +347,8 @@ def _create(
     threads: int,
     cache_dir: Path | None = None,
     gpu_batch: int = 8,
+    *,
+    low_memory: bool = False,
 ) -> InferenceSession:
     from .ortinstall import gpu_load_fix, preload_gpu_libraries
 
@@ -357,11 +359,17 @@ def _create(
         preload_gpu_libraries()  # CUDA/cuDNN from the nvidia-* pip packages, where installed
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Sequential: parallel execution mode (IMG.LY's choice) measured 1.7x slower here (design §3).
+    # Sequential: parallel execution mode (IMG.LY's choice) measured 1.7x slower here (2 cores, IS-Net).
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if low_memory:
+        # Free each tensor when it dies instead of keeping a planned block and an arena grown in
+        # powers of two: BiRefNet-lite fp32 peaks at 6.8 GB instead of 11.9 GB; IS-Net 0.9 against
+        # 1.2 GB, but ~15 % more CPU per pass, hence opt-in (benchmarks/birefnet.py memory, ab).
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
     # onnxruntime prints its provider fallbacks ("EP Error … Falling back") to stdout, which
     # may be the image (`cleancut - > out.png`): kept for the debug log instead.
     printed = io.StringIO()
@@ -437,10 +445,17 @@ def get_session(
 
 
 def create_onnxruntime_session(
-    path: Path, *, device: Device = "cpu", strict: bool = False, threads: int | None = None
+    path: Path,
+    *,
+    device: Device = "cpu",
+    strict: bool = False,
+    threads: int | None = None,
+    low_memory: bool = False,
 ) -> InferenceSession:
-    """A private (not shared) onnxruntime session, e.g. as the reference in a self-check."""
-    return _create(path, device, strict, threads if threads and threads > 0 else default_threads())
+    """A private (not shared) onnxruntime session, e.g. as the reference in a self-check;
+    ``low_memory`` turns off the CPU arena and memory pattern (see :func:`_create`)."""
+    n = threads if threads and threads > 0 else default_threads()
+    return _create(path, device, strict, n, low_memory=low_memory)
 
 
 def clear_sessions() -> None:
