@@ -25,6 +25,8 @@ from PIL import Image
 from cleancut import Settings
 from cleancut._version import __version__
 from cleancut.cli import cli
+from cleancut.models import MODELS
+from cleancut.models.store import fetch_model
 from conftest import EXAMPLES, png_claiming
 
 ASTRONAUT = EXAMPLES / "astronaut.jpg"  # 512x512
@@ -499,13 +501,19 @@ def test_models_list(model_settings: Settings) -> None:
     result = run("models", "list")
     assert result.exit_code == 0, result.output
     text = result.stdout
-    rows = {line.split()[0]: line for line in text.splitlines()[1:] if line and not line.startswith("cache")}
-    assert set(rows) == {"isnet", "isnet_fp16", "isnet_quint8"}
-    assert "large" in rows["isnet"] and "fp32" in rows["isnet"]
-    assert (
-        "medium" in rows["isnet_fp16"] and "(default)" in rows["isnet_fp16"] and "yes" in rows["isnet_fp16"]
-    )
-    assert "small" in rows["isnet_quint8"] and "42.3 MiB" in rows["isnet_quint8"]
+    rows = {
+        line.split()[0]: line
+        for line in text.splitlines()[1:]
+        if line and not line.startswith(("cache", "your own"))
+    }
+    assert set(rows) == set(MODELS)
+    assert "(large)" in rows["isnet"] and "isnet-imgly" in rows["isnet"]
+    # the derived model's size is its built file's, not "?" (issue 24 item 19)
+    assert "168.0 MiB" in rows["isnet"] and "yes" in rows["isnet"]
+    assert "(medium)" in rows["isnet_fp16"] and "[default]" in rows["isnet_fp16"] and "yes" in rows["isnet_fp16"]
+    assert "(small)" in rows["isnet_quint8"] and "42.3 MiB" in rows["isnet_quint8"]
+    assert "CC BY-NC 4.0" in rows["bria-rmbg-2.0"] and "birefnet" in rows["bria-rmbg-2.0"]
+    assert "2560x1440" in rows["birefnet-lite-2k"]
     assert f"cache: {model_settings.models_dir}" in text
 
 
@@ -513,13 +521,24 @@ def test_models_list_json(model_settings: Settings) -> None:
     result = run("models", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"isnet", "isnet_fp16", "isnet_quint8"}
+    assert set(rows) == set(MODELS)
     assert rows["isnet"]["aliases"] == ["large"]
     assert rows["isnet_fp16"]["aliases"] == ["medium"]
     assert rows["isnet_quint8"]["aliases"] == ["small"]
     assert rows["isnet_fp16"]["default"] is True and rows["isnet_fp16"]["installed"] is True
     assert rows["isnet_fp16"]["path"] == str(model_settings.models_dir / "isnet_fp16.onnx")
     assert rows["isnet_fp16"]["size"] == 88_188_479
+    lite = rows["birefnet-general-lite"]
+    assert lite["family"] == "birefnet" and lite["license"] == "MIT" and lite["input"] == "1024x1024"
+    assert lite["url"].startswith("https://") and len(lite["sha256"]) == 64 and len(lite["md5"]) == 32
+
+
+def test_models_verify_checks_the_derived_model_too(model_settings: Settings) -> None:
+    """``isnet`` is derived locally: verify checks it against its record (issue 24 item 19)."""
+    fetch_model("isnet", model_settings)
+    result = run("models", "verify", "isnet", "isnet_fp16")
+    assert result.exit_code == 0, result.output
+    assert [ln.split() for ln in result.stdout.splitlines()] == [["isnet", "ok"], ["isnet_fp16", "ok"]]
 
 
 def test_models_path(model_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
