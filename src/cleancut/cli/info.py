@@ -26,6 +26,7 @@ __all__ = ["info_cmd"]
     default=DEFAULT_MODEL,
     show_default=True,
     type=click.Choice(model_names(), case_sensitive=False),
+    help="The model whose session (backend, provider, threads) is reported.",
 )
 @engine_options
 @click.option("--strict-device", is_flag=True, help="Fail if the device cannot be used.")

@@ -57,7 +57,24 @@ class _Run:
     photo_only: tuple[str, ...] = ()
 
 
-@click.command("remove")
+#: ``remove --help``'s examples (\b keeps click from rewrapping the block).
+_EXAMPLES = """Examples:
+
+\b
+  cleancut photo.jpg                        photo.cutout.png beside it
+  cleancut photo.jpg -o out.webp -q 0.9     WebP (the format follows -o's extension)
+  cleancut photos/ -o cutouts/              a folder, recursively; reruns skip done files
+  cleancut photos/ -o masks/ -t mask        8-bit gray masks
+  cleancut - < in.jpg > out.png             stdin to stdout
+  cleancut shoes/ -o shop/ -f jpeg --preset ecommerce
+  cleancut me.jpg -o portrait.jpg --background blur --refine guided
+  cleancut photo.jpg --device gpu --strict-device
+  cleancut -v photo.jpg                     which model, backend, device and threads run
+  cleancut -vv photos/ -o out/              also each file's stage timings
+"""
+
+
+@click.command("remove", epilog=_EXAMPLES)
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option(
     "-o",

@@ -36,7 +36,9 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port to listen on."
+)
 @click.option(
     "--workers",
     default=1,
@@ -73,7 +75,8 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     default=DEFAULT_SERVER_MAX_PIXELS,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Largest image, in pixels (413 above).",
+    help="Largest image, in pixels (413 above). Half the CLI's 100,000,000: the server may hold "
+    "workers + queue-size images at once (CLEANCUT_MAX_PIXELS does not apply here).",
 )
 @click.option(
     "--timeout",
@@ -188,7 +191,13 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     help="Folder with onnxruntime-web's files (default: the copy the wheel carries, else the cache, "
     "else fetched once from the npm registry).",
 )
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where models (and onnxruntime-web) are kept (env CLEANCUT_CACHE_DIR; default: the user "
+    "cache folder).",
+)
 @click.option("--offline/--online", default=None, help="Never use the network (env CLEANCUT_OFFLINE).")
 @click.option("--model-url", default=None, metavar="URL", help="Base URL of the model chunks.")
 @click.option(
@@ -218,6 +227,8 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+    help="Log level of cleancut and uvicorn; info includes one logfmt line per request "
+    "(cleancut.access), debug also the /healthz and /readyz probes.",
 )
 def serve(
     host: str,
