@@ -21,7 +21,7 @@ from tinygraphs import REFERENCES, expected_value, flat_photo, make_graph
 
 #: a colour whose normalised channels differ in every family
 RGB = (250, 10, 60)
-HEAD = {"isnet-imgly": "logits", "isnet": "ramp", "birefnet": "logits", "ben2": "logits", "u2net": "ramp"}
+HEAD = {"isnet-imgly": "logits", "isnet": "ramp", "birefnet": "logits", "ben2": "ramp", "u2net": "ramp"}
 
 
 @pytest.fixture
@@ -102,16 +102,26 @@ def test_the_final_map_among_several_is_the_family_s(
     assert abs(float(np.median(mask)) - want) <= 1.5
 
 
+def test_a_constant_map_keeps_its_value_through_the_min_max_rescale(tmp_path: Path, settings) -> None:
+    """(y − min) / (max − min) is 0/0 on a flat map: it is left as the network gave it."""
+    graph = make_graph(tmp_path / "flatmap.onnx", head="sigmoid")
+    remover = Remover(graph, model_family="isnet", backend="onnxruntime", settings=settings)
+    assert remover.recipe.rescale == "minmax"
+    mask = remover.segment(flat_photo(RGB)).mask
+    want = 255 / (1 + np.exp(-REFERENCES["isnet"].z(RGB)))
+    assert abs(float(np.median(mask)) - want) <= 1.5
+
+
 def test_fp16_weights_are_widened_for_the_cpu(tmp_path: Path, settings) -> None:
     graph = make_graph(tmp_path / "half.onnx", head="logits", fp16=True)
-    remover = Remover(graph, model_family="ben2", backend="onnxruntime", settings=settings)
+    remover = Remover(graph, model_family="birefnet", backend="onnxruntime", settings=settings)
     mask = remover.segment(flat_photo(RGB)).mask
     assert remover.prepared().info.has_fp16
     import onnx
 
     prepared = onnx.load(str(remover.prepared().path))
     assert all(t.data_type != onnx.TensorProto.FLOAT16 for t in prepared.graph.initializer)
-    want = 255 / (1 + np.exp(-REFERENCES["ben2"].z(RGB)))
+    want = 255 / (1 + np.exp(-REFERENCES["birefnet"].z(RGB)))
     assert abs(float(np.median(mask)) - want) <= 1.5
 
 

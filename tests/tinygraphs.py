@@ -51,7 +51,7 @@ REFERENCES = {
     "isnet-imgly": Reference(1.0, (128.0, 128.0, 128.0), (256.0, 256.0, 256.0)),
     "isnet": Reference(1 / 255, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), minmax=True),
     "birefnet": Reference(1 / 255, IMAGENET_MEAN, IMAGENET_STD, sigmoid=True),
-    "ben2": Reference(1 / 255, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), sigmoid=True),
+    "ben2": Reference(1 / 255, IMAGENET_MEAN, IMAGENET_STD, sigmoid=True, minmax=True),
     "u2net": Reference(1 / 255, IMAGENET_MEAN, IMAGENET_STD, minmax=True),
 }
 
@@ -128,8 +128,12 @@ def expected_value(ref: Reference, rgb: tuple[int, int, int], head: str, column:
     if head == "ramp":
         z *= RAMP_GAIN
         r = 1.0 + column
-        v = r * z + r * r
-        lo, hi = z + 1.0, 2 * z + 4.0
+        v, lo, hi = r * z + r * r, z + 1.0, 2 * z + 4.0  # the ramp's value, its min and max
+
+        def act(u: float) -> float:
+            return 1.0 / (1.0 + math.exp(-u)) if ref.sigmoid else u
+
+        v, lo, hi = act(v), act(lo), act(hi)
         return (v - lo) / (hi - lo) if ref.minmax else v
     if head == "sigmoid" or ref.sigmoid:
         return 1.0 / (1.0 + math.exp(-z))

@@ -49,7 +49,8 @@ OUTPUT_NAME = "output"
 INPUT_NAME = "input"
 #: Bump when the preparation changes, so cached graphs are rebuilt.
 #: 2: pruned graphs are written in topological order. 3: families (widening, activation).
-_PREP_VERSION = 3
+#: 4: a constant map keeps its value through the min-max rescale.
+_PREP_VERSION = 4
 
 
 def _node_inputs(node: onnx.NodeProto) -> list[str]:
@@ -457,14 +458,29 @@ def append_activation(model: onnx.ModelProto, *, sigmoid: bool, minmax: bool) ->
         nodes.append(helper.make_node("Sigmoid", [cur], [nxt], name="cleancut_sigmoid"))
         cur = nxt
     if minmax:
-        lo, hi = f"{name}__cleancut_min", f"{name}__cleancut_max"
-        num, den = f"{name}__cleancut_num", f"{name}__cleancut_den"
+        # (y − min) / (max − min); a constant map (max = min) is left as it is, not 0/0
+        import numpy as np
+        from onnx import numpy_helper
+
+        elem = graph.output[0].type.tensor_type.elem_type
+        kind = {10: np.float16, 11: np.float64}.get(elem, np.float32)
+        parts = ("min", "max", "num", "den", "flat", "safe", "q", "zero", "one")
+        t = {k: f"{name}__cleancut_{k}" for k in parts}
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(0, kind), t["zero"]),
+                numpy_helper.from_array(np.array(1, kind), t["one"]),
+            ]
+        )
         nodes += [
-            helper.make_node("ReduceMin", [cur], [lo], name="cleancut_min", keepdims=1),
-            helper.make_node("ReduceMax", [cur], [hi], name="cleancut_max", keepdims=1),
-            helper.make_node("Sub", [cur, lo], [num], name="cleancut_sub"),
-            helper.make_node("Sub", [hi, lo], [den], name="cleancut_range"),
-            helper.make_node("Div", [num, den], [name], name="cleancut_rescale"),
+            helper.make_node("ReduceMin", [cur], [t["min"]], name="cleancut_min", keepdims=1),
+            helper.make_node("ReduceMax", [cur], [t["max"]], name="cleancut_max", keepdims=1),
+            helper.make_node("Sub", [cur, t["min"]], [t["num"]], name="cleancut_sub"),
+            helper.make_node("Sub", [t["max"], t["min"]], [t["den"]], name="cleancut_range"),
+            helper.make_node("Equal", [t["den"], t["zero"]], [t["flat"]], name="cleancut_flat"),
+            helper.make_node("Where", [t["flat"], t["one"], t["den"]], [t["safe"]], name="cleancut_safe"),
+            helper.make_node("Div", [t["num"], t["safe"]], [t["q"]], name="cleancut_rescale"),
+            helper.make_node("Where", [t["flat"], cur, t["q"]], [name], name="cleancut_keep_flat"),
         ]
     graph.node.extend(nodes)
     del graph.value_info[:]  # the raw map's recorded shape keeps no stale name
