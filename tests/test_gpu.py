@@ -289,6 +289,10 @@ def test_two_onnxruntime_builds_are_found_and_the_printed_fix_works(
     code, _, err = venv.cleancut(str(ASTRONAUT), "-o", str(tmp_path / "b.png"), "--backend", "onnxruntime")
     assert code == 0, err  # auto still cuts, on the CPU, and warns with the same fix
     assert "WARNING" in err and fix in err
+    # --device gpu with the backend left to choose (OpenVINO may take the CPU): said once too
+    code, _, err = venv.cleancut(str(ASTRONAUT), "-o", str(tmp_path / "c.png"), "--device", "gpu")
+    assert code == 0, err
+    assert err.count(fix) == 1, err
 
     venv.run_fix(fix)
     info = venv.info()

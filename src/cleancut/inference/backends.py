@@ -284,6 +284,12 @@ def resolve(
         return Choice("openvino", "requested")
     if requested == "onnxruntime":
         return Choice("onnxruntime", "requested")
+    if device != "cpu" and not (device == "gpu" and strict):  # strict: the session raises with it
+        from .ortinstall import conflict, warn_once
+
+        clash = conflict()  # two onnxruntime builds hide the GPU one: said whichever backend runs
+        if clash is not None:
+            warn_once(clash)
     if device != "cpu" and gpu_providers_present():
         return Choice("onnxruntime", "a GPU provider is present: onnxruntime on the GPU")
     if device == "gpu" and strict:

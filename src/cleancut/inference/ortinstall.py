@@ -17,6 +17,7 @@ import logging
 import re
 import shlex
 import sys
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "onnxruntime_distributions",
     "pip",
     "preload_gpu_libraries",
+    "warn_once",
 ]
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,20 @@ def broken_install(dists: list[OrtDistribution] | None = None) -> str | None:
         f"the onnxruntime package is broken: {why}. Reinstall one build: "
         f"{pip('uninstall', '-y', *names)} && {pip('install', _keep(names))}"
     )
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time this process meets it (the backend choice
+    and the session both check the install; the user needs to read it once)."""
+    with _warned_lock:
+        first = message not in _warned
+        _warned.add(message)
+    if first:
+        log.warning("%s", message)
 
 
 def install_problem() -> str | None:

@@ -192,7 +192,7 @@ def normalize_device(device: str) -> Device:
 
 
 def _choose_providers(device: Device, strict: bool) -> tuple[list[str], str]:
-    from .ortinstall import broken_install, conflict, onnxruntime_distributions, pip
+    from .ortinstall import broken_install, conflict, onnxruntime_distributions, pip, warn_once
 
     broken = broken_install()
     if broken is not None:  # nothing runs, not even on the CPU
@@ -203,9 +203,9 @@ def _choose_providers(device: Device, strict: bool) -> tuple[list[str], str]:
     clash = conflict()
     available = available_providers()
     gpus = [p for p in GPU_PROVIDERS if p in available]
+    if clash is not None and not (device == "gpu" and strict and not gpus):
+        warn_once(clash)
     if gpus:
-        if clash is not None:
-            log.warning("%s", clash)
         return [*gpus, CPU_PROVIDER], f"GPU providers present: {', '.join(gpus)}"
     if clash is not None:
         why = clash
@@ -218,8 +218,10 @@ def _choose_providers(device: Device, strict: bool) -> tuple[list[str], str]:
         )
     if device == "gpu" and strict:
         raise DeviceError(f"device=gpu with strict mode, but {why}")
-    if device == "gpu" or clash is not None:
-        log.warning("device=%s: %s; running on the CPU", device, why)
+    if clash is not None:
+        log.info("device=%s: running on the CPU (see the warning above)", device)
+    elif device == "gpu":
+        log.warning("device=gpu: %s; running on the CPU", why)
     else:
         log.info("device=auto: %s; running on the CPU", why)
     return [CPU_PROVIDER], why
