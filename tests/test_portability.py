@@ -75,9 +75,24 @@ def test_stale_temp_sweeps_tell_dead_writers_from_live_ones_without_os_kill(
     assert live_dir.is_dir()
 
 
+def _guarded_imports(tree: ast.AST) -> set[int]:
+    """Imports inside ``try: … except ImportError:`` (the except branch is the other OSes' way)."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
+            guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return guarded
+
+
 def _posix_only_uses(tree: ast.AST) -> list[str]:
     found: list[str] = []
+    guarded = _guarded_imports(tree)
     for node in ast.walk(tree):
+        if id(node) in guarded and isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name.split(".")[0] in POSIX_ONLY_MODULES]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -93,6 +108,20 @@ def _posix_only_uses(tree: ast.AST) -> list[str]:
 def test_the_scan_finds_what_it_looks_for() -> None:
     code = "import fcntl\nimport os, signal\nos.kill(1, 0)\nsignal.SIGKILL\nfrom resource import getrlimit\n"
     assert sorted(_posix_only_uses(ast.parse(code))) == ["fcntl", "os.kill", "resource", "signal.SIGKILL"]
+    fallback = "try:\n    import resource\nexcept ImportError:\n    resource = None\n"
+    assert _posix_only_uses(ast.parse(fallback)) == []
+
+
+def test_peak_memory_is_measured_in_bytes() -> None:
+    """The backend self-check's peak memory, through the portable helper: this process holds
+    at least the interpreter and numpy, tens of MiB, and less than the machine has."""
+    import psutil
+
+    from cleancut.inference.backends import _peak_rss
+
+    peak = _peak_rss()
+    assert 20 * 2**20 < peak < psutil.virtual_memory().total
+    assert peak >= psutil.Process().memory_info().rss * 0.9
 
 
 def test_no_posix_only_calls_in_the_package() -> None:

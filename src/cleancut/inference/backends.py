@@ -107,10 +107,22 @@ def _selfcheck_photo() -> bytes:
     return resources.files("cleancut").joinpath("data/selfcheck.jpg").read_bytes()
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes, on every OS (``resource`` is POSIX-only
+    and counts KiB on Linux but bytes on macOS; Windows has psutil's ``peak_wset``)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def _check_one(backend: str, graph: str, recipe_json: str, threads: int, cache_dir: str, out: str) -> None:
     """In the child: load ``graph`` on ``backend``, run the bundled photo twice (the first
     pass allocates and tunes), save the second's output to ``out`` and print the timings."""
-    import resource
     import time
 
     from .. import pipeline
@@ -147,14 +159,14 @@ def _check_one(backend: str, graph: str, recipe_json: str, threads: int, cache_d
     y = sess.run(x)
     second = time.perf_counter() - t2
     np.save(out, np.asarray(y, dtype=np.float32))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_rss()
     print(
         json.dumps(
             {
                 "load_s": round(load, 4),
                 "first_s": round(first, 4),
                 "s": round(second, 4),
-                "peak_rss": int(peak_kb) * 1024,
+                "peak_rss": peak,
                 "precision": getattr(sess, "precision", None),
             }
         )
