@@ -330,8 +330,11 @@ def test_a_cuda_provider_that_does_not_load_says_what_to_install(
     stays the image (onnxruntime prints its own fallback notes to stdout), strict fails."""
     venv = ScratchVenv(tmp_path / "venv", ort_wheels)
     venv.install("onnxruntime-gpu")
-    assert venv.info()["onnxruntime_problem"] is None
     want = f"{venv.python} -m pip install 'onnxruntime-gpu[cuda,cudnn]'"
+    info = venv.info()
+    assert info["onnxruntime_problem"] is None and "CUDAExecutionProvider" in info["available_providers"]
+    assert info["session"]["provider"] == "CPUExecutionProvider"  # what really runs, and why:
+    assert "did not load" in info["session"]["reason"] and want in info["session"]["reason"]
     code, out, err = venv.cleancut(
         "-", "--device", "gpu", "--backend", "onnxruntime", stdin=ASTRONAUT.read_bytes()
     )
