@@ -4,17 +4,21 @@ that the local batch and the Ray engine both go through."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
+from ..errors import CancelledError
 from .app import echo, one_line
 
-__all__ = ["BatchProgress", "Counts", "FetchProgress", "Row"]
+__all__ = ["BatchProgress", "Counts", "FetchProgress", "Row", "interrupt_as_cancel"]
 
 
 class FetchProgress:
@@ -69,12 +73,38 @@ class Row:
     data: bytes | None = None  # the encoded output of a stdout job
 
 
+@contextlib.contextmanager
+def interrupt_as_cancel(quiet: bool) -> Iterator[threading.Event]:
+    """While the block runs, a first Ctrl-C (SIGINT) sets the yielded event instead of
+    raising: the batch stops starting images, finishes and reports the ones whose output is
+    being written, and the caller prints its summary. A second Ctrl-C raises at once, as
+    usual. Outside the main thread (no handler can be set there) the event never fires."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def first(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not quiet:
+            click.echo("stopping: finishing the images in flight (Ctrl-C again to stop now)", err=True)
+
+    before = signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 @dataclass
 class Counts:
     written: int = 0
     skipped: int = 0
     failed: int = 0
     seconds: float = 0.0
+    #: the run was stopped (Ctrl-C) before every input was done
+    cancelled: bool = False
 
     @property
     def total(self) -> int:
@@ -106,11 +136,12 @@ class BatchProgress:
         self.bar.refresh()
 
     def run(self, rows: Iterable[Row]) -> Counts:
-        """Show every row as it finishes; the counts once all have."""
+        """Show every row as it finishes; the counts once all have, or once ``rows`` stops
+        with :class:`~cleancut.errors.CancelledError` (``cancelled`` set)."""
         counts = Counts()
         started = time.perf_counter()
         try:
-            for row in rows:
+            for row in _until_cancelled(rows, counts):
                 setattr(counts, row.status, getattr(counts, row.status) + 1)
                 self.bar.update(1)
                 if row.status == "failed":
@@ -126,3 +157,10 @@ class BatchProgress:
             self.bar.close()
         counts.seconds = time.perf_counter() - started
         return counts
+
+
+def _until_cancelled(rows: Iterable[Row], counts: Counts) -> Iterator[Row]:
+    try:
+        yield from rows
+    except CancelledError:
+        counts.cancelled = True
