@@ -542,3 +542,51 @@ def test_fifo_symlink_loop_and_an_input_as_output(
     assert f"{uri}/loop.jpg" in str(got["loop.jpg"].error) and "symbolic links" in str(got["loop.jpg"].error)
     with Image.open(tmp_path / "out" / "chelsea.png") as img:
         assert img.mode == "RGBA"
+
+
+# ------------------------------------------------------------- Ray Data's MapWorker notice (issue 24)
+
+#: What Ray 2.60's core worker printed on every run (issue 24, item 19)
+MAPWORKER_NOTICE = (
+    "[2026-12-07 10:38:11,991 E 31850 31850] core_worker.cc:2465: Actor with class name: "
+    "'MapWorker(MapBatches(CutoutActor))' and ID: 'a998891d62bbc6b292a704e801000000' has constructor "
+    "arguments in the object store and max_restarts > 0. If the arguments in the object store go out "
+    "of scope or are lost, the actor restart will fail. See https://github.com/ray-project/ray/issues/"
+    "53727 for more details."
+)
+
+
+def test_the_stderr_filter_drops_only_the_mapworker_notice(capfd: pytest.CaptureFixture[str]) -> None:
+    """Written to fd 2 from below Python (as Ray's C++ logger does): the notice goes, every
+    other line (another core_worker error included) and a bar's redraw without a line end
+    come through, in order."""
+    other = "[2026-12-07 10:38:12,000 E 1 1] core_worker.cc:99: a real error about an object"
+    with ray_driver.without_ray_data_noise():
+        os.write(2, f"before\n{MAPWORKER_NOTICE}\n".encode())
+        os.write(2, MAPWORKER_NOTICE[:40].encode())  # a line arriving in pieces
+        os.write(2, f"{MAPWORKER_NOTICE[40:]}\n{other}\n".encode())
+        os.write(2, b"\r 50%|#####     | 1/2")
+        os.write(2, b"\n[partial")
+    err = capfd.readouterr().err
+    assert err == f"before\n{other}\n\r 50%|#####     | 1/2\n[partial"
+
+
+def test_a_cli_ray_run_prints_no_mapworker_notice(model_settings: Settings, tmp_path: Path) -> None:
+    """A real `cleancut IN -o OUT --engine ray` (its own local Ray, in a child process):
+    its stderr is the run's lines and summary, without Ray Data's MapWorker notice."""
+    import subprocess
+
+    touch(tmp_path / "in" / "chelsea.jpg", (EXAMPLES / "chelsea.jpg").read_bytes())
+    env = {**os.environ, "CLEANCUT_CACHE_DIR": str(model_settings.cache_dir), "CLEANCUT_OFFLINE": "1"}
+    args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--engine", "ray", "--num-workers", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "cleancut", *args, "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "core_worker.cc" not in proc.stderr and "max_restarts" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("1 written, 0 skipped, 0 failed, of 1 in"), proc.stderr

@@ -419,6 +419,7 @@ def _remove_on_ray(inputs: tuple[str, ...], output: str, options: CutOptions, ru
     batch; the work runs in :mod:`cleancut.distributed`, which plans its own inputs (URIs
     included)."""
     from ..distributed import manifest_location, run_ray
+    from ..distributed.driver import without_ray_data_noise
 
     progress = BatchProgress(total=0, quiet=run.quiet)
 
@@ -441,7 +442,9 @@ def _remove_on_ray(inputs: tuple[str, ...], output: str, options: CutOptions, ru
         quiet=not log.isEnabledFor(logging.INFO),
         on_start=on_start,
     )
-    counts = progress.run(Row(r.status, r.input, r.output, r.error) for r in results)
+    # the bar decided above, on the real stderr; Ray Data's MapWorker notice left out
+    with without_ray_data_noise():
+        counts = progress.run(Row(r.status, r.input, r.output, r.error) for r in results)
     if counts.total == 0:
         sys.exit(1)
     if not run.quiet:

@@ -249,16 +249,18 @@ def remove_videos(
                 result: VideoResult | RayVideoResult = remove_video(job.source, dst, remover=remover, **cut)
             else:
                 from ..distributed import run_ray_video
+                from ..distributed.driver import without_ray_data_noise
 
-                result = run_ray_video(
-                    job.source,
-                    dst,
-                    engine=engine,
-                    settings=dict(ray.overrides),
-                    address=ray.address,
-                    num_workers=ray.num_workers,
-                    **cut,
-                )
+                with without_ray_data_noise():  # Ray Data's MapWorker notice left out
+                    result = run_ray_video(
+                        job.source,
+                        dst,
+                        engine=engine,
+                        settings=dict(ray.overrides),
+                        address=ray.address,
+                        num_workers=ray.num_workers,
+                        **cut,
+                    )
         except CleancutError as exc:
             for bar in bars:
                 bar.close()

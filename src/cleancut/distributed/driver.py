@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import os
+import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -28,7 +30,7 @@ from .jobs import RayInputs, RayJob, RayResult, Status, existing_outputs, plan_r
 from .manifest import Manifest, read_manifest
 from .uris import is_local
 
-__all__ = ["ACTOR_TASK_RETRIES", "import_ray", "ray_session", "run_ray"]
+__all__ = ["ACTOR_TASK_RETRIES", "import_ray", "ray_session", "run_ray", "without_ray_data_noise"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,72 @@ def import_ray() -> Any:
             "install it with: pip install 'cleancut[ray]'"
         ) from None
     return ray
+
+
+#: The line Ray's core worker logs (at error level, on the driver's stderr) for every actor
+#: of Ray Data's own pools: they take references as constructor arguments and Ray Data
+#: restarts them (max_restarts=-1), which Ray warns about whoever the caller is
+#: (ray-project/ray#57733). The references live as long as the dataset, so it is noise here;
+#: our actor options are not its cause (max_restarts=0 would end retries after a crash).
+_RAY_DATA_NOISE: Final = re.compile(
+    rb"^\[[^\]]*\] core_worker\.cc:\d+: Actor with class name: 'MapWorker\(.*\)' and ID: '[0-9a-f]+' "
+    rb"has constructor arguments in the object store and max_restarts > 0\."
+)
+
+
+@contextlib.contextmanager
+def without_ray_data_noise(fd: int = 2) -> Iterator[None]:
+    """While the block runs, pass what is written to ``fd`` (stderr) on, except whole lines
+    of Ray's MapWorker notice (:data:`_RAY_DATA_NOISE`): Ray logs it from C++, below Python's
+    logging, so only the file descriptor can filter it. Text without a line end (a bar's
+    redraw) is passed on at once, or within 0.2 s when it might start a Ray line. POSIX only
+    (elsewhere the block runs unfiltered); callers decide ``isatty`` before entering."""
+    if os.name != "posix":
+        yield
+        return
+    import select
+    import threading
+
+    sys.stderr.flush()
+    original = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def forward(data: bytes) -> None:
+        while data:
+            data = data[os.write(original, data) :]
+
+    def pump() -> None:
+        pending = b""
+        while True:
+            ready, _, _ = select.select([read_end], [], [], 0.2)
+            if not ready:  # idle: nothing more of a held line is coming soon
+                forward(pending)
+                pending = b""
+                continue
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not _RAY_DATA_NOISE.match(line))
+            if not pending.startswith(b"["):  # cannot be a Ray log line: no reason to wait
+                kept, pending = kept + pending, b""
+            forward(kept)
+        forward(pending)
+        os.close(read_end)
+        os.close(original)
+
+    thread = threading.Thread(target=pump, name="cleancut-ray-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        # fd back on the real stderr; the pump sees the pipe's end once Ray's children that
+        # inherited it are gone too (ray.shutdown), and closes its own descriptors
+        os.dup2(original, fd)
+        thread.join(timeout=2.0)
 
 
 def _cluster_cpus(ray: Any) -> int:
