@@ -60,7 +60,7 @@ def main() -> None:
     from cleancut.inference.runtime import create_onnxruntime_session, default_threads
     from cleancut.io.decode import decode
     from cleancut.models import resolve_model
-    from cleancut.models.graph import prepare
+    from cleancut.models.prepare import prepare
     from cleancut.models.store import ensure_model, fetch_model, model_sha256
     from cleancut.passes import Pass, pass_input
 

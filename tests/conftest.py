@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from cleancut import Remover, Settings, pipeline
-from cleancut.models.families.isnet_imgly import published_recipe
 from cleancut.errors import DownloadError
 from cleancut.models import DATA_PACKAGE, DATA_VERSION, MODELS
 from cleancut.models.download import _UrlSource, npm_pack
+from cleancut.models.families.isnet_imgly import published_recipe
 from cleancut.models.store import fetch_model
 
 REPO = Path(__file__).resolve().parents[1]

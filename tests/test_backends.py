@@ -10,9 +10,8 @@ import pytest
 
 from cleancut import Remover
 from cleancut.inference import backends
-from tinygraphs import make_graph
-
 from conftest import model_settings_for
+from tinygraphs import make_graph
 
 pytest.importorskip("openvino")
 

@@ -250,7 +250,7 @@ def test_corrupt_model_is_noticed_by_the_next_run(
     """On a CPU, ``isnet_fp16`` runs from its prepared fp32 widening in ``<cache>/graphs``:
     damage to that file (what actually runs) is noticed by the next process that loads it,
     which rebuilds it from the verified fp16 model and cuts out correctly."""
-    from cleancut.models.graph import prepare
+    from cleancut.models.prepare import prepare
 
     settings = _tmp_cache(model_settings, tmp_path, mirror.url, SPEC.filename)
     path = prepare(SPEC, installed_path(SPEC, settings), SPEC.sha256 or "", settings, gpu=False).path
@@ -283,7 +283,7 @@ def test_corrupt_model_is_noticed_by_the_next_run(
 @pytest.mark.parametrize("damage", ["flip", "flip-keep-mtime", "truncate"])
 def test_corrupt_cached_graph_is_rebuilt(model_settings: Settings, tmp_path: Path, damage: str) -> None:
     """The pruned graph in ``<cache>/graphs`` is what runs; damage to it is noticed too."""
-    from cleancut.models.graph import prepare
+    from cleancut.models.prepare import prepare
 
     def prepared_graph(spec: object, model: Path, settings: Settings) -> Path:
         return prepare(SPEC, model, SPEC.sha256 or "", settings, gpu=False).path

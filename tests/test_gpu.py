@@ -30,7 +30,7 @@ from cleancut.batch import OutputOptions, plan_jobs, run_jobs
 from cleancut.inference.runtime import create_onnxruntime_session, gpu_providers_present
 from cleancut.io.decode import decode
 from cleancut.models import MODELS
-from cleancut.models.graph import prepare
+from cleancut.models.prepare import prepare
 from cleancut.models.store import fetch_model
 from conftest import imgly_preprocess
 

@@ -22,8 +22,9 @@ import pytest
 from cleancut import CancelledError, ModelError, Settings
 from cleancut.io.decode import decode
 from cleancut.models import MODELS
-from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prepare, prune_outputs
+from cleancut.models.graph import OUTPUT_NAME, ensure_derived, fp16_to_fp32, prune_outputs
 from cleancut.models.installed import sha256_file, verify_installed
+from cleancut.models.prepare import prepare
 from cleancut.models.store import fetch_model
 from cleancut.pipeline import postprocess
 from conftest import imgly_preprocess as preprocess

@@ -19,12 +19,12 @@ single pass's contrast (IS-Net's 1.5 was chosen on the dev set's tune half).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, get_args
 
 import numpy as np
 
 from .errors import InvalidOptionError
+from .models.families.base import Pass
 
 if TYPE_CHECKING:
     from .models.families.base import Recipe
@@ -47,26 +47,6 @@ MODE_HELP: Final = (
     "and its mirror, and for IS-Net the same pair at 768², averaged: about 3.1× the network "
     "time for IS-Net) or fast (one smaller pass where the model allows it: IS-Net at 768²)."
 )
-
-
-@dataclass(frozen=True)
-class Pass:
-    """One network run: the photo resized to ``size`` wide and ``height`` high (``size``²
-    when ``height`` is not given), mirrored left-right if ``flip``."""
-
-    size: int = 1024
-    flip: bool = False
-    height: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.height is None:
-            object.__setattr__(self, "height", self.size)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) of the network input."""
-        assert self.height is not None
-        return self.height, self.size
 
 
 def normalize_quality_mode(value: object) -> QualityMode:

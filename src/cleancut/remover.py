@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
     from .edges import EdgeOptions
     from .framing import Framing
     from .models.families import Recipe
-    from .models.graph import Prepared
+    from .models.prepare import Prepared
 
 # Cutout, check_options, make_cutout, make_mask and DEFAULT_PNG_LEVEL live in cutout, stages
 # and options; they stay importable from here, where callers have long found them.

@@ -33,7 +33,7 @@ from ..progress import ProgressCallback
 from .runtime import Backend, Device, default_threads, gpu_providers_present
 
 if TYPE_CHECKING:
-    from ..models.graph import Prepared
+    from ..models.prepare import Prepared
 
 __all__ = ["CHECK_TIMEOUT", "MEMORY_BUDGET", "Choice", "resolve", "self_check"]
 

@@ -1,13 +1,12 @@
-"""Graph preparation: what a backend loads, made once per machine from a model file.
+"""Graph surgery on ONNX models, and the derived and resized graphs built with it.
 
-A model file is read once (:func:`inspect`: its input, outputs, operators, metadata) and
-checked by its family. The graph a backend loads is then prepared from it, as the family's
-recipe says: pruned to the final map (IS-Net's exports have 12 more outputs, side maps and
-feature maps, some 64×512×512, that cost time and memory), fp16 weights widened to fp32 on
-a CPU (onnxruntime's CPU kernels compute fp16 in fp32 anyway, inserting casts; measured
-1.06–1.24× slower), a sigmoid and a min-max rescale appended where the family's map needs
-them (so every backend runs them), and a symbolic batch dimension on a GPU. Prepared graphs
-are cached under ``<cache>/graphs`` with a record of what they are, checked like models.
+Pruning to the outputs that are read (IS-Net's exports have 12 more outputs than the final
+map, side maps and feature maps, some 64×512×512, that cost time and memory), widening fp16
+weights to fp32 (onnxruntime's CPU kernels compute fp16 in fp32 anyway, inserting casts;
+measured 1.06–1.24× slower), a symbolic batch dimension, and IS-Net's upsampling targets
+rescaled for another input size. Built graphs are cached under ``<cache>/graphs`` with a
+record (size, SHA-256), checked like models. :mod:`cleancut.models.prepare` puts these
+together for a model's family.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,17 +28,19 @@ from .registry import ModelSpec, resolve_model
 if TYPE_CHECKING:
     import onnx
 
-    from .families import Family, GraphInfo, Recipe
-
 __all__ = [
     "OUTPUT_NAME",
-    "append_activation",
+    "PREP_VERSION",
     "ensure_derived",
     "fp16_to_fp32",
-    "inspect",
+    "graph_intact",
     "make_batch_dynamic",
-    "prepare",
     "prune_outputs",
+    "resizable_graph",
+    "save_model",
+    "sized_graph",
+    "with_input_size",
+    "write_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ INPUT_NAME = "input"
 #: Bump when the preparation changes, so cached graphs are rebuilt.
 #: 2: pruned graphs are written in topological order. 3: families (widening, activation).
 #: 4: a constant map keeps its value through the min-max rescale.
-_PREP_VERSION = 4
+PREP_VERSION = 4
 
 
 def _node_inputs(node: onnx.NodeProto) -> list[str]:
@@ -185,7 +185,7 @@ def fp16_to_fp32(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _save_atomic(model: onnx.ModelProto, target: Path) -> tuple[int, str]:
+def save_model(model: onnx.ModelProto, target: Path) -> tuple[int, str]:
     import hashlib
 
     data = model.SerializeToString()
@@ -194,7 +194,7 @@ def _save_atomic(model: onnx.ModelProto, target: Path) -> tuple[int, str]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def _write_record(target: Path, record: dict[str, object]) -> None:
+def write_record(target: Path, record: dict[str, object]) -> None:
     with atomic_writer(target.with_name(target.name + ".json")) as f:
         f.write(json.dumps(record, indent=2, sort_keys=True).encode())
 
@@ -204,7 +204,7 @@ def _record_current(target: Path, base_spec: ModelSpec) -> bool:
     try:
         record = json.loads(target.with_name(target.name + ".json").read_text())
         return bool(
-            record["prep_version"] == _PREP_VERSION
+            record["prep_version"] == PREP_VERSION
             and record["derived_from"] == base_spec.name
             and (base_spec.sha256 is None or record["base_sha256"] == base_spec.sha256)
         )
@@ -225,7 +225,7 @@ def ensure_derived(
     base_spec = resolve_model(spec.derived_from)
     target = installed_path(spec, settings)
     # A derived file built by an older preparation (or from other base weights) is rebuilt:
-    # bumping _PREP_VERSION must reach caches that already hold a verified derived file.
+    # bumping PREP_VERSION must reach caches that already hold a verified derived file.
     if not force and _record_current(target, base_spec) and verify_installed(spec, target):
         return target
     import onnx  # only when building: the import alone costs ~0.2 s of every cold start
@@ -242,8 +242,8 @@ def ensure_derived(
     except Exception as exc:
         raise ModelError(f"cannot read {base}: {exc}") from exc
     model = fp16_to_fp32(prune_outputs(model))
-    size, digest = _save_atomic(model, target)
-    _write_record(
+    size, digest = save_model(model, target)
+    write_record(
         target,
         {
             "name": spec.name,
@@ -251,7 +251,7 @@ def ensure_derived(
             "base_sha256": sha256_file(base),
             "size": size,
             "sha256": digest,
-            "prep_version": _PREP_VERSION,
+            "prep_version": PREP_VERSION,
             "onnx": onnx.__version__,
         },
     )
@@ -274,7 +274,7 @@ def make_batch_dynamic(model: onnx.ModelProto, name: str = "N") -> onnx.ModelPro
     return model
 
 
-def _graph_intact(target: Path) -> bool:
+def graph_intact(target: Path) -> bool:
     try:
         record = json.loads(target.with_name(target.name + ".json").read_text())
         size, digest = int(record["size"]), str(record["sha256"])
@@ -358,8 +358,8 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
 def sized_graph(path: Path, size: int, settings: Settings, *, base: int = 1024) -> Path:
     """``path`` for a ``size``² input (see :func:`with_input_size`), built once and cached
     under ``<cache>/graphs`` beside the other prepared graphs, checked like them."""
-    target = settings.cache_dir / "graphs" / f"{path.stem}.{size}px.v{_PREP_VERSION}.onnx"
-    if _graph_intact(target):
+    target = settings.cache_dir / "graphs" / f"{path.stem}.{size}px.v{PREP_VERSION}.onnx"
+    if graph_intact(target):
         try:
             record = json.loads(target.with_name(target.name + ".json").read_text())
             if record.get("base_size") == path.stat().st_size:
@@ -373,13 +373,13 @@ def sized_graph(path: Path, size: int, settings: Settings, *, base: int = 1024) 
     except Exception as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
     model = with_input_size(model, size, base)
-    nbytes, digest = _save_atomic(model, target)
-    _write_record(
+    nbytes, digest = save_model(model, target)
+    write_record(
         target,
         {
             "size": nbytes,
             "sha256": digest,
-            "prep_version": _PREP_VERSION,
+            "prep_version": PREP_VERSION,
             "input_size": size,
             "base": path.name,
             "base_size": path.stat().st_size,
@@ -387,104 +387,6 @@ def sized_graph(path: Path, size: int, settings: Settings, *, base: int = 1024) 
         },
     )
     return target
-
-
-# --------------------------------------------------------------------------- families
-
-_TYPES = {1: "float", 10: "float16", 11: "double", 2: "uint8", 3: "int8", 6: "int32", 7: "int64"}
-
-
-def _dims(vi: onnx.ValueInfoProto) -> tuple[int | None, ...]:
-    return tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-        for d in vi.type.tensor_type.shape.dim
-    )
-
-
-def inspect(model: onnx.ModelProto) -> GraphInfo:
-    """What a graph says about itself: its one input, its outputs (and the operator making
-    each), its operators, fp16 weights, whether its upsampling targets can be rescaled, and
-    its metadata (``cleancut.family`` names a family). A graph with other than one input is
-    a :class:`~cleancut.errors.ModelError` saying what it has."""
-    from .families import GraphInfo
-
-    graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        found = ", ".join(f"{i.name} {list(_dims(i))}" for i in inputs) or "none"
-        raise ModelError(f"a segmentation graph needs exactly one input (an image); this one has: {found}")
-    inp = inputs[0]
-    producers = {o: node.op_type for node in graph.node for o in node.output}
-    f16 = 10
-    has_fp16 = any(t.data_type == f16 for t in graph.initializer) or any(
-        attr.t.data_type == f16 for node in graph.node for attr in node.attribute if attr.type == 4
-    )
-    return GraphInfo(
-        input_name=inp.name,
-        input_shape=_dims(inp),
-        input_type=_TYPES.get(inp.type.tensor_type.elem_type, str(inp.type.tensor_type.elem_type)),
-        outputs=tuple(
-            (o.name, _dims(o), _TYPES.get(o.type.tensor_type.elem_type, str(o.type.tensor_type.elem_type)))
-            for o in graph.output
-        ),
-        producers={o.name: producers.get(o.name, "") for o in graph.output},
-        op_types=frozenset(node.op_type for node in graph.node),
-        has_fp16=has_fp16,
-        resizable=_resizable(model),
-        metadata={p.key: p.value for p in model.metadata_props},
-    )
-
-
-def append_activation(model: onnx.ModelProto, *, sigmoid: bool, minmax: bool) -> onnx.ModelProto:
-    """End the (single-output) graph with a sigmoid and/or a min-max rescale of its map
-    (``(y − min) / (max − min)`` over the whole map), under the output's own name."""
-    from onnx import helper
-
-    graph = model.graph
-    if len(graph.output) != 1:
-        raise ModelError("append_activation needs a graph with one output (prune it first)")
-    if not (sigmoid or minmax):
-        return model
-    name = graph.output[0].name
-    raw = f"{name}__cleancut_raw"
-    for node in graph.node:  # the map's producer (and any reader) now uses the raw name
-        node.output[:] = [raw if o == name else o for o in node.output]
-        node.input[:] = [raw if i == name else i for i in node.input]
-    cur = raw
-    nodes = []
-    if sigmoid:
-        nxt = name if not minmax else f"{name}__cleancut_sigmoid"
-        nodes.append(helper.make_node("Sigmoid", [cur], [nxt], name="cleancut_sigmoid"))
-        cur = nxt
-    if minmax:
-        # (y − min) / (max − min); a constant map (max = min) is left as it is, not 0/0
-        import numpy as np
-        from onnx import numpy_helper
-
-        elem = graph.output[0].type.tensor_type.elem_type
-        kind = {10: np.float16, 11: np.float64}.get(elem, np.float32)
-        parts = ("min", "max", "num", "den", "flat", "safe", "q", "zero", "one")
-        t = {k: f"{name}__cleancut_{k}" for k in parts}
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(0, kind), t["zero"]),
-                numpy_helper.from_array(np.array(1, kind), t["one"]),
-            ]
-        )
-        nodes += [
-            helper.make_node("ReduceMin", [cur], [t["min"]], name="cleancut_min", keepdims=1),
-            helper.make_node("ReduceMax", [cur], [t["max"]], name="cleancut_max", keepdims=1),
-            helper.make_node("Sub", [cur, t["min"]], [t["num"]], name="cleancut_sub"),
-            helper.make_node("Sub", [t["max"], t["min"]], [t["den"]], name="cleancut_range"),
-            helper.make_node("Equal", [t["den"], t["zero"]], [t["flat"]], name="cleancut_flat"),
-            helper.make_node("Where", [t["flat"], t["one"], t["den"]], [t["safe"]], name="cleancut_safe"),
-            helper.make_node("Div", [t["num"], t["safe"]], [t["q"]], name="cleancut_rescale"),
-            helper.make_node("Where", [t["flat"], cur, t["q"]], [name], name="cleancut_keep_flat"),
-        ]
-    graph.node.extend(nodes)
-    del graph.value_info[:]  # the raw map's recorded shape keeps no stale name
-    return model
 
 
 def _resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
@@ -525,134 +427,5 @@ def _resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
     return targets or None
 
 
-def _resizable(model: onnx.ModelProto) -> bool:
+def resizable_graph(model: onnx.ModelProto) -> bool:
     return _resize_targets(model) is not None
-
-
-def _content_key(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
-
-
-def content_sha256(path: Path, settings: Settings) -> str:
-    """The SHA-256 of a model file, remembered in ``<cache>/hashes`` while the file's size,
-    times and inode are unchanged (a 1 GB model is not hashed on every start)."""
-    import hashlib
-
-    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
-    stamp = settings.cache_dir / "hashes" / f"{name}.json"
-    try:
-        key = _content_key(path)
-    except OSError as exc:
-        raise ModelError(f"cannot read the model {path}: {exc}") from exc
-    try:
-        record = json.loads(stamp.read_text())
-        if record.get("key") == key and isinstance(record.get("sha256"), str):
-            return str(record["sha256"])
-    except (OSError, ValueError):
-        pass
-    try:
-        digest = sha256_file(path)
-    except OSError as exc:
-        raise ModelError(f"cannot read the model {path}: {exc}") from exc
-    try:
-        with atomic_writer(stamp) as f:
-            f.write(json.dumps({"path": str(path), "key": key, "sha256": digest}).encode())
-    except OSError:  # a read-only cache: hash again next time
-        pass
-    return digest
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """The graph a backend loads for one model, and what it was made from."""
-
-    path: Path
-    #: SHA-256 of the prepared graph (what runs): the self-check's key
-    sha256: str
-    #: the model file's own description (inputs, outputs, operators, metadata)
-    info: GraphInfo
-    family: Family
-
-    @property
-    def recipe(self) -> Recipe:
-        return self.family.recipe(self.info)
-
-
-def _family_for(spec: ModelSpec, info: GraphInfo) -> Family:
-    from .families import family_names, get_family
-
-    name = spec.family or info.metadata.get("cleancut.family") or info.metadata.get("family")
-    if not name:
-        raise ModelError(
-            f"which family is {spec.description or spec.name}? give --model-family "
-            f"(model_family=) one of: {', '.join(family_names())}, or record it in the graph's "
-            "metadata as cleancut.family"
-        )
-    return get_family(name)
-
-
-def prepare(spec: ModelSpec, source: Path, source_sha256: str, settings: Settings, *, gpu: bool) -> Prepared:
-    """The graph to load for ``spec`` from its verified file ``source``: checked by its
-    family, pruned to the final map, widened to fp32 off the GPU, with the family's sigmoid
-    and rescale appended, with a symbolic batch dimension on a GPU; built once and cached
-    under ``<cache>/graphs`` (the file itself where nothing needs changing)."""
-    from .families import GraphInfo
-
-    variant = "gpu" if gpu else "cpu"
-    tag = f"{spec.name}.{source_sha256[:16]}.v{_PREP_VERSION}.{variant}"
-    target = settings.cache_dir / "graphs" / f"{tag}.onnx"
-    record_path = settings.cache_dir / "graphs" / f"{tag}.json"
-    try:
-        record = json.loads(record_path.read_text())
-        info = GraphInfo.from_json(record["info"])
-        family = _family_for(spec, info)
-        if record.get("family") == family.name:
-            if record.get("same_file"):
-                return Prepared(source, source_sha256, info, family)
-            if _graph_intact(target):
-                return Prepared(target, str(record["sha256"]), info, family)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    import onnx
-
-    try:
-        model = onnx.load(str(source))
-    except Exception as exc:
-        raise ModelError(f"cannot read {source} as an ONNX graph: {exc}") from exc
-    info = inspect(model)
-    family = _family_for(spec, info)
-    family.check(info)
-    recipe = family.recipe(info)
-    output = family.output_name(info)
-    changed = False
-    if len(info.outputs) > 1:
-        model = prune_outputs(model, keep=(output,))
-        changed = True
-    if not gpu and info.has_fp16:
-        model = fp16_to_fp32(model)
-        changed = True
-    if recipe.activation == "sigmoid" or recipe.rescale == "minmax":
-        model = append_activation(
-            model, sigmoid=recipe.activation == "sigmoid", minmax=recipe.rescale == "minmax"
-        )
-        changed = True
-    if gpu:
-        model = make_batch_dynamic(model)
-        changed = True
-    if changed:
-        size, digest = _save_atomic(model, target)
-        _write_record(target, {"size": size, "sha256": digest, "prep_version": _PREP_VERSION})
-    else:
-        digest = source_sha256
-    with atomic_writer(record_path) as f:
-        record = {
-            "info": info.to_json(),
-            "family": family.name,
-            "sha256": digest,
-            "same_file": not changed,
-            "source": str(source),
-            "source_sha256": source_sha256,
-        }
-        f.write(json.dumps(record, indent=2).encode())
-    return Prepared(target if changed else source, digest, info, family)

@@ -20,8 +20,9 @@ from ..config import Settings
 from ..errors import InvalidOptionError, ModelError
 from ..progress import ProgressCallback
 from .download import fetch_published
-from .graph import Prepared, content_sha256, ensure_derived, prepare
+from .graph import ensure_derived
 from .installed import installed_path
+from .prepare import Prepared, content_sha256, prepare
 from .registry import ModelSpec, resolve_model
 
 __all__ = ["check_license", "ensure_model", "fetch_model", "model_file", "model_sha256", "verify_model"]

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ...errors import ModelError
-from ...passes import Pass
+from ...errors import InvalidOptionError, ModelError
 
 __all__ = [
     "QUANTIZED_OPS",
@@ -24,6 +23,7 @@ __all__ = [
     "Family",
     "GraphInfo",
     "Normalization",
+    "Pass",
     "Recipe",
     "Rescale",
     "Upsample",
@@ -45,6 +45,27 @@ Rescale = Literal["none", "minmax"]
 #: Operators of dynamically quantised graphs: such a graph's output can jump on a one-level
 #: change of its input, so it is fed on the exact grid of its reference.
 QUANTIZED_OPS: Final = frozenset({"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"})
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One network run: the photo resized to ``size`` wide and ``height`` high (``size``²
+    when ``height`` is not given), mirrored left-right if ``flip``. (Re-exported by
+    :mod:`cleancut.passes`, where the quality modes combine them.)"""
+
+    size: int = 1024
+    flip: bool = False
+    height: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.height is None:
+            object.__setattr__(self, "height", self.size)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        assert self.height is not None
+        return self.height, self.size
 
 
 @dataclass(frozen=True)
@@ -168,9 +189,11 @@ class Recipe:
         return self.height, self.width
 
     def passes(self, mode: str) -> tuple[Pass, ...]:
-        from ...passes import normalize_quality_mode
-
-        return self.modes[normalize_quality_mode(mode)]
+        """The passes of the quality ``mode`` (``fast``, ``default``, ``best``; any case)."""
+        key = mode.strip().lower() if isinstance(mode, str) else None
+        if key not in self.modes:
+            raise InvalidOptionError(f"mode must be one of {', '.join(self.modes)}, got {mode!r}")
+        return self.modes[key]
 
     def pass_sizes(self) -> set[tuple[int, int]]:
         return {p.shape for ps in self.modes.values() for p in ps}
