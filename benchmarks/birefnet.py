@@ -687,25 +687,42 @@ def sigmoid(v: np.ndarray) -> np.ndarray:
 
 
 def cmd_parity(args: argparse.Namespace) -> dict[str, Any]:
-    import gc
+    """The two sides in two child processes, one after the other: PyTorch's memory is gone
+    before ONNX Runtime's session (~12 GB at cleancut's default settings) is built."""
+    graph = need_graph(args.seed)
+    photos = parity_photos(args)
+    work = Path(tempfile.mkdtemp(prefix="birefnet-parity-"))
+    try:
+        (work / "photos.json").write_text(json.dumps([str(p) for p in photos]))
+        for stage in ("torch", "ort"):
+            cmd = [sys.executable, __file__, "_parity", stage, str(work), "--seed", str(args.seed)]
+            if subprocess.run(cmd).returncode != 0:
+                raise SystemExit(f"parity: the {stage} stage failed (its output is above)")
+        rows = json.loads((work / "rows.json").read_text())
+        recipe = json.loads((work / "recipe.json").read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "benchmark": "birefnet-parity", "machine": machine(), "graph": str(graph),
+        "weights": str(weights_path(args.seed)), "recipe": recipe, "results": rows,
+    }  # fmt: skip
 
+
+def parity_torch(work: Path, seed: int) -> None:
+    """The authors' inference notebook, step by step, on every photo: inputs, logits, masks."""
     import torch
     from PIL import Image
     from torchvision import transforms
 
-    graph = need_graph(args.seed)
-    photos = parity_photos(args)
     birefnet_cls = import_authors()
     torch.set_float32_matmul_precision("high")  # the notebook's setting
     model = birefnet_cls(bb_pretrained=False)
-    model.load_state_dict(torch.load(weights_path(args.seed), map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(weights_path(seed), map_location="cpu", weights_only=True))
     model.eval()
     tf = authors_transform()
-    ref: dict[Path, dict[str, Any]] = {}
-    for p in photos:
-        # The authors' inference notebook, step by step (no EXIF transpose there: the photos
-        # used have no orientation tag, checked below).
-        image = Image.open(p)
+    for i, name in enumerate(json.loads((work / "photos.json").read_text())):
+        # No EXIF transpose in their code: the orientation tag is recorded, to see it is unset.
+        image: Image.Image = Image.open(name)
         orientation = image.getexif().get(0x0112)
         image = image.convert("RGB") if image.mode != "RGB" else image
         x = tf(image).unsqueeze(0)
@@ -715,47 +732,55 @@ def cmd_parity(args: argparse.Namespace) -> dict[str, Any]:
         torch_s = time.perf_counter() - t0
         pred = logits.sigmoid()[0].squeeze()
         mask = np.array(transforms.ToPILImage()(pred).resize(image.size))
-        ref[p] = {"x": x.numpy(), "logits": logits.numpy(), "mask": mask, "torch_s": torch_s,
-                  "size": image.size, "orientation": orientation}  # fmt: skip
-        print(f"  torch {p.name}: {torch_s:.1f} s", flush=True)
-    del model
-    gc.collect()
+        np.savez(work / f"{i}.npz", x=x.numpy(), logits=logits.numpy(), mask=mask)
+        meta = {"size": list(image.size), "orientation": orientation, "torch_s": torch_s}
+        (work / f"{i}.json").write_text(json.dumps(meta))
+        print(f"  torch {Path(name).name}: {torch_s:.1f} s", flush=True)
+
+
+def parity_ort(work: Path, seed: int) -> None:
+    """The graph alone on ONNX Runtime, then cleancut's whole path, against the saved side."""
+    import gc
 
     from cleancut import Remover
     from cleancut.inference.runtime import create_onnxruntime_session
 
+    graph = need_graph(seed)
+    names = json.loads((work / "photos.json").read_text())
     # The network alone: the exported graph on ONNX Runtime, the authors' own input tensor.
-    sess = create_onnxruntime_session(graph, device="cpu")
-    net: dict[Path, dict[str, float]] = {}
-    for p, r in ref.items():
+    sess = create_onnxruntime_session(graph, device="cpu", low_memory=True)
+    net = []
+    for i in range(len(names)):
+        r = np.load(work / f"{i}.npz")
         y = sess.run(r["x"])
-        net[p] = {
+        net.append({
             "logits_max_abs": round(float(np.abs(y - r["logits"]).max()), 5),
             **{f"prob_{k}": v for k, v in diff_stats(sigmoid(y), sigmoid(r["logits"])).items()},
-        }
+        })  # fmt: skip
     del sess
     gc.collect()
 
     # cleancut's whole path: decode, the family's recipe, the network, the mask at full size.
     remover = Remover(str(graph), model_family="birefnet", backend="onnxruntime", device="cpu")
     rows = []
-    for p, r in ref.items():
-        mask = remover.segment(p).mask
+    for i, name in enumerate(names):
+        r = np.load(work / f"{i}.npz")
+        meta = json.loads((work / f"{i}.json").read_text())
+        mask = remover.segment(name).mask
         if mask.shape != r["mask"].shape:
-            raise SystemExit(f"{p.name}: cleancut's mask is {mask.shape}, the authors' {r['mask'].shape}")
+            raise SystemExit(f"{name}: cleancut's mask is {mask.shape}, the authors' {r['mask'].shape}")
         rows.append({
-            "photo": p.name, "size": list(r["size"]), "exif_orientation": r["orientation"],
+            "photo": Path(name).name, "size": meta["size"], "exif_orientation": meta["orientation"],
             "mask_mean_255": round(float(r["mask"].mean()), 2),
             "mask_levels_used": int(np.unique(r["mask"]).size),
             "cleancut_vs_authors": diff_stats(mask, r["mask"]),
-            "network_ort_vs_torch": net[p],
-            "torch_s": round(r["torch_s"], 2),
+            "network_ort_vs_torch": net[i],
+            "torch_s": round(meta["torch_s"], 2),
         })  # fmt: skip
+        print(f"  cleancut {Path(name).name}: {json.dumps(rows[-1]['cleancut_vs_authors'])}", flush=True)
+    (work / "rows.json").write_text(json.dumps(rows))
     recipe = remover.recipe.to_json() if hasattr(remover, "recipe") else None
-    return {
-        "benchmark": "birefnet-parity", "machine": machine(), "graph": str(graph),
-        "weights": str(weights_path(args.seed)), "recipe": recipe, "results": rows,
-    }  # fmt: skip
+    (work / "recipe.json").write_text(json.dumps(recipe))
 
 
 def print_parity(report: dict[str, Any]) -> None:
@@ -990,10 +1015,17 @@ def main() -> None:
     w.add_argument("--skip-isnet", action="store_true", help="only BiRefNet-lite")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--json", type=Path, default=None, help="also write the JSON report here")
+    q = sub.add_parser("_parity")
+    q.add_argument("stage", choices=["torch", "ort"])
+    q.add_argument("work", type=Path)
+    q.add_argument("--seed", type=int, default=0)
     c = sub.add_parser("_child")
     c.add_argument("job", type=Path)
     c.add_argument("out", type=Path)
     args = ap.parse_args()
+    if args.cmd == "_parity":
+        (parity_torch if args.stage == "torch" else parity_ort)(args.work, args.seed)
+        return
     if args.cmd == "_child":
         args.out.write_text(json.dumps(child(json.loads(args.job.read_text()))))
         return
