@@ -10,7 +10,8 @@
     .cache/bench-venv/bin/python benchmarks/birefnet.py build  --src /path/to/BiRefNet [--seed 0]
     .cache/bench-venv/bin/python benchmarks/birefnet.py speed  [--passes 3] [--json F]
     .cache/bench-venv/bin/python benchmarks/birefnet.py memory [--passes 3] [--json F]
-    .cache/bench-venv/bin/python benchmarks/birefnet.py parity [--photos DIR] [--json F]
+    .cache/bench-venv/bin/python benchmarks/birefnet.py ab     [--variants A,B] [--rounds 10]
+    .cache/bench-venv/bin/python benchmarks/birefnet.py parity [--photos FILE|DIR ...] [--json F]
     .cache/bench-venv/bin/python benchmarks/birefnet.py web    [--json F]
 
 No trained weights can be fetched here, so the network is the authors' own code (ZhengPeng7/BiRefNet,
@@ -36,6 +37,8 @@ CI or the tests.
 * ``memory``: ONNX Runtime session settings (arena, memory pattern, optimisation level,
   environment allocators, spinning) against peak RSS and ms per pass, for BiRefNet-lite and
   IS-Net side by side; ``cleancut`` is whatever ``cleancut.inference.runtime`` builds today.
+* ``ab``: IS-Net on two ONNX Runtime settings loaded side by side in one process, passes
+  alternating: the speed cost of a setting, with the machine's other load hitting both alike.
 * ``parity``: on real photos (``examples/*.jpg``, the first ``--devset N`` of
   ``.cache/devset/images`` when built, ``--photos DIR``), cleancut's mask
   (``Remover(model=graph, model_family="birefnet", backend="onnxruntime")``) against the
