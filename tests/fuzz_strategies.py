@@ -946,6 +946,11 @@ LIBRARY_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     # the engine's choices: every quality mode on both published models (aliases too)
     "mode": st.sampled_from(["fast", "default", "best", "BEST ", "better", "", None, 3]),
     "model": st.sampled_from(["isnet_fp16", "isnet_quint8", "small", "medium", "nope", "", None]),
+    # a family or checksum is for files of your own: on a published model only one that agrees
+    "model_family": st.sampled_from([None, "isnet-imgly", "birefnet", "ISNET_IMGLY", "nope", ""]),
+    "model_sha256": st.sampled_from(
+        [None, "abc", "0" * 64, "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"]
+    ),
 }
 
 
@@ -1018,7 +1023,11 @@ def judge_options(
             cut = fn(source_of(case, folder), settings=remover.settings, **options)
         else:
             normalize_quality_mode(options.get("mode", "default"))
-            resolve_model(options.get("model", "isnet_fp16"))
+            resolve_model(
+                options.get("model", "isnet_fp16"),
+                family=options.get("model_family"),
+                sha256=options.get("model_sha256"),
+            )
             edges = api.edge_options(**edge_kw)
             framing = make_framing(options.get("preset"), **frame_kw)
             check_options(out_type, edges, framing)  # type: ignore[arg-type]

@@ -510,7 +510,8 @@ def test_models_list(model_settings: Settings) -> None:
     assert "(large)" in rows["isnet"] and "isnet-imgly" in rows["isnet"]
     # the derived model's size is its built file's, not "?" (issue 24 item 19)
     assert "168.0 MiB" in rows["isnet"] and "yes" in rows["isnet"]
-    assert "(medium)" in rows["isnet_fp16"] and "[default]" in rows["isnet_fp16"] and "yes" in rows["isnet_fp16"]
+    fp16 = rows["isnet_fp16"]
+    assert "(medium)" in fp16 and "[default]" in fp16 and "yes" in fp16
     assert "(small)" in rows["isnet_quint8"] and "42.3 MiB" in rows["isnet_quint8"]
     assert "CC BY-NC 4.0" in rows["bria-rmbg-2.0"] and "birefnet" in rows["bria-rmbg-2.0"]
     assert "2560x1440" in rows["birefnet-lite-2k"]

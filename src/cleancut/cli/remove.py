@@ -132,6 +132,7 @@ def remove_cmd(
         options = _cut_options(
             output_type, out_fmt, quality, bg_color, edges, framing, quality_mode, settings
         )
+        _check_model(model, model_family, model_sha256)
         run = _Run(
             engine=EngineOptions(
                 model=model,
@@ -154,6 +155,18 @@ def remove_cmd(
             photo_only=_given(("--format", "fmt"), ("--quality", "quality")),
         )
         _dispatch(inputs, output, options, run)
+
+
+def _check_model(model: str, family: str | None, sha256: str | None) -> None:
+    """``-m`` with ``--model-family``/``--model-sha256`` names a model (published, a file that
+    exists, or a URL): else a usage error before anything runs."""
+    from ..errors import ModelNotFoundError, UnknownModelError
+    from ..models import resolve_model
+
+    try:
+        resolve_model(model, family=family, sha256=sha256)
+    except (UnknownModelError, ModelNotFoundError) as exc:
+        raise InvalidOptionError(f"--model: {exc.args[0] if exc.args else exc}") from exc
 
 
 def _given(*flags: tuple[str, str]) -> tuple[str, ...]:
