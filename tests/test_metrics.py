@@ -133,6 +133,17 @@ def test_metrics_answer_has_the_servers_headers_and_speaks_openmetrics(client: T
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
+def test_metrics_are_behind_the_host_check(settings: ServerSettings) -> None:
+    # A page on another site that rebinds its name to this server must not read them either.
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/metrics", headers={"Host": "evil.example"})
+        assert r.status_code == 421 and r.json()["error"] == "host_not_allowed"
+        assert "cleancut_requests_total" not in r.text
+        # The refusal is counted, under no route (it never reached one).
+        m = scrape(c)
+        assert value(m, "cleancut_requests_total", route="unmatched", method="GET", status="421") == 1
+
+
 def test_queue_depth_and_in_flight_while_the_queue_holds_requests(
     settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
