@@ -698,3 +698,9 @@ def test_fast_preprocess_warps_four_channels_with_the_three_channel_values(chann
         np.testing.assert_array_equal(g, w)
     x = preprocess(img, 1024, exact=False)
     np.testing.assert_array_equal(x[0] * 256 + 128, np.stack(want).astype(np.float32))
+
+
+def test_quantize_truncates_where_a_family_s_reference_does() -> None:
+    y = np.array([[0.0, 0.5, 254.9 / 255, 1.0, 1.5, np.nan]], dtype=np.float32)
+    assert pipeline.quantize(y).tolist() == [[0, 128, 255, 255, 255, 0]]
+    assert pipeline.quantize(y, truncate=True).tolist() == [[0, 127, 254, 255, 255, 0]]

@@ -135,11 +135,12 @@ def _check_mask(pixels: np.ndarray, mask: np.ndarray) -> None:
 
 
 def make_mask(
-    y: np.ndarray, pixels: np.ndarray, options: EdgeOptions, *, up: Upsample = "imgly"
+    y: np.ndarray, pixels: np.ndarray, options: EdgeOptions, *, up: Upsample = "imgly", truncate: bool = False
 ) -> np.ndarray:
     """Network output ``[1, 1, S, S]`` (0..1) → full-resolution ``[H, W]`` uint8 mask.
 
-    ``up``: the model's upsampling (its recipe's), for ``refine="bilinear"``.
+    ``up`` and ``truncate``: the model's upsampling and 8-bit step (its recipe's), for
+    ``refine="bilinear"``.
     Order: upsample (``refine``), then ``threshold``, then islands and holes, then
     ``feather`` — so feathering softens the final outline rather than the removed pieces.
     ``refine="bilinear"`` with every control off is exactly :func:`pipeline.postprocess`.
@@ -150,7 +151,7 @@ def make_mask(
     if options.refine == "guided":
         mask = refine.guided_upsample(y, pixels)
     else:
-        mask = pipeline.postprocess(y, height, width, up=up)
+        mask = pipeline.postprocess(y, height, width, up=up, truncate=truncate)
     if options.threshold is not None:
         mask = maskops.threshold(mask, int(options.threshold))
     if options.min_island > 0:

@@ -166,9 +166,10 @@ def _downsample(pixels: np.ndarray, height: int, width: int, down: Downsample) -
     raise InvalidOptionError(f"unknown downsampling {down!r}")
 
 
-def quantize(output: np.ndarray) -> np.ndarray:
+def quantize(output: np.ndarray, *, truncate: bool = False) -> np.ndarray:
     """One network output (``[..., S, S]`` in 0..1) → ``[S, S]`` uint8, rounded half up
-    (see :func:`postprocess` for why not truncated)."""
+    (see :func:`postprocess` for why not truncated), or truncated where a family's
+    reference does so (``truncate``: BiRefNet's ``ToPILImage``)."""
     m = np.asarray(output, dtype=np.float32)
     if m.ndim < 2 or m.size != m.shape[-2] * m.shape[-1] or m.size == 0:
         raise InvalidOptionError(f"expected one [..., S, S] prediction, got shape {m.shape}")
@@ -180,15 +181,22 @@ def quantize(output: np.ndarray) -> np.ndarray:
     # undefined cast, in the clipping pass itself (half the time of np.clip +
     # np.nan_to_num).
     v = np.multiply(m, 255.0, dtype=np.float64)
-    v += 0.5
+    if not truncate:
+        v += 0.5
     np.fmax(v, 0.0, out=v)
-    np.fmin(v, 255.5, out=v)
+    np.fmin(v, 255.0 if truncate else 255.5, out=v)
     m8: np.ndarray = v.astype(np.uint8)
     return m8
 
 
 def postprocess(
-    output: np.ndarray, height: int, width: int, *, exact: bool | None = None, up: Upsample | None = None
+    output: np.ndarray,
+    height: int,
+    width: int,
+    *,
+    exact: bool | None = None,
+    up: Upsample | None = None,
+    truncate: bool = False,
 ) -> np.ndarray:
     """Network output (``[..., S, S]`` in 0..1) → ``[height, width]`` uint8 mask.
 
@@ -202,9 +210,9 @@ def postprocess(
     not given, ``exact`` picks IMG.LY's grid: ``True`` always the exact port of the reference
     resize, ``False`` always OpenCV on the same grid (within one level, much faster),
     ``None`` OpenCV above 2 MP only. ``up="imgly"`` is ``exact=False``, ``"imgly-exact"``
-    is ``exact=True``.
+    is ``exact=True``. ``truncate``: ``v · 255`` truncated, where the model's reference does.
     """
-    m8 = quantize(output)
+    m8 = quantize(output, truncate=truncate)
     if up == "imgly-exact":
         exact = True
     elif up == "imgly":

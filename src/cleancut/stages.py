@@ -97,7 +97,9 @@ def make_mask(y: np.ndarray, pixels: np.ndarray, edges: EdgeOptions | None, reci
     model's ``recipe`` says."""
     from . import edges as edges_mod
 
-    return edges_mod.make_mask(y, pixels, edges_or_default(edges), up=recipe.up)
+    return edges_mod.make_mask(
+        y, pixels, edges_or_default(edges), up=recipe.up, truncate=recipe.quantize == "floor"
+    )
 
 
 def finish(

@@ -7,6 +7,7 @@ with a record of the source graph's description, so later starts skip reading th
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +177,7 @@ class Prepared:
     info: GraphInfo
     family: Family
 
-    @property
+    @functools.cached_property
     def recipe(self) -> Recipe:
         return self.family.recipe(self.info)
 

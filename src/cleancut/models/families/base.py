@@ -182,6 +182,8 @@ class Recipe:
     modes: Mapping[str, tuple[Pass, ...]]
     #: logit gain on the mean of several passes (1: plain mean)
     average_gain: float = 1.0
+    #: the 8-bit step of the map: ``round`` (half up), or ``floor`` where the reference truncates
+    quantize: Literal["round", "floor"] = "round"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -210,6 +212,7 @@ class Recipe:
             "activation": self.activation,
             "rescale": self.rescale,
             "average_gain": self.average_gain,
+            "quantize": self.quantize,
             "modes": {
                 m: [{"height": p.shape[0], "width": p.shape[1], "flip": p.flip} for p in ps]
                 for m, ps in self.modes.items()
@@ -244,6 +247,8 @@ class Family:
     #: the second size of best mode's passes, a fraction (``None``: mirrored passes only)
     best_scale: float | None = None
     average_gain: float = 1.0
+    #: the 8-bit step of the map (``floor``: the reference truncates ``v · 255``)
+    quantize: Literal["round", "floor"] = "round"
     #: ``(channels, ...)`` the input must have; the map must be ``[N, 1, H, W]``
     input_channels: int = 3
 
@@ -335,6 +340,7 @@ class Family:
             rescale=self.rescale,
             modes=self.modes(info),
             average_gain=self.average_gain,
+            quantize=self.quantize,
         )
 
 

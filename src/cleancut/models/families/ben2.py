@@ -24,4 +24,5 @@ FAMILY = Family(
     activation="sigmoid",
     rescale="minmax",
     final_output="first",
+    quantize="floor",  # their `(r * 255).astype(np.uint8)` truncates
 )

@@ -3,9 +3,9 @@
 The authors' inference (README / ``inference.py``): ``transforms.Resize((1024, 1024))`` on the
 PIL image (Pillow's anti-aliased bilinear), ``ToTensor`` (``÷ 255``), ImageNet mean
 (.485, .456, .406) and std (.229, .224, .225); the last of the model's maps is the final one
-and holds logits, through a sigmoid; the mask is made a PIL image and resized back with
-Pillow's default (bicubic). The exported graphs are fixed at their input size (Swin's
-windows), so fast and default are one pass and best adds the mirrored pass.
+and holds logits, through a sigmoid; ``ToPILImage`` truncates ``pred · 255`` and the mask is
+resized back with Pillow's default (bicubic). The exported graphs are fixed at their input
+size (Swin's windows), so fast and default are one pass and best adds the mirrored pass.
 """
 
 from __future__ import annotations
@@ -25,4 +25,7 @@ FAMILY = Family(
     up="pil-bicubic",
     activation="sigmoid",
     final_output="last",
+    # their ToPILImage truncates pred·255 at the network's size (measured against their code
+    # with random weights: rounding instead leaves 2-3 levels apart, truncating ≤ 1)
+    quantize="floor",
 )
