@@ -4,6 +4,8 @@ while the real job queue holds requests at a gated engine stage (as in test_serv
 
 from __future__ import annotations
 
+import http.client
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,24 +25,44 @@ from cleancut import Settings
 from cleancut.server import ServerSettings, create_app
 from cleancut.server.engine import Engine
 from conftest import EXAMPLES
+from slowpeers import live_server, post
 from test_server import Gate, in_thread, png_bytes, wait_for
 
 MODEL = "isnet_fp16"
 
 
-def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(client: TestClient) -> Samples:
     """Every sample of ``/metrics``: (name, labels) -> value."""
     r = client.get("/metrics")
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(r.text):
+    return parse(r.text)
+
+
+def scrape_live(port: int) -> Samples:
+    """``/metrics`` of a server listening on ``port``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return parse(resp.read().decode())
+    finally:
+        conn.close()
+
+
+def parse(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out[sample.name, frozenset(sample.labels.items())] = sample.value
     return out
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     """The sample's value; 0 for a labelled series never incremented (absent until then)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
 
@@ -200,6 +222,45 @@ def test_a_deadline_while_queued_is_timed_and_counted(
         assert value(m, "cleancut_queue_timeouts_total") == 2
         assert value(m, "cleancut_cutouts_total", route="/api/remove", status="503", model=MODEL) == 1
         assert value(m, "cleancut_cutouts_total", route="/api/remove", status="504", model=MODEL) == 1
+
+
+def test_clients_that_leave_are_499_and_leave_the_line(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in test_server.py: one worker held by a first request; three clients send a photo
+    # and hang up while their jobs wait for the worker. A real server (uvicorn), raw sockets.
+    gate = Gate()
+    monkeypatch.setattr(Engine, "_infer", gate.stage(lambda: np.zeros((1, 1, 1024, 1024), np.float32)))
+    app = create_app(settings.with_(workers=1, queue_size=4))
+    with live_server(app) as live:
+        first, answer = in_thread(lambda: post(live.port, png_bytes(64, 64)))
+        assert gate.entered.wait(30)
+        photo = png_bytes(64, 64)
+        leavers = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+            sock.sendall(
+                b"POST /api/remove HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                + f"Content-Length: {len(photo)}\r\n\r\n".encode()
+                + photo
+            )
+            leavers.append(sock)
+        queue = live.state.queue
+        wait_for(lambda: queue.waiting == 3)
+        assert value(scrape_live(live.port), "cleancut_queue_depth") == 3
+        for sock in leavers:
+            sock.close()
+        wait_for(lambda: queue.stats().admitted == 1, timeout=5)
+        m = scrape_live(live.port)
+        # Their dropped jobs left the line; they count as requests and cut-outs answered 499.
+        assert value(m, "cleancut_queue_depth") == 0
+        assert value(m, "cleancut_queue_abandoned_total") == 3
+        remove = {"route": "/api/remove", "method": "POST"}
+        assert value(m, "cleancut_requests_total", **remove, status="499") == 3
+        assert value(m, "cleancut_cutouts_total", route="/api/remove", status="499", model=MODEL) == 3
+        gate.release.set()
+        first.join(30)
+        assert answer[0][0] == 200
 
 
 def test_each_app_has_its_own_registry(settings: ServerSettings) -> None:

@@ -162,6 +162,11 @@ class _StateCollector(Collector):
         yield _counter(
             "cleancut_queue_timeouts", "Requests whose deadline (--timeout) passed.", queue.timed_out
         )
+        yield _counter(
+            "cleancut_queue_abandoned",
+            "Requests whose client hung up while they held a job slot (their work was dropped).",
+            queue.abandoned,
+        )
         uploads = state.uploads.stats()
         yield _gauge("cleancut_uploads_in_flight", "Photos or clips being received now.", uploads["active"])
         yield _counter(
