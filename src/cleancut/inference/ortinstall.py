@@ -20,6 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -76,12 +77,30 @@ def _provides_onnxruntime(dist: metadata.Distribution) -> bool:
     return any(str(f).replace("\\", "/") == "onnxruntime/__init__.py" for f in files)
 
 
+def _candidates() -> list[metadata.Distribution]:
+    """The metadata folders on ``sys.path`` named like an onnxruntime build: reading only
+    those, not every installed distribution's metadata (0.2 s on each session's start)."""
+    out: list[metadata.Distribution] = []
+    for entry in sys.path:
+        try:
+            paths = sorted(Path(entry or ".").iterdir())
+        except OSError:
+            continue
+        for path in paths:
+            low = path.name.lower()
+            if low.startswith(("onnxruntime", "ort_nightly", "ort-nightly")) and low.endswith(
+                (".dist-info", ".egg-info")
+            ):
+                out.append(metadata.PathDistribution(path))
+    return out
+
+
 def onnxruntime_distributions() -> list[OrtDistribution]:
     """Installed distributions that provide the ``onnxruntime`` package, in ``sys.path``
     order, one per name (``onnxruntime-extensions`` and ``onnxruntime-genai`` install other
     packages and are not counted)."""
     found: dict[str, OrtDistribution] = {}
-    for dist in metadata.distributions():
+    for dist in _candidates():
         raw = dist.metadata["Name"] or ""
         name = _canonical(raw)
         if not name.startswith(("onnxruntime", "ort-nightly")) or name in found:
