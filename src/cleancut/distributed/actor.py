@@ -152,7 +152,7 @@ class CutoutActor:
                 y,
                 self.options,
                 self.overwrite,
-                self.remover.exact_resize,
+                self.remover.recipe,
                 self.remover.settings.max_pixels,
             )
             return timings
@@ -162,7 +162,7 @@ class CutoutActor:
             y,
             self.options,
             self.overwrite,
-            self.remover.exact_resize,
+            self.remover.recipe,
             self.remover.settings.max_pixels,
         )
         assert data is not None
