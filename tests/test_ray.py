@@ -590,3 +590,26 @@ def test_a_cli_ray_run_prints_no_mapworker_notice(model_settings: Settings, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "core_worker.cc" not in proc.stderr and "max_restarts" not in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("1 written, 0 skipped, 0 failed, of 1 in"), proc.stderr
+
+
+def test_a_model_file_of_your_own_runs_on_every_actor(local_ray: Any, tmp_path: Path) -> None:
+    """The engine's model spec (a path and its family) reaches the actors: each cuts a flat
+    photo to the family's value for it."""
+    from tinygraphs import REFERENCES, flat_photo, make_graph
+
+    rgb = (250, 10, 60)
+    graph = make_graph(tmp_path / "mine.onnx", height=128, head="logits")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(flat_photo(rgb, 60 + i, 80)).save(src / f"flat{i}.png")
+    engine = EngineOptions(threads=1, model=str(graph), model_family="birefnet", device="cpu", backend="onnxruntime")
+    settings = Settings.from_env(environ={}, cache_dir=tmp_path / "cache", offline=True, npm="0")
+    out = tmp_path / "out"
+    results = list(run_ray([src], out, OutputOptions(), settings=settings, engine=engine, num_workers=1))
+    assert [r.status for r in results] == ["written"] * 3
+    want = 255 / (1 + np.exp(-REFERENCES["birefnet"].z(rgb)))
+    for i in range(3):
+        with Image.open(out / f"flat{i}.png") as img:
+            alpha = np.asarray(img.getchannel("A"))
+        assert abs(float(np.median(alpha)) - want) <= 1.5
