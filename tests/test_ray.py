@@ -603,7 +603,9 @@ def test_a_model_file_of_your_own_runs_on_every_actor(local_ray: Any, tmp_path: 
     src.mkdir()
     for i in range(3):
         Image.fromarray(flat_photo(rgb, 60 + i, 80)).save(src / f"flat{i}.png")
-    engine = EngineOptions(threads=1, model=str(graph), model_family="birefnet", device="cpu", backend="onnxruntime")
+    engine = EngineOptions(
+        threads=1, model=str(graph), model_family="birefnet", device="cpu", backend="onnxruntime"
+    )
     settings = Settings.from_env(environ={}, cache_dir=tmp_path / "cache", offline=True, npm="0")
     out = tmp_path / "out"
     results = list(run_ray([src], out, OutputOptions(), settings=settings, engine=engine, num_workers=1))
