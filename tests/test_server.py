@@ -680,8 +680,12 @@ def test_models_listing(client: TestClient) -> None:
     body = client.get("/api/models").json()
     assert body["default"] == "isnet_fp16"
     by_name = {m["name"]: m for m in body["models"]}
-    assert set(by_name) == {"isnet", "isnet_fp16", "isnet_quint8"}
+    from cleancut.models import MODELS
+
+    assert set(by_name) == set(MODELS)  # every published model, loaded or not
     assert by_name["isnet_fp16"]["loaded"] and by_name["isnet_fp16"]["ready"]
+    assert by_name["isnet_fp16"]["family"] == "isnet-imgly" and by_name["isnet_fp16"]["browser"]
+    assert by_name["isnet_fp16"]["input_size"] == {"height": 1024, "width": 1024}
     assert by_name["isnet_fp16"]["aliases"] == ["medium"]
     assert not by_name["isnet_quint8"]["loaded"]
 

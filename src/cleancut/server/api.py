@@ -213,30 +213,45 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
     async def list_models(request: Request) -> dict[str, Any]:
         state = get_state(request)
         loaded = state.engine.models
-        return {
-            "default": loaded[0],
-            "models": [
+        ready = state.engine.state == "ready"
+        entries = [(spec.name, spec) for spec in MODELS.values()]
+        entries += [(key, state.settings.spec(key)) for key in loaded if state.settings.spec(key).custom]
+        models = []
+        for key, spec in entries:
+            recipe = state.engine.recipe_of(key) if key in loaded else None
+            size = recipe.size if recipe is not None else spec.input_size
+            detail = state.browser_detail(key) if key in loaded else ""
+            models.append(
                 {
-                    "name": spec.name,
+                    "name": key,
                     "aliases": list(spec.aliases),
+                    "family": recipe.family if recipe is not None else spec.family,
+                    "input_size": None if size is None else {"height": size[0], "width": size[1]},
                     "precision": spec.precision,
-                    "size": spec.size,
+                    "size": spec.size,  # the download, in bytes (None: not known before it)
+                    "license": spec.license,
+                    "noncommercial": spec.noncommercial,
                     "description": spec.description,
-                    "loaded": spec.name in loaded,
-                    "ready": spec.name in loaded and state.engine.state == "ready",
-                    "default": spec.name == loaded[0],
+                    "custom": spec.custom,
+                    "source": str(spec.path or spec.url) if spec.custom else None,
+                    "loaded": key in loaded,
+                    "ready": key in loaded and ready,
+                    "default": key == loaded[0],
+                    # whether the page can run it itself (else it runs on the server), and why not
+                    "browser": key in loaded and not detail and state.settings.browser,
+                    "browser_detail": detail,
                 }
-                for spec in MODELS.values()
-            ],
-        }
+            )
+        return {"default": loaded[0], "models": models}
 
     @router.get("/api/config", summary="What the web page needs to know")
     async def config(request: Request) -> dict[str, Any]:
         state = get_state(request)
         settings = state.settings
         browser_state, detail = state.browser_status()
-        spec = MODELS[state.browser_model]
-        recipe = state.engine.removers[settings.models[0]].recipe
+        browser_name = state.browser_model
+        spec = MODELS[browser_name] if browser_name is not None else None
+        recipe = state.engine.recipe_of(settings.default_model)
         ort = state.ort
         return {
             "version": __version__,
@@ -256,16 +271,29 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
             "browser": {
                 "state": browser_state,
                 "detail": detail,
-                "model": {"name": spec.name, "resource": spec.resource, "size": spec.size},
+                "model": None
+                if spec is None
+                else {"name": spec.name, "resource": spec.resource, "size": spec.size},
                 "resources": "/models/resources.json",
                 # The quality modes as the page runs them: passes, the gain of their mean, and
                 # the resources.json key of each input size other than the model's 1024².
-                "modes": {
-                    m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES
+                "modes": None
+                if recipe is None
+                else {m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES},
+                "gain": None if recipe is None else recipe.average_gain,
+                "recipe": None if recipe is None else recipe.to_json(),
+                "sizes": {}
+                if spec is None
+                else {str(n): sized_key(spec.resource or "", n) for n in BROWSER_SIZES},
+                # Every loaded model: its recipe (None until loaded) and whether the page runs it.
+                "models": {
+                    key: {
+                        "recipe": None if (r := state.engine.recipe_of(key)) is None else r.to_json(),
+                        "browser": not state.browser_detail(key) and settings.browser,
+                        "detail": state.browser_detail(key),
+                    }
+                    for key in settings.models
                 },
-                "gain": recipe.average_gain,
-                "recipe": recipe.to_json(),
-                "sizes": {str(n): sized_key(spec.resource or "", n) for n in BROWSER_SIZES},
                 "ort": None
                 if ort is None
                 else {

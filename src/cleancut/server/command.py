@@ -59,9 +59,25 @@ def _split_models(values: tuple[str, ...]) -> tuple[str, ...]:
     "--model",
     "models",
     multiple=True,
-    metavar="NAME[,NAME]",
-    help=f"Model(s) to load; the first is the default and the one the page runs in the browser "
-    f"(default {DEFAULT_MODEL}; choices: {', '.join(model_names())}).",
+    metavar="MODEL[,MODEL]",
+    help=f"Model(s) to load, repeatable or comma-separated: a name ({', '.join(model_names())}), "
+    "a path to an .onnx file of your own or an https:// URL of one; requests pick one by its "
+    "name (a file's or URL's stem for your own: GET /api/models lists them). The first is the "
+    f"default and the page's (default {DEFAULT_MODEL}).",
+)
+@click.option(
+    "--model-family",
+    default=None,
+    metavar="NAME",
+    help="The family of every model file or URL of your own given with -m (else each graph's "
+    "cleancut.family metadata must name it).",
+)
+@click.option(
+    "--model-sha256",
+    default=None,
+    metavar="HEX",
+    help="The SHA-256 of the one model file or URL of your own given with -m (refused with "
+    "several: a checksum pins one file).",
 )
 @click.option(
     "--max-upload-mb",
@@ -236,6 +252,8 @@ def serve(
     workers: int,
     threads: int | None,
     models: tuple[str, ...],
+    model_family: str | None,
+    model_sha256: str | None,
     max_upload_mb: float,
     max_pixels: int,
     timeout: float,
@@ -269,6 +287,7 @@ def serve(
     \b
     cleancut serve                         http://127.0.0.1:8000/  (API docs at /docs)
     cleancut serve --host 0.0.0.0 --port 8080 --allowed-host photos.example.com
+    cleancut serve -m isnet_fp16 -m ./mine.onnx --model-family birefnet
     curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg \\
          'http://127.0.0.1:8000/api/remove?format=webp' -o cutout.webp
     """
@@ -293,6 +312,8 @@ def serve(
             host=host,
             port=port,
             models=_split_models(models),
+            model_family=model_family,
+            model_sha256=model_sha256,
             workers=workers,
             threads=threads,
             device=device,
@@ -320,6 +341,10 @@ def serve(
             allowed_hosts=allowed_hosts or allowed_hosts_from_env(),  # the command line wins
             metrics=metrics,
         )
+        app = create_app(settings)
+        # Models that are local files are checked before the port is bound (checksum, family,
+        # the graph's shape); what needs the network loads after start (its failure: /readyz).
+        app.state.cleancut.engine.check_local_models()
     except CleancutError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -339,7 +364,7 @@ def serve(
             err=True,
         )
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=log_level.lower(),

@@ -24,6 +24,7 @@ from ..errors import CancelledError, CleancutError, ImageError, InvalidOptionErr
 from ..inference.runtime import Session, default_threads
 from ..io.decode import DecodedImage
 from ..io.formats import mime_type
+from ..models.families import Recipe
 from ..passes import Pass
 from ..remover import Remover
 from .jobqueue import Slot
@@ -73,11 +74,12 @@ class Engine:
         threads = settings.threads or max(1, default_threads() // settings.workers)
         core = settings.core.with_(max_pixels=settings.max_pixels)
         self.removers: dict[str, Remover] = {
-            name: Remover(
-                name, device=settings.device, backend=settings.backend, threads=threads, settings=core
+            key: Remover(
+                settings.spec(key), device=settings.device, backend=settings.backend, threads=threads,
+                settings=core,
             )
-            for name in settings.models
-        }
+            for key in settings.models
+        }  # fmt: skip
         self._networks: dict[str, _Network] = {}
         self.load_seconds: dict[str, float] = {}  # per model, for /metrics
         self._state: LoadState = "loading"
@@ -100,6 +102,7 @@ class Engine:
 
     def load(self) -> None:
         """Fetch (if needed) and load every model. Errors are kept for ``/readyz``."""
+        name = ""
         try:
             for name, remover in self.removers.items():
                 started = time.perf_counter()
@@ -114,17 +117,33 @@ class Engine:
                     remover.session.provider,
                 )
         except CleancutError as exc:
-            with self._lock:
-                self._state, self._error = "failed", str(exc)
-            log.error("could not load the model: %s", exc)
+            with self._lock:  # which model, when there are several
+                self._state, self._error = "failed", f"{name}: {exc}" if len(self.removers) > 1 else str(exc)
+            log.error("could not load the model %s: %s", name, exc)
             return
         except Exception as exc:  # a bug or an ORT failure: keep serving, report it
             with self._lock:
-                self._state, self._error = "failed", f"{type(exc).__name__}: {exc}"
+                self._state, self._error = "failed", f"{name}: {type(exc).__name__}: {exc}"
             log.exception("could not load the model")
             return
         with self._lock:
             self._state = "ready"
+
+    def recipe_of(self, key: str) -> Recipe | None:
+        """The recipe of a loaded model (``None`` until it is loaded: reading it may fetch)."""
+        return self.removers[key].recipe if key in self._networks else None
+
+    def check_local_models(self) -> None:
+        """Read and check every model that is a local file (its checksum, its family, the
+        graph's input and output) now: what needs no network fails before the port is bound
+        (``cleancut serve`` exits 2). Published models and URLs are fetched by :meth:`load`,
+        and their failures are ``/readyz``'s."""
+        for key, remover in self.removers.items():
+            if remover.spec.path is not None:
+                try:
+                    remover.prepared()
+                except CleancutError as exc:
+                    raise type(exc)(f"model {key} ({remover.spec.path}): {exc}") from exc
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

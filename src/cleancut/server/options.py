@@ -21,7 +21,7 @@ from ..api import edge_options
 from ..errors import InvalidOptionError
 from ..framing import Framing, make_framing
 from ..io.formats import normalize_format
-from ..models import DEFAULT_MODEL, resolve_model
+from ..models import DEFAULT_MODEL, MODELS
 from ..options import CLIP_OPTIONS, DEFAULT_QUALITY, OPTIONS, CutOptions, Option, options_for
 from ..passes import normalize_quality_mode
 from ..pipeline import normalize_output_type, parse_color
@@ -139,6 +139,28 @@ def _parsed(group: str, values: Mapping[str, str], skip: tuple[str, ...] = ()) -
     return given
 
 
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def pick_model(value: str, models: Sequence[str]) -> str:
+    """The loaded model a request names: a key of ``models`` (a custom model's stem, a
+    published name), or a published model's alias. Never a path or URL: a request picks
+    among what the server loaded and cannot make it read a file."""
+    by_key = {_norm(m): m for m in models}
+    if _norm(value) in by_key:
+        return by_key[_norm(value)]
+    published = next(
+        (s.name for s in MODELS.values() if _norm(value) in {_norm(s.name), *map(_norm, s.aliases)}), None
+    )
+    if published is not None and published in models:
+        return published
+    loaded = ", ".join(models)
+    if published is not None:
+        raise InvalidOptionError(f"model {published!r} is not loaded on this server; loaded: {loaded}")
+    raise InvalidOptionError(f"unknown model {value[:80]!r}; this server has loaded: {loaded}")
+
+
 def parse_options(
     values: Mapping[str, str], *, models: Sequence[str], background_image: bytes | None = None
 ) -> RemoveOptions:
@@ -155,13 +177,7 @@ def parse_options(
         raise InvalidOptionError(
             f"unknown option {', '.join(map(repr, unknown))}; known options: {', '.join(OPTION_NAMES)}"
         )
-    model = models[0]
-    if values.get("model"):
-        model = resolve_model(values["model"]).name
-        if model not in models:
-            raise InvalidOptionError(
-                f"model {model!r} is not loaded on this server; loaded: {', '.join(models)}"
-            )
+    model = pick_model(values["model"], models) if values.get("model") else models[0]
     mode = normalize_quality_mode(values.get("mode") or "default")
     out_type = normalize_output_type(values.get("type") or "foreground")
     fmt = normalize_format(values.get("format") or "png")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..errors import InvalidOptionError
-from ..models import DEFAULT_MODEL, resolve_model
+from ..models import DEFAULT_MODEL, ModelSpec, model_names, resolve_model
 from ..urls import UrlPolicy
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_VIDEO_SECONDS",
     "DEFAULT_SERVER_MAX_PIXELS",
     "ServerSettings",
+    "resolve_server_models",
 ]
 
 #: 50 MiB: a 100 MP JPEG is ~30-60 MB, a phone photo 2-8 MB.
@@ -74,13 +76,77 @@ def normalise_allowed_host(value: str) -> str:
     return host.rstrip(".")
 
 
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _friendly_key(spec: ModelSpec, taken: set[str]) -> str:
+    """A custom model's key: its file's stem (a URL's last path part), made unique against
+    the registry's names and aliases and the keys before it with ``-2``, ``-3``…"""
+    import urllib.parse
+
+    if spec.path is not None:
+        stem = spec.path.stem
+    else:
+        stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(spec.url or "").path)).stem
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "model"
+    key, n = base, 1
+    while _norm(key) in taken:
+        n += 1
+        key = f"{base}-{n}"
+    return key
+
+
+def resolve_server_models(
+    values: tuple[str, ...], *, family: str | None = None, sha256: str | None = None
+) -> dict[str, ModelSpec]:
+    """The models a server loads, by the key requests name them with: a published model by
+    its canonical name, a file or URL of your own by its file's stem (unique).
+
+    ``family`` and ``sha256`` (``--model-family``, ``--model-sha256``) apply to every custom
+    model given; a checksum pins one file, so with several custom models it is refused, and
+    either one without any custom model is refused too (published models know theirs)."""
+    if not values:
+        raise InvalidOptionError("at least one model is needed")
+    specs = [resolve_model(v) for v in values]  # names, paths and URLs; a missing file fails here
+    custom = [s for s in specs if s.custom]
+    if (family is not None or sha256 is not None) and not custom:
+        flag = "--model-family" if family is not None else "--model-sha256"
+        raise InvalidOptionError(
+            f"{flag} applies to a model file or URL of your own, and -m names none "
+            f"({', '.join(values)})"
+        )
+    if sha256 is not None and len(custom) > 1:
+        raise InvalidOptionError(
+            f"--model-sha256 pins one file, but {len(custom)} files/URLs of your own were given "
+            f"({', '.join(str(s.path or s.url) for s in custom)}): give one of them with it, or "
+            "none (a local file is then taken as it is)"
+        )
+    taken = {_norm(n) for n in model_names()}
+    out: dict[str, ModelSpec] = {}
+    seen: dict[str, str] = {}  # spec name -> key: the same model given twice is loaded once
+    for value, spec in zip(values, specs, strict=True):
+        if spec.custom:
+            spec = resolve_model(value, family=family, sha256=sha256)
+        if spec.name in seen:
+            continue
+        key = _friendly_key(spec, taken) if spec.custom else spec.name
+        taken.add(_norm(key))
+        seen[spec.name] = key
+        out[key] = spec
+    return out
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """Configuration of one server process.
 
-    ``models``: model names loaded at start-up; the first is the default for requests and the
-    one the web page runs in the browser (its published fp16/uint8 file; ``isnet`` maps to
-    ``isnet_fp16`` there). ``workers``: inferences that run at the same time.
+    ``models``: the models loaded at start-up: registry names, paths to ONNX files of your
+    own, ``https://`` URLs; after validation, the keys requests name them with (a published
+    model's canonical name, a custom model's file stem; see :func:`resolve_server_models`).
+    The first is the default for requests and the page. ``model_family``/``model_sha256``
+    apply to every custom model (``--model-family``, ``--model-sha256``). ``specs``: each
+    key's :class:`~cleancut.models.ModelSpec` (filled in by validation). ``workers``: inferences that run at the same time.
     ``threads``: inference threads per worker (default: physical cores / workers).
     ``device``/``backend``: as for :class:`~cleancut.Remover` (``auto`` picks the fastest
     backend verified on this machine).
@@ -119,6 +185,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     models: tuple[str, ...] = (DEFAULT_MODEL,)
+    model_family: str | None = None
+    model_sha256: str | None = None
+    specs: Mapping[str, ModelSpec] | None = field(default=None, compare=False)
     workers: int = 1
     threads: int | None = None
     device: str = "auto"
@@ -151,11 +220,14 @@ class ServerSettings:
     def __post_init__(self) -> None:
         hosts = tuple(dict.fromkeys(normalise_allowed_host(h) for h in self.allowed_hosts))
         object.__setattr__(self, "allowed_hosts", hosts)
-        if not self.models:
-            raise InvalidOptionError("at least one model is needed")
-        # Canonical names, de-duplicated, order kept: aliases and typos fail here, at start-up.
-        names = tuple(dict.fromkeys(resolve_model(m).name for m in self.models))
-        object.__setattr__(self, "models", names)
+        # Keys, de-duplicated, order kept: aliases, typos and missing files fail here, at
+        # start-up. A copy (with_) carries its resolved specs along.
+        if self.specs is None or tuple(self.specs) != self.models:
+            specs = resolve_server_models(
+                self.models, family=self.model_family, sha256=self.model_sha256
+            )
+            object.__setattr__(self, "specs", specs)
+            object.__setattr__(self, "models", tuple(specs))
         checks = (
             (self.workers >= 1, f"workers must be at least 1, got {self.workers}"),
             (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
@@ -191,6 +263,11 @@ class ServerSettings:
     @property
     def default_model(self) -> str:
         return self.models[0]
+
+    def spec(self, key: str) -> ModelSpec:
+        """The spec of the loaded model ``key``."""
+        assert self.specs is not None
+        return self.specs[key]
 
     @property
     def fetch_policy(self) -> UrlPolicy:

@@ -65,8 +65,12 @@ class AppState:
         if not self.settings.browser:
             return
         # After the engine: it has fetched the files, so hashing reads a warm page cache.
+        keys = [k for k in self.settings.models if not self.browser_detail(k)]
+        names = tuple(self.settings.spec(k).name for k in keys)
+        if not names:
+            return
         try:
-            self.chunks = ModelChunks.prepare(self.settings.models, self.settings.core)
+            self.chunks = ModelChunks.prepare(names, self.settings.core)
         except CleancutError as exc:
             self._chunks_error = str(exc)
             log.warning("the in-browser engine has no model: %s", exc)
@@ -84,14 +88,30 @@ class AppState:
 
     # ------------------------------------------------------------------ browser status
 
+    def browser_detail(self, key: str) -> str:
+        """Why the page cannot run the loaded model ``key`` itself ("" where it can): its
+        in-browser pipeline is IMG.LY's IS-Net's, and runs their published files."""
+        spec = self.settings.spec(key)
+        if spec.custom or spec.family != "isnet-imgly":
+            return (
+                f"{key} is a {spec.family or 'custom'} model: the page runs IS-Net (isnet-imgly) "
+                "models only, so it runs on the server"
+            )
+        return ""
+
     @property
-    def browser_model(self) -> str:
-        return browser_model_for(self.settings.default_model).name
+    def browser_model(self) -> str | None:
+        """The published file the page runs for the default model (``None``: server-only)."""
+        if self.browser_detail(self.settings.default_model):
+            return None
+        return browser_model_for(self.settings.spec(self.settings.default_model).name).name
 
     def browser_status(self) -> tuple[BrowserState, str]:
         """Whether the page can run the model itself, and why not."""
         if not self.settings.browser:
             return "unavailable", "this server was started with --no-browser"
+        if detail := self.browser_detail(self.settings.default_model):
+            return "unavailable", detail
         errors = [e for e in (self._ort_error, self._chunks_error) if e]
         if errors:
             return "unavailable", "; ".join(errors)
