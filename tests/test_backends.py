@@ -63,7 +63,9 @@ def test_a_backend_that_runs_too_long_is_not_chosen(
         ((1.0, 2 << 30), (2.0, 1 << 30), "onnxruntime"),  # both fit: the faster
         ((1.0, 12 << 30), (1.5, 3 << 30), "openvino"),  # only OpenVINO fits in 4 GiB
         ((2.0, 1 << 30), (1.0, 6 << 30), "onnxruntime"),  # only onnxruntime fits
-        ((2.0, 8 << 30), (1.0, 6 << 30), "openvino"),  # neither fits: the faster
+        ((2.0, 8 << 30), (1.0, 6 << 30), "openvino"),  # neither fits: faster and leaner
+        ((1.0, 12 << 30), (1.2, 5 << 30), "openvino"),  # neither fits: the leaner, 1.2x slower
+        ((1.0, 6 << 30), (2.0, 5 << 30), "onnxruntime"),  # the leaner is too slow
     ],
 )
 def test_auto_weighs_memory_as_well_as_speed(
@@ -78,3 +80,33 @@ def test_auto_weighs_memory_as_well_as_speed(
     }
     assert backends._weigh(record) == choice
     assert backends._weigh({**record, "verified": False}) == "onnxruntime"
+
+
+def test_processes_that_start_together_measure_once(tmp_path: Path, settings) -> None:
+    """Server workers or Ray actors starting at once: one runs the self-check, the others
+    wait for its verdict (the check's onnxruntime child alone can peak at 12 GB)."""
+    import subprocess
+    import sys
+
+    graph = make_graph(tmp_path / "c.onnx", height=64, head="sigmoid")
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s');"
+        "from cleancut import Remover, Settings;"
+        "s = Settings.from_env(environ={}, cache_dir=sys.argv[2], offline=True, npm='0');"
+        "r = Remover(sys.argv[1], model_family='isnet-imgly', device='cpu', threads=1, settings=s).load();"
+        "print('CHOICE', r.session.backend)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(graph), str(settings.cache_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    measured = sum(err.count("measuring onnxruntime against OpenVINO") for _, err in outs)
+    assert measured == 1, outs
+    assert len({out.split("CHOICE")[-1].strip() for out, _ in outs}) == 1

@@ -35,7 +35,7 @@ from .runtime import Backend, Device, default_threads, gpu_providers_present
 if TYPE_CHECKING:
     from ..models.prepare import Prepared
 
-__all__ = ["CHECK_TIMEOUT", "MEMORY_BUDGET", "Choice", "resolve", "self_check"]
+__all__ = ["CHECK_TIMEOUT", "MEMORY_BUDGET", "SLOWER_FOR_MEMORY", "Choice", "resolve", "self_check"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ CHECK_TIMEOUT: Final = 300.0
 #: (when one agrees with the reference), even if slower: two server workers or Ray actors
 #: must fit on a 24 GB machine.
 MEMORY_BUDGET: Final = 4 * 1024**3
+#: How much slower a backend may be and still be chosen for a lower peak when neither fits
+#: the budget (BiRefNet-lite without bf16: OpenVINO f32 5 GB at 1.2x the time of onnxruntime's 12 GB).
+SLOWER_FOR_MEMORY: Final = 1.5
 _CHECK_VERSION = 2
 
 
@@ -255,14 +258,68 @@ def self_check(
 
 def _weigh(record: dict[str, Any]) -> str:
     """Faster wins among the backends that agree, unless it needs more than
-    :data:`MEMORY_BUDGET` and the other does not."""
+    :data:`MEMORY_BUDGET` and the other does not; when neither fits, the one with the lower
+    peak unless it is more than :data:`SLOWER_FOR_MEMORY` times slower."""
     if not record.get("verified"):
         return "onnxruntime"
     ort_fits = record["onnxruntime_peak_rss"] <= MEMORY_BUDGET
     ov_fits = record["openvino_peak_rss"] <= MEMORY_BUDGET
     if ort_fits != ov_fits:
         return "onnxruntime" if ort_fits else "openvino"
-    return "openvino" if record["openvino_s"] < record["onnxruntime_s"] else "onnxruntime"
+    faster = "openvino" if record["openvino_s"] < record["onnxruntime_s"] else "onnxruntime"
+    if ort_fits:
+        return faster
+    lean = "openvino" if record["openvino_peak_rss"] < record["onnxruntime_peak_rss"] else "onnxruntime"
+    if record[f"{lean}_s"] <= SLOWER_FOR_MEMORY * record[f"{faster}_s"]:
+        return lean
+    return faster
+
+
+def _read_record(path: Path, ident: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("identity") == ident else None
+
+
+def _measure_once(
+    path: Path,
+    ident: dict[str, Any],
+    prepared: Prepared,
+    settings: Settings,
+    threads: int,
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """Run the self-check and keep its verdict, one process at a time on this machine (server
+    workers or Ray actors that start together wait for the first: the check's onnxruntime
+    child alone can peak at 12 GB for BiRefNet), re-reading the verdict after the wait."""
+    from filelock import FileLock
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock: Any = FileLock(str(path.with_suffix(".lock")))
+        lock.acquire()
+    except OSError:  # a read-only cache: measure without the lock
+        lock = None
+    try:
+        record = _read_record(path, ident)
+        if record is not None:
+            return record
+        log.info("measuring onnxruntime against OpenVINO for %s on this CPU (once)", prepared.path.name)
+        if progress is not None:
+            progress("compute:selfcheck", 0, 1)
+        record = {"identity": ident, **self_check(prepared, settings, threads, progress)}
+        if progress is not None:
+            progress("compute:selfcheck", 1, 1)
+        try:
+            write_atomic(path, json.dumps(record, indent=2).encode(), overwrite=True)
+        except OSError as exc:  # a read-only cache: measured again next time
+            log.warning("cannot keep the self-check's verdict in %s: %s", path.parent, exc)
+        return record
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _gib(n: Any) -> str:
@@ -312,22 +369,9 @@ def resolve(
         return Choice("onnxruntime", "dynamically quantised (ConvInteger) graphs run faster in onnxruntime")
     n = threads if threads and threads > 0 else default_threads()
     path, ident = _record_path(prepared, settings, n)
-    record: dict[str, Any] | None = None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        record = None
-    if record is None or record.get("identity") != ident:
-        log.info("measuring onnxruntime against OpenVINO for %s on this CPU (once)", prepared.path.name)
-        if progress is not None:
-            progress("compute:selfcheck", 0, 1)
-        record = {"identity": ident, **self_check(prepared, settings, n, progress)}
-        if progress is not None:
-            progress("compute:selfcheck", 1, 1)
-        try:
-            write_atomic(path, json.dumps(record, indent=2).encode(), overwrite=True)
-        except OSError as exc:  # a read-only cache: measured again next time
-            log.warning("cannot keep the self-check's verdict in %s: %s", path.parent, exc)
+    record = _read_record(path, ident)
+    if record is None:
+        record = _measure_once(path, ident, prepared, settings, n, progress)
     choice: Backend = "openvino" if record.get("choice") == "openvino" else "onnxruntime"
     memory = (
         f", peak {_gib(record.get('openvino_peak_rss'))} vs {_gib(record.get('onnxruntime_peak_rss'))}"
