@@ -146,7 +146,8 @@ class ServerSettings:
     model's canonical name, a custom model's file stem; see :func:`resolve_server_models`).
     The first is the default for requests and the page. ``model_family``/``model_sha256``
     apply to every custom model (``--model-family``, ``--model-sha256``). ``specs``: each
-    key's :class:`~cleancut.models.ModelSpec` (filled in by validation). ``workers``: inferences that run at the same time.
+    key's :class:`~cleancut.models.ModelSpec` (filled in by validation).
+    ``workers``: inferences that run at the same time.
     ``threads``: inference threads per worker (default: physical cores / workers).
     ``device``/``backend``: as for :class:`~cleancut.Remover` (``auto`` picks the fastest
     backend verified on this machine).
