@@ -251,6 +251,8 @@ def photo_in(body: bytes | bytearray, photo: bytes) -> bool:
 
 def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: LiveServer) -> None:
     """imaging.js reproduces pipeline.py bit for bit: resize, preprocess, postprocess, alpha."""
+    from cleancut.models.families.isnet_imgly import published_recipe
+
     pg, _ = page
     open_page(pg, live)
     rng = np.random.default_rng(7)
@@ -273,11 +275,13 @@ def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: L
                 (b) => b.toString(16).padStart(2, '0')).join('');
             const src = bytes(rgba);
             const outBytes = bytes(out);
+            const config = await (await fetch('/api/config')).json();
             return {
                 up: await hex(m.resizeBilinear(src, 37, 23, 4, 4, 64, 50)),
                 down: await hex(m.resizeBilinear(src, 37, 23, 4, 3, 16, 11)),
-                pre: await hex(m.preprocess(bytes(photo), 300, 200)),
-                post: await hex(m.postprocess(new Float32Array(outBytes.buffer), 517, 333)),
+                pre: await hex(m.preprocess(bytes(photo), 300, 200, config.browser.recipe)),
+                post: await hex(m.postprocess(new Float32Array(outBytes.buffer), 517, 333, 1024,
+                                              config.browser.recipe.upsample)),
                 fg: await hex(m.compose(src, bytes(mask), 'foreground')),
                 bg: await hex(m.compose(src, bytes(mask), 'background')),
             };
@@ -295,8 +299,11 @@ def test_javascript_pipeline_matches_pipeline_py(page: tuple[Any, Seen], live: L
 
     assert got["up"] == h(pipeline.resize_bilinear(rgba, 50, 64))
     assert got["down"] == h(pipeline.resize_bilinear(np.ascontiguousarray(rgba[:, :, :3]), 11, 16))
-    assert got["pre"] == h(pipeline.preprocess(photo))
-    assert got["post"] == h(pipeline.postprocess(out[None, None], 333, 517))
+    # IS-Net's recipe from /api/config: IMG.LY's grid, which the page always runs as the exact port
+    recipe = published_recipe()
+    assert recipe.down == "imgly" and recipe.up == "imgly"
+    assert got["pre"] == h(pipeline.preprocess(photo, 1024, norm=recipe.norm, down="imgly-exact"))
+    assert got["post"] == h(pipeline.postprocess(out[None, None], 333, 517, up="imgly-exact"))
     assert got["fg"] == h(pipeline.apply_mask(rgba, mask))
     assert got["bg"] == h(pipeline.apply_mask(rgba, mask, invert=True))
 
@@ -307,7 +314,11 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
     passes and gain."""
     import cv2
 
-    from cleancut.passes import AVERAGE_GAIN, QUALITY_MODES, combine, passes_for
+    from cleancut.models.families.isnet_imgly import published_recipe
+    from cleancut.passes import QUALITY_MODES, combine
+
+    recipe = published_recipe()
+    AVERAGE_GAIN = recipe.average_gain
 
     pg, _ = page
     open_page(pg, live)
@@ -330,7 +341,8 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
             return {one: one.data === b, size: mixed.size, mixed: Array.from(mixed.data),
                     plain: Array.from(plain.data), up: Array.from(m.resizePlane(s, 48, 64)),
                     mirrored: Array.from(m.mirror(s, 48)), same: flip.every((v, i) => Object.is(v, b[i])),
-                    modes: config.browser.modes, gain: config.browser.gain, sizes: config.browser.sizes};
+                    modes: config.browser.modes, gain: config.browser.gain, sizes: config.browser.sizes,
+                    recipe: config.browser.recipe};
         }""",
         {
             "big": base64.b64encode(big.tobytes()).decode(),
@@ -345,16 +357,78 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
         return bool(np.allclose(np.nan_to_num(np.array(js, dtype=np.float32)), want, atol=2e-6))
 
     assert got["one"] and got["same"] and got["size"] == 64
-    assert close(got["mixed"], combine([a, b])[0, 0])
+    assert close(got["mixed"], combine([a, b], gain=AVERAGE_GAIN)[0, 0])
     assert close(got["plain"], combine([a, b], gain=1.0)[0, 0])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     up = cv2.warpAffine(small, np.array([[0.75, 0, 0], [0, 0.75, 0]]), (64, 64), flags=flags,
                         borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
     assert close(got["up"], up)
     assert close(got["mirrored"], small[:, ::-1])
-    want_modes = {m: [{"size": p.size, "flip": p.flip} for p in passes_for(m)] for m in QUALITY_MODES}
+    want_modes = {m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES}
     assert got["modes"] == want_modes and got["gain"] == AVERAGE_GAIN
     assert got["sizes"] == {"768": "/models/medium@768"}
+    assert got["recipe"] == recipe.to_json()  # what the worker runs: passes, gain, normalisation
+
+
+def test_javascript_pillow_filters_and_activation_match_python(page: tuple[Any, Seen], live: LiveServer) -> None:
+    """imaging.js's port of Pillow's resize (anti-aliased bilinear and lanczos down, bicubic
+    up) is Pillow's bit for bit, as pipeline.py uses it for BiRefNet and BEN2; the half-pixel
+    bilinear is within a level of OpenCV's; a birefnet recipe's normalisation, sigmoid and a
+    min-max rescale are pipeline.py's within float rounding."""
+    import cv2
+
+    from cleancut.models.families import get_family
+    from cleancut.models.families.base import GraphInfo
+
+    pg, _ = page
+    open_page(pg, live)
+    rng = np.random.default_rng(5)
+    rgba = rng.integers(0, 256, (97, 131, 4), dtype=np.uint8)
+    mask = rng.integers(0, 256, (40, 52), dtype=np.uint8)
+    logits = rng.normal(0, 3, (32, 32)).astype(np.float32)
+
+    info = GraphInfo("x", (1, 3, 64, 64), "float", (("y", (1, 1, 64, 64), "float"),))
+    birefnet = get_family("birefnet").recipe(info)
+    got = pg.evaluate(
+        """async ({rgba, mask, logits, recipe}) => {
+            const m = await import('/static/js/imaging.js');
+            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const src = bytes(rgba), msk = bytes(mask);
+            const lg = new Float32Array(bytes(logits).buffer);
+            return {
+                bilinear: Array.from(m.resizePillow(src, 131, 97, 4, 3, 40, 29, 'bilinear')),
+                lanczos: Array.from(m.resizePillow(src, 131, 97, 4, 3, 64, 45, 'lanczos')),
+                wide: Array.from(m.resizePillow(src, 131, 97, 4, 3, 200, 97, 'lanczos')),
+                bicubic: Array.from(m.resizePillow(msk, 52, 40, 1, 1, 173, 121, 'bicubic')),
+                halfpixel: Array.from(m.resizeHalfPixel(src, 131, 97, 4, 3, 50, 37)),
+                pre: Array.from(m.preprocess(src, 131, 97, recipe)),
+                sig: Array.from(m.activate(Float32Array.from(lg), recipe)),
+                minmax: Array.from(m.activate(Float32Array.from(lg), {...recipe, rescale: 'minmax'})),
+            };
+        }""",
+        {
+            "rgba": base64.b64encode(rgba.tobytes()).decode(),
+            "mask": base64.b64encode(mask.tobytes()).decode(),
+            "logits": base64.b64encode(logits.tobytes()).decode(),
+            "recipe": birefnet.to_json(),
+        },
+    )
+    rgb = Image.fromarray(np.ascontiguousarray(rgba[:, :, :3]), "RGB")
+
+    def pil(img: Image.Image, size: tuple[int, int], f: Image.Resampling) -> list[int]:
+        return list(np.asarray(img.resize(size, f)).reshape(-1))
+
+    assert got["bilinear"] == pil(rgb, (40, 29), Image.Resampling.BILINEAR)
+    assert got["lanczos"] == pil(rgb, (64, 45), Image.Resampling.LANCZOS)
+    assert got["wide"] == pil(rgb, (200, 97), Image.Resampling.LANCZOS)
+    assert got["bicubic"] == pil(Image.fromarray(mask, "L"), (173, 121), Image.Resampling.BICUBIC)
+    cv = cv2.resize(np.ascontiguousarray(rgba[:, :, :3]), (50, 37), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(np.array(got["halfpixel"]) - cv.reshape(-1).astype(int)).max() <= 1
+    want = pipeline.preprocess(rgba, 64, norm=birefnet.norm, down=birefnet.down).reshape(-1)
+    assert np.allclose(np.array(got["pre"], dtype=np.float32), want, atol=1e-5)
+    sig = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    assert np.allclose(got["sig"], sig.reshape(-1), atol=1e-6)
+    assert np.allclose(got["minmax"], ((sig - sig.min()) / (sig.max() - sig.min())).reshape(-1), atol=1e-6)
 
 
 def test_javascript_framing_matches_framing_py(page: tuple[Any, Seen], live: LiveServer) -> None:

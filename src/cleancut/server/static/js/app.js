@@ -427,8 +427,7 @@ async function runInBrowser(job) {
       ort: c.ort,
       resources: c.resources,
       model: c.model,
-      modes: c.modes,
-      gain: c.gain,
+      recipe: c.recipe,
       sizes: c.sizes,
       backend: forcedBackend(),
     });

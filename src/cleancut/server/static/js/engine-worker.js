@@ -4,14 +4,16 @@
 // "result" | "error", ...}. Nothing here talks to the network except to fetch the model and
 // onnxruntime-web's files from this same server; the pixels never leave the worker.
 //
-// Quality modes run the server's passes (config.modes) and combine them as the server does.
+// Every step follows the model's recipe (config.recipe, from /api/config): its passes per
+// quality mode, their input size, normalisation and resize, the activation and rescale its
+// file's final map still needs, the gain of the passes' mean and the mask's upsampling.
 // A pass at 768² needs the network for that size: the server sends it as a small delta on the
 // model already here (config.sizes → a resources.json entry with a "derived" recipe); it is
 // assembled with the model's chunks (read back from the Cache API), checked by SHA-256, and
 // loaded once, on the first photo that needs it.
 
 import { assemble, fetchEntry, loadModel } from "./model-store.js";
-import { combine, mirror, postprocess, preprocess, INPUT_SIZE } from "./imaging.js";
+import { activate, combine, mirror, postprocess, preprocess } from "./imaging.js";
 import { sha256Hex } from "./sha256.js";
 
 let engine = null; // {ort, session, backend, threads, inputName, outputName}
@@ -103,9 +105,13 @@ async function prepare(id, cfg) {
   };
 }
 
-/** The session for a size²input: the model's own at 1024², else its delta assembled once. */
-function sessionFor(size, id) {
-  if (size === INPUT_SIZE) return Promise.resolve(engine);
+/** The session for a pass: the model's own at its input size, else its delta (a square
+ * size², assembled once). */
+function sessionFor(pass, id) {
+  const recipe = config.recipe;
+  if (pass.height === recipe.height && pass.width === recipe.width) return Promise.resolve(engine);
+  if (pass.height !== pass.width) return Promise.reject(new Error(`no ${pass.width}×${pass.height} network for the browser`));
+  const size = pass.width;
   if (!sized.has(size)) {
     const promise = buildSized(size, id);
     sized.set(size, promise);
@@ -135,33 +141,36 @@ async function buildSized(size, id) {
 
 async function run(id, width, height, pixels, mode) {
   if (!engine) throw new Error("the engine is not prepared");
-  const passes = (config.modes && config.modes[mode]) || [{ size: INPUT_SIZE, flip: false }];
+  const recipe = config.recipe;
+  const own = { height: recipe.height, width: recipe.width, flip: false };
+  const passes = (recipe.modes && recipe.modes[mode]) || [own];
   const rgba = new Uint8ClampedArray(pixels);
   const timings = { preprocess: 0, inference: 0, postprocess: 0 };
   const outputs = [];
   for (const [i, pass] of passes.entries()) {
-    const session = await sessionFor(pass.size, id);
+    const session = await sessionFor(pass, id);
     const t0 = performance.now();
     post({ id, type: "progress", stage: "preprocess" });
-    let input = preprocess(rgba, width, height, pass.size);
-    if (pass.flip) input = mirror(input, pass.size, 3);
+    let input = preprocess(rgba, width, height, recipe, pass.height, pass.width);
+    if (pass.flip) input = mirror(input, pass.width, 3, pass.height);
     const t1 = performance.now();
     post({ id, type: "progress", stage: "inference", pass: i + 1, passes: passes.length });
-    const tensor = new session.ort.Tensor("float32", input, [1, 3, pass.size, pass.size]);
+    const tensor = new session.ort.Tensor("float32", input, [1, 3, pass.height, pass.width]);
     const result = await session.session.run({ [session.inputName]: tensor }, [session.outputName]);
     const output = result[session.outputName];
     let data = output.location && output.location !== "cpu" ? await output.getData() : output.data;
-    data = pass.flip ? mirror(data, pass.size) : Float32Array.from(data);
+    data = activate(Float32Array.from(data), recipe);
+    if (pass.flip) data = mirror(data, pass.width, 1, pass.height);
     tensor.dispose?.();
     output.dispose?.();
-    outputs.push({ size: pass.size, data });
+    outputs.push({ size: pass.width, data });
     timings.preprocess += t1 - t0;
     timings.inference += performance.now() - t1;
   }
   const t2 = performance.now();
   post({ id, type: "progress", stage: "postprocess" });
-  const y = combine(outputs, config.gain ?? 1);
-  const mask = postprocess(y.data, width, height, y.size);
+  const y = combine(outputs, recipe.average_gain ?? 1);
+  const mask = postprocess(y.data, width, height, y.size, recipe.upsample);
   timings.postprocess = performance.now() - t2;
   post({ id, type: "result", mask: mask.buffer, timings, passes: passes.length }, [mask.buffer]);
 }

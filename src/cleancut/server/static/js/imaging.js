@@ -1,5 +1,8 @@
-// The IS-Net pre- and post-processing, bit for bit as cleancut.pipeline does it in Python,
-// so that a cut-out made in the browser matches one made on the server.
+// The pre- and post-processing of a model's recipe (/api/config: normalisation, resize,
+// activation, rescale), as cleancut.pipeline does it in Python, so that a cut-out made in the
+// browser matches one made on the server: bit for bit for IS-Net (IMG.LY's grid), and for
+// Pillow's filters (pil-bilinear, pil-lanczos, pil-bicubic: a port of its fixed-point
+// Resample.c); within float rounding for the rest.
 //
 // Resize: bilinear on IMG.LY's grid, src = dst * (srcSize / dstSize) (no half-pixel offset),
 // neighbours floor/ceil clamped to the edge, v = (1−dx)(1−dy)·p1 + dx(1−dy)·p2 + (1−dx)dy·p3
@@ -8,9 +11,6 @@
 // merely close: a different but equivalent order flips ties such as 153.5 (checked against
 // pipeline.py in tests/test_web.py).
 
-export const INPUT_SIZE = 1024;
-const MEAN = 128;
-const STD = 256;
 
 /** Sampling grid of one axis: floor/ceil neighbours and the fraction, as pipeline._axis_grid. */
 function axisGrid(src, dst) {
@@ -64,17 +64,200 @@ export function resizeBilinear(src, srcW, srcH, stride, channels, dstW, dstH) {
   return out;
 }
 
-/** RGBA pixels → network input [1, 3, S, S] float32, (v − 128) / 256, alpha ignored. */
-export function preprocess(rgba, width, height, size = INPUT_SIZE) {
-  const rgb = resizeBilinear(rgba, width, height, 4, 3, size, size);
-  const plane = size * size;
+// ------------------------------------------------------------------ Pillow's filters
+// Image.resize with BILINEAR, BICUBIC or LANCZOS on 8-bit images: coefficients in doubles,
+// normalised, turned into 22-bit fixed point, a horizontal pass (clipped to 8 bits) then a
+// vertical one, as Pillow's Resample.c does (precompute_coeffs, normalize_coeffs_8bpc).
+
+const PRECISION_BITS = 32 - 8 - 2;
+const FILTERS = {
+  bilinear: { support: 1, f: (x) => ((x = Math.abs(x)) < 1 ? 1 - x : 0) },
+  bicubic: {
+    support: 2,
+    f: (x) => {
+      const a = -0.5;
+      x = Math.abs(x);
+      if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+      if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+      return 0;
+    },
+  },
+  lanczos: {
+    support: 3,
+    f: (x) => {
+      const sinc = (v) => (v === 0 ? 1 : Math.sin(v * Math.PI) / (v * Math.PI));
+      return x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
+    },
+  },
+};
+
+function pilCoeffs(inSize, outSize, filter) {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1);
+  const support = filter.support * filterscale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const kk = new Int32Array(outSize * ksize);
+  const bounds = new Int32Array(outSize * 2);
+  const w = new Float64Array(ksize);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    const ss = 1 / filterscale;
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    let ww = 0;
+    for (let x = 0; x < xmax; x++) {
+      w[x] = filter.f((x + xmin - center + 0.5) * ss);
+      ww += w[x];
+    }
+    for (let x = 0; x < xmax; x++) {
+      const k = ww !== 0 ? w[x] / ww : w[x];
+      kk[xx * ksize + x] = Math.trunc(k < 0 ? -0.5 + k * (1 << PRECISION_BITS) : 0.5 + k * (1 << PRECISION_BITS));
+    }
+    bounds[2 * xx] = xmin;
+    bounds[2 * xx + 1] = xmax;
+  }
+  return { ksize, kk, bounds };
+}
+
+const clip8 = (v) => Math.min(255, Math.max(0, Math.floor(v / (1 << PRECISION_BITS))));
+
+/**
+ * Pillow's resize of interleaved uint8 pixels (`filter`: bilinear, bicubic or lanczos).
+ * @returns {Uint8Array} [dstH, dstW, channels]
+ */
+export function resizePillow(src, srcW, srcH, stride, channels, dstW, dstH, filter) {
+  const f = FILTERS[filter];
+  if (!f) throw new Error(`unknown Pillow filter ${filter}`);
+  let img = src;
+  let w = srcW;
+  let st = stride;
+  const half = 1 << (PRECISION_BITS - 1);
+  const v = pilCoeffs(srcH, dstH, f);
+  const yFirst = v.bounds[0];
+  const yLast = v.bounds[2 * dstH - 2] + v.bounds[2 * dstH - 1];
+  let rows = srcH;
+  let rowOffset = 0;
+  if (dstW !== srcW) {
+    // horizontal pass over the rows the vertical pass reads
+    const h = pilCoeffs(srcW, dstW, f);
+    rows = yLast - yFirst;
+    const tmp = new Uint8Array(dstW * rows * channels);
+    for (let y = 0; y < rows; y++) {
+      const row = (y + yFirst) * srcW;
+      for (let xx = 0; xx < dstW; xx++) {
+        const xmin = h.bounds[2 * xx];
+        const xmax = h.bounds[2 * xx + 1];
+        const k = xx * h.ksize;
+        for (let c = 0; c < channels; c++) {
+          let ss = half;
+          for (let x = 0; x < xmax; x++) ss += img[(row + x + xmin) * st + c] * h.kk[k + x];
+          tmp[(y * dstW + xx) * channels + c] = clip8(ss);
+        }
+      }
+    }
+    img = tmp;
+    w = dstW;
+    st = channels;
+    rowOffset = yFirst;
+  }
+  if (dstH === srcH && dstW !== srcW) return img;
+  const out = new Uint8Array(dstW * dstH * channels);
+  for (let yy = 0; yy < dstH; yy++) {
+    const ymin = v.bounds[2 * yy] - rowOffset;
+    const ymax = v.bounds[2 * yy + 1];
+    const k = yy * v.ksize;
+    for (let xx = 0; xx < w; xx++) {
+      for (let c = 0; c < channels; c++) {
+        let ss = half;
+        for (let y = 0; y < ymax; y++) ss += img[((y + ymin) * w + xx) * st + c] * v.kk[k + y];
+        out[(yy * w + xx) * channels + c] = clip8(ss);
+      }
+    }
+  }
+  return out;
+}
+
+/** Half-pixel bilinear without anti-aliasing (PyTorch's interpolate, OpenCV's resize), in
+ * doubles: within a level of OpenCV's fixed-point result. */
+export function resizeHalfPixel(src, srcW, srcH, stride, channels, dstW, dstH) {
+  const out = new Uint8Array(dstW * dstH * channels);
+  const axis = (s, d) => {
+    const lo = new Int32Array(d), hi = new Int32Array(d), fr = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      const pos = Math.max((i + 0.5) * (s / d) - 0.5, 0);
+      lo[i] = Math.min(Math.floor(pos), s - 1);
+      hi[i] = Math.min(lo[i] + 1, s - 1);
+      fr[i] = pos - lo[i];
+    }
+    return { lo, hi, fr };
+  };
+  const gx = axis(srcW, dstW);
+  const gy = axis(srcH, dstH);
+  let o = 0;
+  for (let y = 0; y < dstH; y++) {
+    const top = gy.lo[y] * srcW, bottom = gy.hi[y] * srcW, dy = gy.fr[y];
+    for (let x = 0; x < dstW; x++) {
+      const dx = gx.fr[x];
+      for (let c = 0; c < channels; c++) {
+        const a = src[(top + gx.lo[x]) * stride + c] * (1 - dx) + src[(top + gx.hi[x]) * stride + c] * dx;
+        const b = src[(bottom + gx.lo[x]) * stride + c] * (1 - dx) + src[(bottom + gx.hi[x]) * stride + c] * dx;
+        out[o++] = Math.round(a * (1 - dy) + b * dy);
+      }
+    }
+  }
+  return out;
+}
+
+/** Interleaved uint8 pixels resized as a recipe's `downsample`/`upsample` kind says. */
+export function resizeAs(kind, src, srcW, srcH, stride, channels, dstW, dstH) {
+  if (kind === "imgly" || kind === "imgly-exact") {
+    return resizeBilinear(src, srcW, srcH, stride, channels, dstW, dstH);
+  }
+  if (kind === "bilinear") return resizeHalfPixel(src, srcW, srcH, stride, channels, dstW, dstH);
+  if (kind.startsWith("pil-")) return resizePillow(src, srcW, srcH, stride, channels, dstW, dstH, kind.slice(4));
+  throw new Error(`unknown resize ${kind}`);
+}
+
+/**
+ * RGBA pixels → network input [1, 3, H, W] float32 as the recipe says: resized
+ * (recipe.downsample) to the pass's size (default the model's own), then per network channel
+ * x = v·scale/std − mean/std, reading R, G, B in the recipe's channel order; alpha ignored.
+ */
+export function preprocess(rgba, width, height, recipe, outH = recipe.height, outW = recipe.width) {
+  const same = width === outW && height === outH;
+  const rgb = same ? rgba : resizeAs(recipe.downsample, rgba, width, height, 4, 3, outW, outH);
+  const stride = same ? 4 : 3;
+  const norm = recipe.normalization;
+  const order = norm.channels === "BGR" ? [2, 1, 0] : [0, 1, 2];
+  const plane = outW * outH;
   const x = new Float32Array(3 * plane);
-  for (let i = 0; i < plane; i++) {
-    x[i] = (rgb[3 * i] - MEAN) / STD;
-    x[plane + i] = (rgb[3 * i + 1] - MEAN) / STD;
-    x[2 * plane + i] = (rgb[3 * i + 2] - MEAN) / STD;
+  for (let c = 0; c < 3; c++) {
+    const a = norm.scale / norm.std[c];
+    const b = -norm.mean[c] / norm.std[c];
+    const src = order[c];
+    const base = c * plane;
+    for (let i = 0; i < plane; i++) x[base + i] = rgb[stride * i + src] * a + b;
   }
   return x;
+}
+
+/** What the model file's final map still needs to be probabilities (recipe.activation,
+ * recipe.rescale), in place: a sigmoid, then (v − min)/(max − min) over the map (a flat map
+ * is left as it is), as the server's prepared graph appends them. */
+export function activate(data, recipe) {
+  if (recipe.activation === "sigmoid") {
+    for (let i = 0; i < data.length; i++) data[i] = 1 / (1 + Math.exp(-data[i]));
+  }
+  if (recipe.rescale === "minmax") {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of data) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const range = hi - lo;
+    if (range !== 0) for (let i = 0; i < data.length; i++) data[i] = (data[i] - lo) / range;
+  }
+  return data;
 }
 
 /**
@@ -84,15 +267,15 @@ export function preprocess(rgba, width, height, size = INPUT_SIZE) {
  * grid. (For the float models the library may resize with OpenCV on the same grid, within
  * one level; the page always uses this exact port, which pipeline.py keeps as its reference.)
  */
-export function postprocess(output, width, height, size = INPUT_SIZE) {
-  const m8 = new Uint8Array(size * size);
+export function postprocess(output, width, height, size, up = "imgly", sizeH = size) {
+  const m8 = new Uint8Array(size * sizeH);
   for (let i = 0; i < m8.length; i++) {
     const v = output[i];
     const clipped = v > 1 ? 1 : v >= 0 ? v : 0; // NaN → 0, as np.nan_to_num(np.clip(...))
     m8[i] = Math.floor(clipped * 255 + 0.5);
   }
-  if (width === size && height === size) return m8;
-  return resizeBilinear(m8, size, size, 1, 1, width, height);
+  if (width === size && height === sizeH) return m8;
+  return resizeAs(up, m8, size, sizeH, 1, 1, width, height);
 }
 
 /** round(a·b/255) in exact integers, as pipeline._mul_alpha. */
@@ -128,12 +311,12 @@ export function compose(rgba, mask, keep = "foreground") {
 // in doubles where numpy runs float32 (log, exp), so they agree within float rounding, not
 // bit for bit: a mask level may differ at a rare pixel (checked in tests/test_web.py).
 
-/** `planes` S×S float planes mirrored left-right (a flipped pass's input, or its output back). */
-export function mirror(data, size, planes = 1) {
+/** `planes` float planes (S wide, `height` tall) mirrored left-right (a flipped pass's input, or its output back). */
+export function mirror(data, size, planes = 1, height = size) {
   const out = new Float32Array(data.length);
   for (let p = 0; p < planes; p++) {
-    for (let y = 0; y < size; y++) {
-      const row = p * size * size + y * size;
+    for (let y = 0; y < height; y++) {
+      const row = p * size * height + y * size;
       for (let x = 0; x < size; x++) out[row + x] = data[row + size - 1 - x];
     }
   }
