@@ -66,7 +66,7 @@ def test_a_custom_model_is_listed_with_its_family(client: TestClient, graph: Pat
     assert mine["custom"] and mine["loaded"] and mine["ready"] and mine["default"]
     assert mine["family"] == "birefnet" and mine["input_size"] == {"height": 64, "width": 64}
     assert mine["source"] == str(graph.resolve())
-    assert not mine["browser"] and "server" in mine["browser_detail"]
+    assert not mine["browser"]  # this server was started without the in-browser engine
     # the published models are listed too, with family, download size and licence
     lite = by_name["birefnet-general-lite"]
     assert lite["family"] == "birefnet" and lite["size"] == 224_005_088 and lite["license"] == "MIT"
@@ -76,6 +76,25 @@ def test_a_custom_model_is_listed_with_its_family(client: TestClient, graph: Pat
     assert recipe["family"] == "birefnet" and recipe["activation"] == "sigmoid"
     assert recipe["height"] == recipe["width"] == 64 and recipe["downsample"] == "pil-bilinear"
     assert config["browser"]["state"] == "unavailable"
+
+
+def test_a_model_file_over_the_browser_limit_is_server_only(
+    core: Settings, graph: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cleancut.server import browser_models, state
+
+    monkeypatch.setattr(state, "BROWSER_MAX_BYTES", 100)  # the tiny graph is ~600 bytes
+    settings = ServerSettings(
+        models=(str(graph),), model_family="birefnet", core=core, load_in_background=False
+    )
+    with TestClient(create_app(settings)) as c:
+        mine = {m["name"]: m for m in c.get("/api/models").json()["models"]}["tiny-birefnet"]
+        assert not mine["browser"] and "runs on the server" in mine["browser_detail"]
+        config = c.get("/api/config").json()
+        assert config["browser"]["state"] == "unavailable" and "over the 0 MB" in config["browser"]["detail"]
+        assert config["browser"]["models"]["tiny-birefnet"]["browser"] is False
+        assert c.get("/models/resources.json").status_code == 404
+    assert browser_models.BROWSER_MAX_BYTES == 300_000_000
 
 
 def test_a_request_picks_the_custom_model_and_gets_its_mask(client: TestClient) -> None:

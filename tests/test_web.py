@@ -318,7 +318,7 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
     from cleancut.passes import QUALITY_MODES, combine
 
     recipe = published_recipe()
-    AVERAGE_GAIN = recipe.average_gain
+    average_gain = recipe.average_gain
 
     pg, _ = page
     open_page(pg, live)
@@ -347,7 +347,7 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
         {
             "big": base64.b64encode(big.tobytes()).decode(),
             "small": base64.b64encode(small.tobytes()).decode(),
-            "gain": AVERAGE_GAIN,
+            "gain": average_gain,
         },
     )
     a, b = big[None, None], small[None, None]
@@ -357,7 +357,7 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
         return bool(np.allclose(np.nan_to_num(np.array(js, dtype=np.float32)), want, atol=2e-6))
 
     assert got["one"] and got["same"] and got["size"] == 64
-    assert close(got["mixed"], combine([a, b], gain=AVERAGE_GAIN)[0, 0])
+    assert close(got["mixed"], combine([a, b], gain=average_gain)[0, 0])
     assert close(got["plain"], combine([a, b], gain=1.0)[0, 0])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     up = cv2.warpAffine(small, np.array([[0.75, 0, 0], [0, 0.75, 0]]), (64, 64), flags=flags,
@@ -365,12 +365,14 @@ def test_javascript_quality_modes_match_passes_py(page: tuple[Any, Seen], live: 
     assert close(got["up"], up)
     assert close(got["mirrored"], small[:, ::-1])
     want_modes = {m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES}
-    assert got["modes"] == want_modes and got["gain"] == AVERAGE_GAIN
+    assert got["modes"] == want_modes and got["gain"] == average_gain
     assert got["sizes"] == {"768": "/models/medium@768"}
     assert got["recipe"] == recipe.to_json()  # what the worker runs: passes, gain, normalisation
 
 
-def test_javascript_pillow_filters_and_activation_match_python(page: tuple[Any, Seen], live: LiveServer) -> None:
+def test_javascript_pillow_filters_and_activation_match_python(
+    page: tuple[Any, Seen], live: LiveServer
+) -> None:
     """imaging.js's port of Pillow's resize (anti-aliased bilinear and lanczos down, bicubic
     up) is Pillow's bit for bit, as pipeline.py uses it for BiRefNet and BEN2; the half-pixel
     bilinear is within a level of OpenCV's; a birefnet recipe's normalisation, sigmoid and a
@@ -835,3 +837,58 @@ def test_second_visit_works_offline(
     assert "in your browser" in summary
     assert iou(alpha, server_alpha) >= 0.95
     pg.screenshot(path=str(ARTIFACTS / "web-offline.png"), full_page=True)
+
+
+def test_a_custom_birefnet_model_runs_in_the_browser(
+    browser_context: Any, model_settings: Settings, tmp_path: Path
+) -> None:
+    """``-m tiny.onnx --model-family birefnet``: the page runs the file itself with the
+    family's recipe (Pillow bilinear to 64², ImageNet normalisation, the last of three maps,
+    a sigmoid, Pillow bicubic back), its alpha the server's within 1/255, and no request
+    carries the photo."""
+    from tinygraphs import REFERENCES, expected_value, flat_photo, make_graph
+
+    graph = make_graph(tmp_path / "tiny-birefnet.onnx", height=64, extra_outputs=2)
+    rgb = (250, 10, 60)
+    photo = tmp_path / "flat.png"
+    pixels = flat_photo(rgb, 90, 120)
+    pixels[30:60, 40:80] = (20, 200, 90)  # a second colour: the resize and its edges count too
+    Image.fromarray(pixels).save(photo)
+    settings = ServerSettings(
+        models=(str(graph),), model_family="birefnet", core=model_settings, load_in_background=False
+    )
+    recorder = Recorder(create_app(settings))
+    url, server, thread = start_server(recorder)
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        with urllib.request.urlopen(url + "/api/config") as r:
+            config = json.load(r)
+        assert config["browser"]["state"] == "ready", config["browser"]["detail"]
+        assert config["browser"]["model"]["resource"] == "/models/tiny-birefnet"
+        assert config["browser"]["output"] == "z" and config["browser"]["recipe"]["activation"] == "sigmoid"
+        request = urllib.request.Request(
+            url + "/api/remove?format=alpha8", data=photo.read_bytes(), headers={"Content-Type": "image/png"}
+        )
+        with urllib.request.urlopen(request) as r:
+            want = np.frombuffer(r.read(), np.uint8).reshape(90, 120)
+        assert abs(int(want[5, 5]) - 255 * expected_value(REFERENCES["birefnet"], rgb, "logits")) <= 1.5
+        first = len(recorder.requests)
+        page.goto(url + "/")
+        page.wait_for_function("() => document.querySelector('#engine-note').textContent.length > 0")
+        assert page.is_checked('input[name="mode"][value="browser"]')
+        alpha, summary = cut_out(page, tmp_path / "cut.png", photo)
+        assert "in your browser" in summary
+        diff = np.abs(alpha.astype(int) - want.astype(int))
+        print(f"\ncustom birefnet in the browser: {summary}; max |Δα| {diff.max()}")
+        assert diff.max() <= 1
+        data = photo.read_bytes()
+        received = recorder.requests[first:]
+        assert not [r for r in received if r.method == "POST" or photo_in(r.body, data)]
+        assert [r for r in received if r.path.startswith("/models/chunks/")]
+        assert not errors, errors
+    finally:
+        page.close()
+        server.should_exit = True
+        thread.join(30)

@@ -19,7 +19,7 @@ from ..errors import InvalidOptionError
 from ..io.formats import FORMATS, mime_type
 from ..models import MODELS
 from ..passes import QUALITY_MODES
-from .browser_models import BROWSER_SIZES, sized_key
+from .browser_models import BROWSER_MAX_BYTES, BROWSER_SIZES, browser_model_for, sized_key
 from .errors import ApiError
 from .jobqueue import Slot
 from .metrics import note_cutout
@@ -249,9 +249,13 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
         state = get_state(request)
         settings = state.settings
         browser_state, detail = state.browser_status()
-        browser_name = state.browser_model
-        spec = MODELS[browser_name] if browser_name is not None else None
-        recipe = state.engine.recipe_of(settings.default_model)
+        default = settings.default_model
+        resource = state.browser_model
+        served = state.chunks.models.get(resource) if state.chunks is not None and resource else None
+        spec = settings.spec(default)
+        if spec.published:
+            spec = browser_model_for(spec)
+        recipe = state.engine.recipe_of(default)
         ort = state.ort
         return {
             "version": __version__,
@@ -272,8 +276,14 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 "state": browser_state,
                 "detail": detail,
                 "model": None
-                if spec is None
-                else {"name": spec.name, "resource": spec.resource, "size": spec.size},
+                if resource is None
+                else {
+                    "name": spec.name if spec.published else default,
+                    "resource": resource,
+                    "size": served.size if served is not None else spec.size,
+                },
+                # the model file's final map (the page runs the file as published)
+                "output": state.engine.output_of(default),
                 "resources": "/models/resources.json",
                 # The quality modes as the page runs them: passes, the gain of their mean, and
                 # the resources.json key of each input size other than the model's 1024².
@@ -282,9 +292,10 @@ def build_router(models: tuple[str, ...]) -> APIRouter:
                 else {m: [{"size": p.size, "flip": p.flip} for p in recipe.passes(m)] for m in QUALITY_MODES},
                 "gain": None if recipe is None else recipe.average_gain,
                 "recipe": None if recipe is None else recipe.to_json(),
-                "sizes": {}
-                if spec is None
-                else {str(n): sized_key(spec.resource or "", n) for n in BROWSER_SIZES},
+                "sizes": {str(n): sized_key(resource, n) for n in BROWSER_SIZES}
+                if resource is not None and spec.resource is not None
+                else {},
+                "max_bytes": BROWSER_MAX_BYTES,
                 # Every loaded model: its recipe (None until loaded) and whether the page runs it.
                 "models": {
                     key: {

@@ -28,6 +28,7 @@ from ..models.store import fetch_model
 from .browser_sizes import SizedDelta, build_sized_delta
 
 __all__ = [
+    "BROWSER_MAX_BYTES",
     "BROWSER_SIZES",
     "CHUNK_SIZE",
     "BrowserModel",
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: The published chunk size of the data package.
 CHUNK_SIZE: Final = 4 * 1024 * 1024
+#: The largest model file the page runs itself (300 MB: BiRefNet lite's 224 MB fits, BiRefNet
+#: general's 973 MB does not); a larger model is server-only. A browser tab holds the file,
+#: the session's copy of its weights and the activations at once.
+BROWSER_MAX_BYTES: Final = 300_000_000
 #: The input sizes IMG.LY's IS-Net quality modes need besides 1024² (served as deltas:
 #: browser_sizes), read from its family's recipe for its published graph.
 def _imgly_sizes() -> tuple[int, ...]:
@@ -73,11 +78,14 @@ class BrowserModel:
     path: Path
     chunks: tuple[ChunkRef, ...]
     sized: tuple[SizedDelta, ...] = ()
+    #: the resources.json key of a single-file model (IMG.LY's keep their published one)
+    resource: str | None = None
 
     @property
     def key(self) -> str:
-        assert self.spec.resource is not None
-        return self.spec.resource
+        key = self.spec.resource or self.resource
+        assert key is not None
+        return key
 
     @property
     def size(self) -> int:
@@ -98,7 +106,7 @@ def _entry(chunks: tuple[ChunkRef, ...], name: str) -> dict[str, Any]:
     }
 
 
-def browser_model_for(name: str) -> ModelSpec:
+def browser_model_for(name: str | ModelSpec) -> ModelSpec:
     """The published file the browser runs for a server model (``isnet`` → ``isnet_fp16``:
     the fp32 copy exists only on the server, derived locally)."""
     spec = resolve_model(name)
@@ -107,8 +115,15 @@ def browser_model_for(name: str) -> ModelSpec:
     return spec
 
 
-def build_chunks(spec: ModelSpec, path: Path) -> BrowserModel:
-    """Hash the file once: every chunk, and the whole against the pinned SHA-256."""
+def resource_key(server_key: str, spec: ModelSpec) -> str:
+    """The resources.json key the page fetches a model by: IMG.LY's own key for their files,
+    ``/models/<server key>`` for any other single file."""
+    return spec.resource or f"/models/{server_key}"
+
+
+def build_chunks(spec: ModelSpec, path: Path, resource: str | None = None) -> BrowserModel:
+    """Hash the file once: every chunk, and the whole against the pinned SHA-256 (and size,
+    where it is pinned)."""
     whole = hashlib.sha256()
     chunks: list[ChunkRef] = []
     start = 0
@@ -117,12 +132,14 @@ def build_chunks(spec: ModelSpec, path: Path) -> BrowserModel:
             whole.update(block)
             chunks.append(ChunkRef(hashlib.sha256(block).hexdigest(), start, start + len(block)))
             start += len(block)
-    if spec.sha256 is not None and (whole.hexdigest() != spec.sha256 or start != spec.size):
+    if spec.sha256 is not None and (
+        whole.hexdigest() != spec.sha256 or (spec.size is not None and start != spec.size)
+    ):
         raise ChecksumMismatchError(
             f"{path} does not match the pinned size/SHA-256 of {spec.name}; "
             f"run `cleancut models fetch --force {spec.name}`"
         )
-    return BrowserModel(spec, path, tuple(chunks))
+    return BrowserModel(spec, path, tuple(chunks), resource=resource)
 
 
 def build_sized(model: BrowserModel, sizes: tuple[int, ...] = BROWSER_SIZES) -> BrowserModel:
@@ -131,7 +148,7 @@ def build_sized(model: BrowserModel, sizes: tuple[int, ...] = BROWSER_SIZES) -> 
     :func:`build_chunks` read it cannot slip through."""
     stat = model.path.stat()
     deltas = _deltas(str(model.path), stat.st_size, stat.st_mtime_ns, sizes)
-    return BrowserModel(model.spec, model.path, model.chunks, deltas)
+    return BrowserModel(model.spec, model.path, model.chunks, deltas, model.resource)
 
 
 @functools.lru_cache(maxsize=4)
@@ -146,7 +163,7 @@ class ModelChunks:
     chunk hash to the bytes that make it."""
 
     def __init__(self, models: list[BrowserModel]) -> None:
-        self.models = {m.spec.name: m for m in models}
+        self.models = {m.key: m for m in models}
         self._index: dict[str, tuple[Path, int, int]] = {
             c.sha256: (m.path, c.start, c.end) for m in models for c in m.chunks
         }
@@ -164,18 +181,23 @@ class ModelChunks:
                 self._sized[sized_key(m.key, d.size)] = {**entry, "derived": d.recipe(m.key)}
 
     @classmethod
-    def prepare(cls, names: tuple[str, ...], settings: Settings) -> ModelChunks:
-        """Fetch (if needed) and hash the published files behind ``names``."""
-        specs = list(dict.fromkeys(browser_model_for(n) for n in names))
-        models = [build_chunks(spec, fetch_model(spec, settings)) for spec in specs]
-        out = []
-        for m in models:
-            try:
-                m = build_sized(m)
-            except CleancutError as exc:  # the page still runs the default mode
-                log.warning("the in-browser engine has no %s graphs: %s", BROWSER_SIZES, exc)
-            out.append(m)
-        return cls(out)
+    def prepare(cls, models: dict[str, ModelSpec], settings: Settings) -> ModelChunks:
+        """Fetch (if needed) and hash the files the page runs for ``models`` (server key →
+        spec): IMG.LY's published files with their 768² deltas, any other file as it is."""
+        out: dict[str, BrowserModel] = {}
+        for key, server_spec in models.items():
+            spec = browser_model_for(server_spec) if server_spec.published else server_spec
+            resource = resource_key(key, spec)
+            if resource in out:
+                continue
+            m = build_chunks(spec, fetch_model(spec, settings), resource)
+            if spec.family == "isnet-imgly" and spec.resource is not None:
+                try:
+                    m = build_sized(m)
+                except CleancutError as exc:  # the page still runs the default mode
+                    log.warning("the in-browser engine has no %s graphs: %s", BROWSER_SIZES, exc)
+            out[resource] = m
+        return cls(list(out.values()))
 
     def resources(self) -> dict[str, Any]:
         return {**{m.key: m.resource_entry() for m in self.models.values()}, **self._sized}

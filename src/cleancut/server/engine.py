@@ -133,6 +133,13 @@ class Engine:
         """The recipe of a loaded model (``None`` until it is loaded: reading it may fetch)."""
         return self.removers[key].recipe if key in self._networks else None
 
+    def output_of(self, key: str) -> str | None:
+        """The name of the final map among the model file's outputs (``None`` until loaded)."""
+        if key not in self._networks:
+            return None
+        prepared = self.removers[key].prepared()
+        return prepared.family.output_name(prepared.info)
+
     def check_local_models(self) -> None:
         """Read and check every model that is a local file (its checksum, its family, the
         graph's input and output) now: what needs no network fails before the port is bound

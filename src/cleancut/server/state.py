@@ -14,7 +14,8 @@ import threading
 from typing import Literal
 
 from ..errors import CleancutError
-from .browser_models import ModelChunks, browser_model_for
+from ..models.store import model_file
+from .browser_models import BROWSER_MAX_BYTES, ModelChunks, browser_model_for, resource_key
 from .engine import Engine
 from .jobqueue import JobQueue
 from .ort_assets import OrtAssets, provision_ort
@@ -65,12 +66,11 @@ class AppState:
         if not self.settings.browser:
             return
         # After the engine: it has fetched the files, so hashing reads a warm page cache.
-        keys = [k for k in self.settings.models if not self.browser_detail(k)]
-        names = tuple(self.settings.spec(k).name for k in keys)
-        if not names:
+        wanted = {k: self.settings.spec(k) for k in self.settings.models if not self.browser_detail(k)}
+        if not wanted:
             return
         try:
-            self.chunks = ModelChunks.prepare(names, self.settings.core)
+            self.chunks = ModelChunks.prepare(wanted, self.settings.core)
         except CleancutError as exc:
             self._chunks_error = str(exc)
             log.warning("the in-browser engine has no model: %s", exc)
@@ -89,22 +89,31 @@ class AppState:
     # ------------------------------------------------------------------ browser status
 
     def browser_detail(self, key: str) -> str:
-        """Why the page cannot run the loaded model ``key`` itself ("" where it can): its
-        in-browser pipeline is IMG.LY's IS-Net's, and runs their published files."""
+        """Why the page cannot run the loaded model ``key`` itself ("" where it can): a file
+        over :data:`BROWSER_MAX_BYTES` runs on the server only."""
         spec = self.settings.spec(key)
-        if spec.custom or spec.family != "isnet-imgly":
+        if spec.published:
+            spec = browser_model_for(spec)
+        path = model_file(spec, self.settings.core)
+        size = path.stat().st_size if path.is_file() else spec.size
+        if size is None:
+            return ""  # known once fetched: the engine loads it first
+        if size > BROWSER_MAX_BYTES:
             return (
-                f"{key} is a {spec.family or 'custom'} model: the page runs IS-Net (isnet-imgly) "
-                "models only, so it runs on the server"
+                f"{key}'s file is {size / 1e6:.0f} MB, over the {BROWSER_MAX_BYTES / 1e6:.0f} MB "
+                "a browser can hold: it runs on the server"
             )
         return ""
 
     @property
     def browser_model(self) -> str | None:
-        """The published file the page runs for the default model (``None``: server-only)."""
-        if self.browser_detail(self.settings.default_model):
+        """The resources.json key of the file the page runs for the default model (``None``:
+        server-only)."""
+        key = self.settings.default_model
+        if self.browser_detail(key):
             return None
-        return browser_model_for(self.settings.spec(self.settings.default_model).name).name
+        spec = self.settings.spec(key)
+        return resource_key(key, browser_model_for(spec) if spec.published else spec)
 
     def browser_status(self) -> tuple[BrowserState, str]:
         """Whether the page can run the model itself, and why not."""

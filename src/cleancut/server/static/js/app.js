@@ -428,6 +428,7 @@ async function runInBrowser(job) {
       resources: c.resources,
       model: c.model,
       recipe: c.recipe,
+      output: c.output,
       sizes: c.sizes,
       backend: forcedBackend(),
     });

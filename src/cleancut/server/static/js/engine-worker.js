@@ -68,7 +68,8 @@ async function createSession(config, modelBytes, backend, id) {
     backend,
     threads: backend === "wasm" ? ort.env.wasm.numThreads : null,
     inputName: session.inputNames[0],
-    outputName: session.outputNames.includes("output") ? "output" : session.outputNames[0],
+    // the final map, as the server read it from the file (else IS-Net's "output", else the first)
+    outputName: [config.output, "output"].find((n) => n && session.outputNames.includes(n)) || session.outputNames[0],
   };
 }
 
