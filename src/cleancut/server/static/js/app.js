@@ -1,5 +1,5 @@
 // The cleancut page: photos in (drop, pick, paste), cut-outs out, one after another.
-// "In your browser" runs IS-Net in a worker (nothing is uploaded); "On the server" posts the
+// "In your browser" runs the server's default model in a worker, as its recipe says (nothing is uploaded); "On the server" posts the
 // photo to /api/remove. Either way the result is composed, framed (background, crop,
 // e-commerce canvas: framing.js) and encoded here, on a canvas, so it can be changed after
 // the cut-out. The quality mode runs in the browser too (the server's passes, the server's
@@ -98,7 +98,12 @@ function describeFraming() {
   ui.decontaminate.disabled = inBrowser;
   for (const input of [...ui.bgInputs, ui.color, ui.crop]) input.disabled = ui.ecommerce.checked;
   let text = "";
-  if (ui.quality.value === "best") text = "Best: four network passes (1024² and 768², each mirrored) averaged, about 3.1× the time of the default.";
+  const best = state.config?.browser?.recipe?.modes?.best;
+  if (ui.quality.value === "best" && best) {
+    // the default model's own passes: IS-Net's four (1024² and 768², mirrored), BiRefNet's two
+    const sizes = [...new Set(best.map((p) => `${p.width}²`))].join(" and ");
+    text = `Best: ${best.length} network passes (${sizes}, each also mirrored) averaged.`;
+  } else if (ui.quality.value === "best") text = "Best: several network passes averaged.";
   else if (ui.quality.value === "fast") text = "Fast: one smaller network pass, a little less accurate.";
   if (inBrowser) text = `${text} In the browser: the server's own mask for this mode; clean edge colours run on the server.`.trim();
   if (ui.ecommerce.checked) text = `${text} The e-commerce preset sets the background and the crop.`.trim();
