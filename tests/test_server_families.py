@@ -168,3 +168,22 @@ def test_a_bad_custom_model_stops_serve_before_it_binds(core: Settings, tmp_path
     fragment = {"missing": "no such model file", "no-family": "which family", "wrong-checksum": "sha-256",
                 "wrong-shape": "3 channels", "two-checksums": "pins one file"}[case]  # fmt: skip
     assert fragment in errors[0].lower(), errors[0]
+
+
+def test_a_url_model_that_cannot_be_fetched_is_a_readyz_failure(core: Settings, graph: Path) -> None:
+    """What needs the network loads after the start: offline and not cached, a custom URL
+    fails /readyz with the message (naming the model), while the other model still lists."""
+    settings = ServerSettings(
+        models=(str(graph), "https://models.example/other.onnx"),
+        model_family="birefnet",
+        core=core,
+        browser=False,
+        load_in_background=False,
+    )
+    assert settings.models == ("tiny-birefnet", "other")
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"] == "model_unavailable"
+        assert "loaded: other: other.onnx is not in the cache" in r.json()["detail"]
+        names = [m["name"] for m in c.get("/api/models").json()["models"]]
+        assert "other" in names and "tiny-birefnet" in names
