@@ -42,10 +42,12 @@ log = logging.getLogger(__name__)
 
 #: The published chunk size of the data package.
 CHUNK_SIZE: Final = 4 * 1024 * 1024
-#: The largest model file the page runs itself (300 MB: BiRefNet lite's 224 MB fits, BiRefNet
-#: general's 973 MB does not); a larger model is server-only. A browser tab holds the file,
-#: the session's copy of its weights and the activations at once.
-BROWSER_MAX_BYTES: Final = 300_000_000
+#: The largest model file the page runs itself: 200 MB. A tab holds the file, the session's
+#: copy of its weights and the activations in WebAssembly's 4 GB at once; measured in headless
+#: Chromium (benchmarks/birefnet.py web): IS-Net's 176 MB fp32 graph runs at 0.98 GB, BiRefNet
+#: lite's 224 MB session is created but its pass fails with bad_alloc at 4.16 GB. A larger
+#: model is server-only.
+BROWSER_MAX_BYTES: Final = 200_000_000
 #: The input sizes IMG.LY's IS-Net quality modes need besides 1024² (served as deltas:
 #: browser_sizes), read from its family's recipe for its published graph.
 def _imgly_sizes() -> tuple[int, ...]:
