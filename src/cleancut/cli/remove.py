@@ -129,10 +129,10 @@ def remove_cmd(
     with errors():
         settings = flags.settings()
         out_fmt = normalize_format(fmt) if fmt else None
-        options = _cut_options(
+        options = cut_options_from_flags(
             output_type, out_fmt, quality, bg_color, edges, framing, quality_mode, settings
         )
-        _check_model(model, model_family, model_sha256)
+        check_model(model, model_family, model_sha256)
         run = _Run(
             engine=EngineOptions(
                 model=model,
@@ -157,7 +157,7 @@ def remove_cmd(
         _dispatch(inputs, output, options, run)
 
 
-def _check_model(model: str, family: str | None, sha256: str | None) -> None:
+def check_model(model: str, family: str | None, sha256: str | None) -> None:
     """``-m`` with ``--model-family``/``--model-sha256`` names a model (published, a file that
     exists, or a URL): else a usage error before anything runs."""
     from ..errors import ModelNotFoundError, UnknownModelError
@@ -179,7 +179,7 @@ def _given(*flags: tuple[str, str]) -> tuple[str, ...]:
     return tuple(flag for flag, name in flags if ctx.get_parameter_source(name) not in defaults)
 
 
-def _cut_options(
+def cut_options_from_flags(
     output_type: str,
     fmt: OutputFormat | None,
     quality: float,

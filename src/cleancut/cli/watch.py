@@ -39,7 +39,7 @@ from ..io.formats import OutputFormat, normalize_format
 from ..options import EngineOptions
 from .app import SettingsFlags, echo, errors, settings_options
 from .progress import FetchProgress
-from .remove import _cut_options
+from .remove import check_model, cut_options_from_flags
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
@@ -262,6 +262,8 @@ class _Target:
     "after its writer closes it, where the OS tells; at once when moved in).",
 )
 @table_option("model", "-m", show_default=True)
+@table_option("model_family")
+@table_option("model_sha256")
 @table_option("mode", "quality_mode", show_default=True)
 @table_option("type", "-t", "output_type", show_default=True)
 @table_option("format", "-f", "fmt", default=None)
@@ -283,6 +285,8 @@ def watch_cmd(
     output: str | None,
     settle: float,
     model: str,
+    model_family: str | None,
+    model_sha256: str | None,
     quality_mode: str,
     output_type: str,
     fmt: str | None,
@@ -313,13 +317,20 @@ def watch_cmd(
     with errors():
         settings = flags.settings()
         out_fmt = normalize_format(fmt) if fmt else None
-        options = _cut_options(
+        options = cut_options_from_flags(
             output_type, out_fmt, quality, bg_color, edges, framing, quality_mode, settings
         )
         _check_paths(folder, output)
         _plan(_Target(folder, output, out_fmt, options, overwrite, quiet))  # its usage errors, now
+        check_model(model, model_family, model_sha256)
         engine = EngineOptions(
-            model=model, device=device, backend=backend, strict=strict_device, threads=threads
+            model=model,
+            model_family=model_family,
+            model_sha256=model_sha256,
+            device=device,
+            backend=backend,
+            strict=strict_device,
+            threads=threads,
         )
         target = _Target(folder, output, out_fmt, options, overwrite, quiet)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop: the same clean stop
