@@ -160,7 +160,7 @@ def test_model_names_paths_and_urls_resolve(tmp_path: Path) -> None:
         resolve_model("https://example.org/x.onnx", family="resnet")
     with pytest.raises(InvalidOptionError, match="64 hexadecimal"):
         resolve_model("https://example.org/x.onnx", sha256="abc")
-    with pytest.raises(InvalidOptionError, match="is a birefnet model"):
+    with pytest.raises(InvalidOptionError, match="is of the birefnet family"):
         resolve_model("birefnet-general", family="isnet")
     url = resolve_model("https://example.org/m/my%20net.onnx", family="ben2")
     assert url.custom and url.family == "ben2" and url.url and url.name.startswith("my-net-")

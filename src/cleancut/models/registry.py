@@ -365,7 +365,7 @@ def resolve_model(
         return spec
     if fam is not None and fam != spec.family:
         raise InvalidOptionError(
-            f"model {spec.name!r} is a {spec.family} model; --model-family applies to files of your own"
+            f"model {spec.name!r} is of the {spec.family} family; --model-family applies to files of your own"
         )
     if sha is not None and spec.sha256 is not None and sha != spec.sha256:
         raise InvalidOptionError(
