@@ -132,16 +132,9 @@ def remove_cmd(
         options = cut_options_from_flags(
             output_type, out_fmt, quality, bg_color, edges, framing, quality_mode, settings
         )
-        check_model(model, model_family, model_sha256)
         run = _Run(
-            engine=EngineOptions(
-                model=model,
-                model_family=model_family,
-                model_sha256=model_sha256,
-                device=device,
-                backend=backend,
-                strict=strict_device,
-                threads=threads,
+            engine=engine_from_flags(
+                model, model_family, model_sha256, device, backend, strict_device, threads
             ),
             fmt=out_fmt,
             flags=flags,
@@ -157,9 +150,18 @@ def remove_cmd(
         _dispatch(inputs, output, options, run)
 
 
-def check_model(model: str, family: str | None, sha256: str | None) -> None:
-    """``-m`` with ``--model-family``/``--model-sha256`` names a model (published, a file that
-    exists, or a URL): else a usage error before anything runs."""
+def engine_from_flags(
+    model: str,
+    family: str | None,
+    sha256: str | None,
+    device: str,
+    backend: str,
+    strict: bool,
+    threads: int | None,
+) -> EngineOptions:
+    """The engine flags as one :class:`EngineOptions`. ``-m`` with ``--model-family`` and
+    ``--model-sha256`` must name a model (published, a file that exists, or a URL): else a
+    usage error before anything runs."""
     from ..errors import ModelNotFoundError, UnknownModelError
     from ..models import resolve_model
 
@@ -167,6 +169,15 @@ def check_model(model: str, family: str | None, sha256: str | None) -> None:
         resolve_model(model, family=family, sha256=sha256)
     except (UnknownModelError, ModelNotFoundError) as exc:
         raise InvalidOptionError(f"--model: {exc.args[0] if exc.args else exc}") from exc
+    return EngineOptions(
+        model=model,
+        model_family=family,
+        model_sha256=sha256,
+        device=device,
+        backend=backend,
+        strict=strict,
+        threads=threads,
+    )
 
 
 def _given(*flags: tuple[str, str]) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ from ..io.formats import OutputFormat, normalize_format
 from ..options import EngineOptions
 from .app import SettingsFlags, echo, errors, settings_options
 from .progress import FetchProgress
-from .remove import check_model, cut_options_from_flags
+from .remove import cut_options_from_flags, engine_from_flags
 
 if TYPE_CHECKING:
     from watchdog.events import FileSystemEvent
@@ -322,16 +322,7 @@ def watch_cmd(
         )
         _check_paths(folder, output)
         _plan(_Target(folder, output, out_fmt, options, overwrite, quiet))  # its usage errors, now
-        check_model(model, model_family, model_sha256)
-        engine = EngineOptions(
-            model=model,
-            model_family=model_family,
-            model_sha256=model_sha256,
-            device=device,
-            backend=backend,
-            strict=strict_device,
-            threads=threads,
-        )
+        engine = engine_from_flags(model, model_family, model_sha256, device, backend, strict_device, threads)
         target = _Target(folder, output, out_fmt, options, overwrite, quiet)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a service stop: the same clean stop
         try:
