@@ -300,51 +300,25 @@ def with_input_size(model: onnx.ModelProto, size: int, base: int = 1024) -> onnx
     if size % 32 or size < 32:
         raise ModelError(f"the network input must be a multiple of 32 pixels, got {size}")
     graph = model.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    constants = {id(n): n for n in graph.node if n.op_type == "Constant"}
-    initializers = {t.name: t for t in graph.initializer}
-    done: set[str] = set()
 
-    def scale(tensor: onnx.TensorProto, what: str, first: int) -> None:
+    def scale(tensor: onnx.TensorProto, first: int) -> None:
         value = numpy_helper.to_array(tensor)
         scaled = value.copy()
         scaled[first:] = value[first:] * size // base
         if not np.array_equal(scaled[first:] * base, value[first:] * size):
-            raise ModelError(f"input size {size} does not scale {what} {value.tolist()} to whole pixels")
+            raise ModelError(
+                f"input size {size} does not scale the Resize sizes {value.tolist()} to whole pixels"
+            )
         tensor.CopyFrom(numpy_helper.from_array(scaled.astype(value.dtype), tensor.name))
 
-    rewritten = 0
-    for node in graph.node:
-        if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
-            continue
-        sizes = node.input[3]
-        if sizes in done:  # one target shared by several Resize nodes is scaled once
-            continue
-        source = producers.get(sizes)
-        if sizes in initializers:
-            folded = initializers[sizes]
-        elif source is not None and id(source) in constants:
-            folded = source.attribute[0].t
-        else:
-            folded = None
-        if folded is not None:
-            # The whole [N, C, H, W] target is one constant (the quantised graph's exporter
-            # folded the Concat): its last two entries are the pixels.
-            if len(folded.dims) != 1 or folded.dims[0] != 4:
-                raise ModelError(f"unexpected graph: Resize {node.name} sizes are not [N, C, H, W]")
-            scale(folded, f"Resize {node.name} sizes", 2)
-            rewritten += 1
-        elif source is not None and source.op_type == "Concat":
-            for name in source.input:
-                const = producers.get(name)
-                if const is not None and id(const) in constants:
-                    scale(const.attribute[0].t, f"Resize {node.name} sizes", 0)
-                    rewritten += 1
-        else:
-            raise ModelError(f"unexpected graph: Resize {node.name} sizes are not a Concat or a constant")
-        done.add(sizes)
-    if rewritten == 0:
-        raise ModelError("unexpected graph: no Resize output sizes to rescale")
+    targets = resize_targets(model)
+    if targets is None:
+        raise ModelError(
+            "unexpected graph: no Resize output sizes to rescale, or one takes its sizes from "
+            "something other than a constant [N, C, H, W] or a Concat of constants"
+        )
+    for tensor, first in targets:
+        scale(tensor, first)
     for vi in [*graph.input, *graph.output]:
         dims = vi.type.tensor_type.shape.dim
         if len(dims) == 4:
@@ -389,7 +363,7 @@ def sized_graph(path: Path, size: int, settings: Settings, *, base: int = 1024) 
     return target
 
 
-def _resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
+def resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
     """The constants holding IS-Net-style upsampling targets (tensor, first pixel index), or
     ``None`` when a Resize takes its size from anything else (the graph cannot be resized)."""
     graph = model.graph
@@ -428,4 +402,4 @@ def _resize_targets(model: onnx.ModelProto) -> list[tuple[Any, int]] | None:
 
 
 def resizable_graph(model: onnx.ModelProto) -> bool:
-    return _resize_targets(model) is not None
+    return resize_targets(model) is not None
